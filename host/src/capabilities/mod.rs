@@ -1,0 +1,281 @@
+//! Host capabilities: the only way a step reaches anything outside its
+//! sandbox.
+//!
+//! One module per capability, each with its own state, its policy check (a
+//! question to [`crate::grants`]) and one `add_to_linker`. What every
+//! capability of one step execution shares lives in [`StepEnv`]: who is
+//! calling, what it was granted, and the [`CallLedger`] that counts calls
+//! against the host-call budget and records every use and denial (the
+//! material of the audit trail).
+
+pub mod http;
+pub mod log;
+pub mod process;
+pub mod secrets;
+pub mod sql;
+
+use crate::grants::{Denial, EffectiveGrants};
+use crate::runtime::bindings;
+use crate::secrets::Masker;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which run a step execution belongs to; carried into logs and events.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepIdentity {
+    pub plugin: String,
+    pub digest: String,
+    pub job_id: String,
+    pub execution_id: String,
+    pub step_id: String,
+}
+
+/// What all capabilities of one step execution share.
+#[derive(Debug)]
+pub struct StepEnv {
+    pub identity: StepIdentity,
+    pub grants: Arc<EffectiveGrants>,
+    pub ledger: CallLedger,
+    pub masker: Arc<Masker>,
+}
+
+impl StepEnv {
+    pub fn new(
+        identity: StepIdentity,
+        grants: Arc<EffectiveGrants>,
+        masker: Arc<Masker>,
+        max_host_calls: u32,
+    ) -> Self {
+        Self {
+            identity,
+            grants,
+            ledger: CallLedger::new(max_host_calls),
+            masker,
+        }
+    }
+
+    /// Starts a capability call: counts it against the budget.
+    pub(crate) fn begin(&self, capability: &'static str) -> Result<CallTimer, CapabilityError> {
+        self.ledger.count(capability)?;
+        Ok(CallTimer {
+            capability,
+            started: Instant::now(),
+        })
+    }
+
+    /// Records the outcome of a call that [`StepEnv::begin`] started.
+    pub(crate) fn finish<T>(
+        &self,
+        timer: CallTimer,
+        target: &str,
+        result: &Result<T, CapabilityError>,
+    ) {
+        let (decision, detail) = match result {
+            Ok(_) => (Decision::Allowed, None),
+            Err(CapabilityError::Denied(d)) => (Decision::Denied, Some(d.reason.clone())),
+            Err(e) => (Decision::Failed, Some(e.to_string())),
+        };
+        let event = CapabilityEvent {
+            capability: timer.capability,
+            target: self.masker.mask(target).into_owned(),
+            decision,
+            detail: detail.map(|d| self.masker.mask(&d).into_owned()),
+            duration: timer.started.elapsed(),
+        };
+        match decision {
+            Decision::Denied => tracing::warn!(
+                plugin = %self.identity.plugin, execution_id = %self.identity.execution_id,
+                step_id = %self.identity.step_id, capability = event.capability,
+                target = %event.target, detail = event.detail.as_deref().unwrap_or(""),
+                "capability denied"
+            ),
+            _ => tracing::debug!(
+                plugin = %self.identity.plugin, execution_id = %self.identity.execution_id,
+                step_id = %self.identity.step_id, capability = event.capability,
+                target = %event.target, decision = ?decision,
+                duration_us = event.duration.as_micros() as u64, "capability call"
+            ),
+        }
+        self.ledger.push(event);
+    }
+}
+
+/// The start of one capability call.
+pub(crate) struct CallTimer {
+    capability: &'static str,
+    started: Instant,
+}
+
+/// Counts host calls against the step's budget and records each call.
+#[derive(Debug)]
+pub struct CallLedger {
+    max_calls: u32,
+    calls: AtomicU32,
+    exhausted: AtomicBool,
+    events: Mutex<Vec<CapabilityEvent>>,
+}
+
+/// Events kept per step; calls beyond this are counted but not itemised.
+const MAX_EVENTS: usize = 1000;
+
+impl CallLedger {
+    fn new(max_calls: u32) -> Self {
+        Self {
+            max_calls,
+            calls: AtomicU32::new(0),
+            exhausted: AtomicBool::new(false),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn count(&self, capability: &str) -> Result<(), CapabilityError> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.max_calls {
+            self.exhausted.store(true, Ordering::Relaxed);
+            return Err(CapabilityError::BudgetExceeded(format!(
+                "{capability} call refused: the step used its budget of {} host calls",
+                self.max_calls
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&self, event: CapabilityEvent) {
+        if let Ok(mut events) = self.events.lock()
+            && events.len() < MAX_EVENTS
+        {
+            events.push(event);
+        }
+    }
+
+    /// Host calls made (including refused ones).
+    pub fn calls(&self) -> u32 {
+        self.calls
+            .load(Ordering::Relaxed)
+            .min(self.max_calls.saturating_add(1))
+    }
+
+    /// Whether the step ran out of host calls; it fails whatever it returns.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted.load(Ordering::Relaxed)
+    }
+
+    pub fn max_calls(&self) -> u32 {
+        self.max_calls
+    }
+
+    pub fn take_events(&self) -> Vec<CapabilityEvent> {
+        self.events
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+}
+
+/// The decision on one capability call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allowed,
+    Denied,
+    /// Allowed, but the call itself failed.
+    Failed,
+}
+
+/// One capability call, as the audit trail will record it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityEvent {
+    pub capability: &'static str,
+    pub target: String,
+    pub decision: Decision,
+    pub detail: Option<String>,
+    #[serde(with = "duration_micros")]
+    pub duration: Duration,
+}
+
+mod duration_micros {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_micros() as u64)
+    }
+}
+
+/// The host-side error of a capability call, the same cases as the WIT
+/// `capability-error`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("{0}")]
+    Denied(Denial),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    #[error("budget exceeded: {0}")]
+    BudgetExceeded(String),
+}
+
+impl From<Denial> for bindings::Denial {
+    fn from(d: Denial) -> Self {
+        Self {
+            capability: d.capability,
+            target: d.target,
+            reason: d.reason,
+            grant_hint: d.grant_hint,
+        }
+    }
+}
+
+impl From<bindings::Denial> for Denial {
+    fn from(d: bindings::Denial) -> Self {
+        Self {
+            capability: d.capability,
+            target: d.target,
+            reason: d.reason,
+            grant_hint: d.grant_hint,
+        }
+    }
+}
+
+impl CapabilityError {
+    /// The WIT value, with secrets masked out of every message.
+    pub(crate) fn into_wit(self, masker: &Masker) -> bindings::CapabilityError {
+        let m = |s: String| masker.mask(&s).into_owned();
+        match self {
+            Self::Denied(d) => bindings::CapabilityError::Denied(
+                Denial {
+                    target: m(d.target),
+                    reason: m(d.reason),
+                    grant_hint: m(d.grant_hint),
+                    capability: d.capability,
+                }
+                .into(),
+            ),
+            Self::InvalidRequest(s) => bindings::CapabilityError::InvalidRequest(m(s)),
+            Self::Failed(s) => bindings::CapabilityError::Failed(m(s)),
+            Self::TimedOut(s) => bindings::CapabilityError::TimedOut(m(s)),
+            Self::BudgetExceeded(s) => bindings::CapabilityError::BudgetExceeded(m(s)),
+        }
+    }
+}
+
+/// Registers the shared `types` interface (types only, no functions).
+pub fn add_types_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    bindings::meridian::step::types::add_to_linker::<T, TypesOnly>(linker, |_| TypesOnly)
+}
+
+/// The `types` interface has no functions; this is its (empty) host.
+pub struct TypesOnly;
+
+impl wasmtime::component::HasData for TypesOnly {
+    type Data<'a> = TypesOnly;
+}
+
+impl bindings::meridian::step::types::Host for TypesOnly {}

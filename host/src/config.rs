@@ -1,0 +1,356 @@
+//! Configuration: a TOML file, environment overrides and command-line
+//! flags, parsed once into typed values.
+//!
+//! Precedence: flag > `MERIDIAN_*` environment variable > file > default.
+//! Relative paths in the file are relative to the file's directory. Secrets
+//! may be given literally, by environment variable or by file, and also as
+//! `MERIDIAN_SECRET_<NAME>` variables (the name lower-cased).
+
+use crate::capabilities::http::HttpLimits;
+use crate::grants::{GrantSpec, Grants};
+use crate::runtime::SandboxLimits;
+use crate::secrets::{SecretStore, SecretValue};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "meridian-data";
+/// The default API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    plugins_dir: Option<PathBuf>,
+    /// A further TOML file holding `[[grants]]`, kept apart so security
+    /// teams can own it.
+    grants_file: Option<PathBuf>,
+    #[serde(default)]
+    sandbox: SandboxFile,
+    #[serde(default)]
+    http: HttpFile,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+    #[serde(default)]
+    grants: Vec<GrantSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxFile {
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    max_host_calls: Option<u32>,
+    max_output_bytes: Option<usize>,
+    max_log_bytes: Option<usize>,
+    max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    max_response_bytes: Option<usize>,
+    max_request_bytes: Option<usize>,
+    default_timeout_ms: Option<u64>,
+    max_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsFile {
+    #[serde(default)]
+    grants: Vec<GrantSpec>,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SecretSource {
+    Literal(String),
+    Env { env: String },
+    File { file: PathBuf },
+}
+
+/// Values given on the command line or through `MERIDIAN_*` variables.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub plugins_dir: Option<PathBuf>,
+}
+
+/// The whole configuration, parsed.
+#[derive(Debug)]
+pub struct Config {
+    /// Store, compiled-plugin cache and logs live here.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Extra plugins are loaded from here, besides the built-in ones.
+    pub plugins_dir: Option<PathBuf>,
+    pub sandbox: SandboxLimits,
+    pub http: HttpLimits,
+    pub secrets: SecretStore,
+    pub grants: Grants,
+}
+
+/// A configuration problem, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {message}")]
+    Field {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads the file (when given), then applies environment secrets and the
+    /// overrides.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let (parsed, base) = match file {
+            Some(path) => {
+                let parsed: FileConfig = read_toml(path)?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (parsed, Some(base))
+            }
+            None => (FileConfig::default(), None),
+        };
+        let origin = file.map_or_else(|| "configuration".to_string(), |p| p.display().to_string());
+        let field = |field: &str, message: String| ConfigError::Field {
+            path: origin.clone(),
+            field: field.to_string(),
+            message,
+        };
+        let resolve = |p: PathBuf| match &base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        };
+
+        let data_dir = overrides
+            .data_dir
+            .or(parsed.data_dir.map(resolve))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_text = overrides
+            .listen
+            .or(parsed.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text.parse().map_err(|e| {
+            field(
+                "listen",
+                format!("{listen_text:?} is not an address like 127.0.0.1:8080: {e}"),
+            )
+        })?;
+        let plugins_dir = overrides.plugins_dir.or(parsed.plugins_dir.map(resolve));
+
+        let mut sandbox = SandboxLimits::default();
+        let s = parsed.sandbox;
+        if let Some(ms) = s.timeout_ms {
+            sandbox.timeout = Duration::from_millis(ms);
+        }
+        if let Some(mb) = s.memory_mb {
+            if !(1..=4096).contains(&mb) {
+                return Err(field(
+                    "sandbox.memory_mb",
+                    "must be between 1 and 4096".into(),
+                ));
+            }
+            sandbox.memory_bytes = (mb as usize) * 1024 * 1024;
+        }
+        if let Some(n) = s.max_host_calls {
+            sandbox.max_host_calls = n;
+        }
+        if let Some(n) = s.max_output_bytes {
+            sandbox.max_output_bytes = n;
+        }
+        if let Some(n) = s.max_log_bytes {
+            sandbox.max_log_bytes = n;
+        }
+        if let Some(n) = s.max_concurrent {
+            if !(1..=1024).contains(&n) {
+                return Err(field(
+                    "sandbox.max_concurrent",
+                    "must be between 1 and 1024".into(),
+                ));
+            }
+            sandbox.max_concurrent = n;
+        }
+
+        let mut http = HttpLimits::default();
+        let h = parsed.http;
+        if let Some(n) = h.max_response_bytes {
+            http.max_response_bytes = n;
+        }
+        if let Some(n) = h.max_request_bytes {
+            http.max_request_bytes = n;
+        }
+        if let Some(ms) = h.default_timeout_ms {
+            http.default_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = h.max_timeout_ms {
+            http.max_timeout = Duration::from_millis(ms);
+        }
+
+        let mut secrets = BTreeMap::new();
+        for (name, source) in parsed.secrets {
+            let value = match source {
+                SecretSource::Literal(v) => v,
+                SecretSource::Env { env } => std::env::var(&env).map_err(|_| {
+                    field(
+                        &format!("secrets.{name}.env"),
+                        format!("environment variable {env} is not set"),
+                    )
+                })?,
+                SecretSource::File { file } => {
+                    let file = resolve(file);
+                    std::fs::read_to_string(&file)
+                        .map_err(|e| {
+                            field(
+                                &format!("secrets.{name}.file"),
+                                format!("{}: {e}", file.display()),
+                            )
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string()
+                }
+            };
+            secrets.insert(name, SecretValue::new(value));
+        }
+        for (key, value) in std::env::vars() {
+            if let Some(name) = key.strip_prefix("MERIDIAN_SECRET_")
+                && !name.is_empty()
+            {
+                secrets.insert(name.to_ascii_lowercase(), SecretValue::new(value));
+            }
+        }
+
+        let mut grants_specs = parsed.grants;
+        let mut grants_origin = "grants".to_string();
+        if let Some(gf) = parsed.grants_file {
+            let gf = resolve(gf);
+            let extra: GrantsFile = read_toml(&gf)?;
+            grants_origin = format!("grants (from {} and {})", origin, gf.display());
+            grants_specs.extend(extra.grants);
+        }
+        let grants =
+            Grants::parse(&grants_specs, "grants").map_err(|errors| ConfigError::Field {
+                path: grants_origin,
+                field: "grants".into(),
+                message: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+
+        Ok(Self {
+            data_dir,
+            listen,
+            plugins_dir,
+            sandbox,
+            http,
+            secrets: SecretStore::new(secrets),
+            grants,
+        })
+    }
+
+    /// Where compiled components are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache").join("components")
+    }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn file_values_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pw", "from-file\n");
+        let cfg = write(
+            dir.path(),
+            "m.toml",
+            r#"
+            listen = "127.0.0.1:9999"
+            plugins_dir = "plugins"
+            [sandbox]
+            timeout_ms = 1500
+            [secrets]
+            lit = "literal"
+            pw = { file = "pw" }
+            [[grants]]
+            plugin = "http"
+            secrets = ["lit"]
+            "#,
+        );
+        let c = Config::load(
+            Some(&cfg),
+            Overrides {
+                data_dir: Some("/tmp/x".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.plugins_dir, Some(dir.path().join("plugins")));
+        assert_eq!(c.sandbox.timeout, Duration::from_millis(1500));
+        assert_eq!(c.secrets.get("pw").unwrap().expose(), "from-file");
+        assert_eq!(c.secrets.get("lit").unwrap().expose(), "literal");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "m.toml", "listen = \"nope\"\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let cfg = write(dir.path(), "m2.toml", "[sandbox]\nmemroy_mb = 3\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memroy_mb"), "{e}");
+        let cfg = write(
+            dir.path(),
+            "m3.toml",
+            "[[grants]]\nplugin = \"p\"\n[[grants.http]]\nhost = \"\"\n",
+        );
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grants[0].http[0].host"), "{e}");
+    }
+}

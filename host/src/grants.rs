@@ -1,0 +1,670 @@
+//! Capability grants: what an operator allows each plugin to reach.
+//!
+//! Deny by default. Grants are typed and resource-level and are parsed once,
+//! when the config loads, into [`Grants`]; a step's effective capabilities
+//! are what its plugin asks for (in `describe`) ∩ what is granted to that
+//! plugin (optionally bound to its sha256 digest). Only this module decides
+//! whether a capability call is allowed; the capability modules ask it and
+//! turn a refusal into a typed denial that names the grant that would have
+//! allowed the call.
+
+use crate::runtime::Digest;
+use globset::{Glob, GlobBuilder, GlobMatcher};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use url::Url;
+
+/// A grant as written in the config file (`[[grants]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// The step type name the grant is for.
+    pub plugin: String,
+    /// When set, the grant applies only to the component with this digest
+    /// (`sha256:<hex>`), so a changed binary has no grants.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Secret names the plugin may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Outbound HTTP rules.
+    #[serde(default)]
+    pub http: Vec<HttpRuleSpec>,
+}
+
+/// One HTTP allow rule as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRuleSpec {
+    #[serde(default = "default_schemes")]
+    pub scheme: Vec<String>,
+    /// Host name glob (`api.example.com`, `*.example.com`) or an IP literal.
+    pub host: String,
+    /// Allowed ports; by default the scheme's default port.
+    #[serde(default)]
+    pub port: Vec<u16>,
+    /// Allowed methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// Loopback, private, link-local and metadata addresses are refused
+    /// unless this is true, whatever the host name resolves to.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+fn default_schemes() -> Vec<String> {
+    vec!["https".to_string()]
+}
+
+fn default_path_prefix() -> String {
+    "/".to_string()
+}
+
+/// A grant that could not be parsed, with the path of the offending field.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct GrantError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every grant, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    grants: Vec<PluginGrant>,
+}
+
+#[derive(Debug, Clone)]
+struct PluginGrant {
+    plugin: String,
+    digest: Option<Digest>,
+    secrets: BTreeSet<String>,
+    http: Vec<HttpRule>,
+}
+
+/// One parsed HTTP rule.
+#[derive(Debug, Clone)]
+pub struct HttpRule {
+    schemes: Vec<String>,
+    host: String,
+    host_matcher: GlobMatcher,
+    ports: Vec<u16>,
+    methods: Vec<String>,
+    path_prefix: String,
+    allow_private: bool,
+}
+
+impl HttpRule {
+    pub fn allow_private(&self) -> bool {
+        self.allow_private
+    }
+}
+
+impl fmt::Display for HttpRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "scheme = {:?}, host = {:?}, path_prefix = {:?}",
+            self.schemes, self.host, self.path_prefix
+        )?;
+        if !self.ports.is_empty() {
+            write!(f, ", port = {:?}", self.ports)?;
+        }
+        if !self.methods.is_empty() {
+            write!(f, ", methods = {:?}", self.methods)?;
+        }
+        if self.allow_private {
+            write!(f, ", allow_private = true")?;
+        }
+        Ok(())
+    }
+}
+
+impl Grants {
+    /// Parses every grant; `base_path` names where they came from in errors
+    /// (`grants`).
+    pub fn parse(specs: &[GrantSpec], base_path: &str) -> Result<Self, Vec<GrantError>> {
+        let mut errors = Vec::new();
+        let mut grants = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let path = format!("{base_path}[{i}]");
+            match PluginGrant::parse(spec, &path) {
+                Ok(g) => grants.push(g),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { grants })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// What the plugin with this name and digest may do, limited to what it
+    /// asked for.
+    pub fn effective(&self, plugin: &str, digest: &Digest, asks: &Asks) -> EffectiveGrants {
+        let mut secrets = BTreeSet::new();
+        let mut http = Vec::new();
+        for g in self
+            .grants
+            .iter()
+            .filter(|g| g.plugin == plugin && g.digest.as_ref().is_none_or(|d| d == digest))
+        {
+            secrets.extend(g.secrets.iter().filter(|s| asks.secret_asked(s)).cloned());
+            if asks.http.is_some() {
+                http.extend(g.http.iter().cloned());
+            }
+        }
+        EffectiveGrants {
+            plugin: plugin.to_string(),
+            asks: asks.clone(),
+            secrets,
+            http,
+        }
+    }
+}
+
+impl PluginGrant {
+    fn parse(spec: &GrantSpec, path: &str) -> Result<Self, Vec<GrantError>> {
+        let mut errors = Vec::new();
+        let err = |field: String, message: String| GrantError {
+            path: format!("{path}.{field}"),
+            message,
+        };
+        if spec.plugin.trim().is_empty() {
+            errors.push(err("plugin".into(), "must name a step type".into()));
+        }
+        let digest = match &spec.digest {
+            Some(d) => match d.parse::<Digest>() {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.push(err("digest".into(), e.to_string()));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut http = Vec::new();
+        for (i, rule) in spec.http.iter().enumerate() {
+            match HttpRule::parse(rule) {
+                Ok(r) => http.push(r),
+                Err((field, message)) => errors.push(err(format!("http[{i}].{field}"), message)),
+            }
+        }
+        for (i, s) in spec.secrets.iter().enumerate() {
+            if s.trim().is_empty() {
+                errors.push(err(format!("secrets[{i}]"), "empty secret name".into()));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            plugin: spec.plugin.clone(),
+            digest,
+            secrets: spec.secrets.iter().cloned().collect(),
+            http,
+        })
+    }
+}
+
+impl HttpRule {
+    fn parse(spec: &HttpRuleSpec) -> Result<Self, (&'static str, String)> {
+        let mut schemes = Vec::new();
+        for s in &spec.scheme {
+            let s = s.to_ascii_lowercase();
+            if s != "http" && s != "https" {
+                return Err((
+                    "scheme",
+                    format!("unsupported scheme {s:?}: use http or https"),
+                ));
+            }
+            schemes.push(s);
+        }
+        if schemes.is_empty() {
+            return Err(("scheme", "must list at least one scheme".into()));
+        }
+        let host = spec.host.trim().to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(("host", "must not be empty".into()));
+        }
+        if host.contains('/') || host.contains(':') && host.parse::<IpAddr>().is_err() {
+            return Err((
+                "host",
+                format!("{host:?} is not a host name pattern (no scheme, port or path)"),
+            ));
+        }
+        let host_matcher = GlobBuilder::new(&host)
+            .case_insensitive(true)
+            .literal_separator(false)
+            .build()
+            .map(|g: Glob| g.compile_matcher())
+            .map_err(|e| ("host", format!("invalid host pattern: {e}")))?;
+        let mut methods = Vec::new();
+        for m in &spec.methods {
+            let m = m.trim().to_ascii_uppercase();
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(("methods", format!("{m:?} is not an HTTP method")));
+            }
+            methods.push(m);
+        }
+        if !spec.path_prefix.starts_with('/') {
+            return Err(("path_prefix", "must start with '/'".into()));
+        }
+        if spec.port.contains(&0) {
+            return Err(("port", "0 is not a port".into()));
+        }
+        Ok(Self {
+            schemes,
+            host,
+            host_matcher,
+            ports: spec.port.clone(),
+            methods,
+            path_prefix: spec.path_prefix.clone(),
+            allow_private: spec.allow_private,
+        })
+    }
+
+    fn matches(&self, method: &str, url: &Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default();
+        self.schemes.iter().any(|s| s == url.scheme())
+            && self.host_matcher.is_match(host)
+            && match port {
+                Some(p) if self.ports.is_empty() => Some(p) == default_port(url.scheme()),
+                Some(p) => self.ports.contains(&p),
+                None => false,
+            }
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && url.path().starts_with(&self.path_prefix)
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// What a component asked for in `describe`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Asks {
+    /// URL patterns the component may call; `None` when it did not ask for
+    /// HTTP at all.
+    pub http: Option<Vec<GlobMatcher>>,
+    /// Secret name patterns; `None` when it did not ask for secrets.
+    pub secrets: Option<Vec<GlobMatcher>>,
+    pub sql: bool,
+    pub process: bool,
+}
+
+impl Asks {
+    /// Adds one ask; `target` is a glob over a URL or a name, "*" for any.
+    pub fn add(&mut self, kind: AskKind, target: &str) -> Result<(), String> {
+        let matcher = || {
+            GlobBuilder::new(if target.trim().is_empty() {
+                "*"
+            } else {
+                target
+            })
+            .literal_separator(false)
+            .build()
+            .map(|g| g.compile_matcher())
+            .map_err(|e| format!("invalid capability target {target:?}: {e}"))
+        };
+        match kind {
+            AskKind::Http => self.http.get_or_insert_with(Vec::new).push(matcher()?),
+            AskKind::Secrets => self.secrets.get_or_insert_with(Vec::new).push(matcher()?),
+            AskKind::Sql => self.sql = true,
+            AskKind::Process => self.process = true,
+            AskKind::Log => {}
+        }
+        Ok(())
+    }
+
+    fn secret_asked(&self, name: &str) -> bool {
+        self.secrets
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|g| g.is_match(name)))
+    }
+
+    fn url_asked(&self, url: &str) -> bool {
+        self.http
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|g| g.is_match(url)))
+    }
+}
+
+/// Kinds of capability, as asked for in `describe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskKind {
+    Log,
+    Secrets,
+    Sql,
+    Process,
+    Http,
+}
+
+/// A refused capability call: what, why, and which grant would allow it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Denial {
+    pub capability: String,
+    pub target: String,
+    pub reason: String,
+    pub grant_hint: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} denied for {}: {} (would be allowed by: {})",
+            self.capability, self.target, self.reason, self.grant_hint
+        )
+    }
+}
+
+/// The effective grants of one plugin build: consulted on every call.
+#[derive(Debug, Clone)]
+pub struct EffectiveGrants {
+    plugin: String,
+    asks: Asks,
+    secrets: BTreeSet<String>,
+    http: Vec<HttpRule>,
+}
+
+impl EffectiveGrants {
+    /// Nothing is allowed.
+    pub fn none(plugin: &str) -> Self {
+        Self {
+            plugin: plugin.to_string(),
+            asks: Asks::default(),
+            secrets: BTreeSet::new(),
+            http: Vec::new(),
+        }
+    }
+
+    /// May this plugin read the named secret?
+    pub fn check_secret(&self, name: &str) -> Result<(), Denial> {
+        if !self.asks.secret_asked(name) {
+            return Err(self.denial(
+                "secrets",
+                name,
+                "the plugin did not ask for this secret in describe",
+                format!("the plugin must ask for secrets {name:?}"),
+            ));
+        }
+        if self.secrets.contains(name) {
+            Ok(())
+        } else {
+            Err(self.denial(
+                "secrets",
+                name,
+                "no grant allows this secret",
+                format!(
+                    "[[grants]] plugin = {:?}, secrets = [{name:?}]",
+                    self.plugin
+                ),
+            ))
+        }
+    }
+
+    /// May this plugin send this request? Returns the rule that allows it,
+    /// which also says whether private addresses are allowed.
+    pub fn check_http(&self, method: &str, url: &Url) -> Result<&HttpRule, Denial> {
+        let target = format!("{method} {url}");
+        if !self.asks.url_asked(url.as_str()) {
+            return Err(self.denial(
+                "http",
+                &target,
+                "the plugin did not ask for HTTP access to this URL in describe",
+                format!("the plugin must ask for http {:?}", url.as_str()),
+            ));
+        }
+        let Some(rule) = self.http.iter().find(|r| r.matches(method, url)) else {
+            let host = url.host_str().unwrap_or_default();
+            let port = match url.port() {
+                Some(p) => format!(", port = [{p}]"),
+                None => String::new(),
+            };
+            return Err(self.denial(
+                "http",
+                &target,
+                "no HTTP grant matches this scheme, host, port, method and path",
+                format!(
+                    "[[grants.http]] (plugin = {:?}) scheme = [{:?}], host = {host:?}{port}, methods = [{method:?}], path_prefix = {:?}",
+                    self.plugin,
+                    url.scheme(),
+                    url.path()
+                ),
+            ));
+        };
+        if let Some(ip) = literal_ip(url)
+            && !rule.allow_private
+            && !is_public(ip)
+        {
+            return Err(self.private_denial(&target, ip, rule));
+        }
+        Ok(rule)
+    }
+
+    /// The denial for a host that resolved to (or is) a non-public address.
+    pub fn private_denial(&self, target: &str, ip: IpAddr, rule: &HttpRule) -> Denial {
+        self.denial(
+            "http",
+            target,
+            &format!("{ip} is a loopback, private, link-local or metadata address"),
+            format!(
+                "[[grants.http]] (plugin = {:?}) {rule}, allow_private = true",
+                self.plugin
+            ),
+        )
+    }
+
+    /// The denial for a capability this host has no grants for yet.
+    pub fn deny_ungrantable(&self, capability: &str, target: &str) -> Denial {
+        self.denial(
+            capability,
+            target,
+            &format!("no {capability} grant exists for this plugin"),
+            format!("a {capability} grant for plugin {:?}", self.plugin),
+        )
+    }
+
+    fn denial(&self, capability: &str, target: &str, reason: &str, grant_hint: String) -> Denial {
+        Denial {
+            capability: capability.to_string(),
+            target: target.to_string(),
+            reason: reason.to_string(),
+            grant_hint,
+        }
+    }
+}
+
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Is this an address a step may reach without `allow_private`? Refuses
+/// loopback, private, link-local (which holds the cloud metadata address
+/// 169.254.169.254), shared, unspecified, broadcast, documentation and
+/// unique-local ranges, also when written as an IPv4-mapped IPv6 address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+                || (seg[0] == 0x64 && seg[1] == 0xff9b))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(toml_text: &str) -> Grants {
+        #[derive(Deserialize)]
+        struct File {
+            grants: Vec<GrantSpec>,
+        }
+        let f: File = toml::from_str(toml_text).unwrap();
+        Grants::parse(&f.grants, "grants").unwrap()
+    }
+
+    fn asks_all() -> Asks {
+        let mut a = Asks::default();
+        a.add(AskKind::Http, "*").unwrap();
+        a.add(AskKind::Secrets, "*").unwrap();
+        a
+    }
+
+    fn digest() -> Digest {
+        Digest::of(b"component")
+    }
+
+    #[test]
+    fn http_rules_check_every_part() {
+        let g = grants(
+            r#"
+            [[grants]]
+            plugin = "http"
+            [[grants.http]]
+            host = "*.example.com"
+            methods = ["GET"]
+            path_prefix = "/api/"
+            "#,
+        );
+        let e = g.effective("http", &digest(), &asks_all());
+        let ok = |m: &str, u: &str| e.check_http(m, &Url::parse(u).unwrap()).is_ok();
+        assert!(ok("GET", "https://a.example.com/api/x"));
+        assert!(!ok("POST", "https://a.example.com/api/x"), "method");
+        assert!(!ok("GET", "http://a.example.com/api/x"), "scheme");
+        assert!(!ok("GET", "https://a.example.com:8443/api/x"), "port");
+        assert!(!ok("GET", "https://a.example.com/other"), "path");
+        assert!(!ok("GET", "https://example.org/api/x"), "host");
+        let other = g.effective("other", &digest(), &asks_all());
+        assert!(
+            other
+                .check_http("GET", &Url::parse("https://a.example.com/api/").unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn denial_names_the_grant_that_would_allow() {
+        let g = grants("[[grants]]\nplugin = \"http\"\n");
+        let e = g.effective("http", &digest(), &asks_all());
+        let d = e
+            .check_http(
+                "POST",
+                &Url::parse("https://api.example.com:8443/v1/x").unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(d.capability, "http");
+        assert_eq!(d.target, "POST https://api.example.com:8443/v1/x");
+        assert!(
+            d.grant_hint.contains("host = \"api.example.com\""),
+            "{}",
+            d.grant_hint
+        );
+        assert!(d.grant_hint.contains("port = [8443]"), "{}", d.grant_hint);
+    }
+
+    #[test]
+    fn private_literals_need_allow_private() {
+        let g = grants(
+            r#"
+            [[grants]]
+            plugin = "p"
+            [[grants.http]]
+            scheme = ["http"]
+            host = "*"
+            port = [8080]
+            "#,
+        );
+        let e = g.effective("p", &digest(), &asks_all());
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://169.254.169.254:8080/",
+            "http://[::1]:8080/",
+            "http://[::ffff:10.0.0.1]:8080/",
+        ] {
+            let d = e.check_http("GET", &Url::parse(url).unwrap()).unwrap_err();
+            assert!(d.grant_hint.contains("allow_private = true"), "{url}: {d}");
+        }
+        assert!(
+            e.check_http("GET", &Url::parse("http://93.184.216.34:8080/").unwrap())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn digest_binding_and_asks_limit_grants() {
+        let g = grants(&format!(
+            "[[grants]]\nplugin = \"p\"\ndigest = \"{}\"\nsecrets = [\"a\", \"b\"]\n",
+            Digest::of(b"other")
+        ));
+        let e = g.effective("p", &digest(), &asks_all());
+        assert!(
+            e.check_secret("a").is_err(),
+            "digest mismatch means no grant"
+        );
+        let g = grants("[[grants]]\nplugin = \"p\"\nsecrets = [\"a\", \"b\"]\n");
+        let mut asks = Asks::default();
+        asks.add(AskKind::Secrets, "a").unwrap();
+        let e = g.effective("p", &digest(), &asks);
+        assert!(e.check_secret("a").is_ok());
+        assert!(e.check_secret("b").is_err(), "not asked for");
+    }
+
+    #[test]
+    fn bad_grants_name_their_field() {
+        #[derive(Deserialize)]
+        struct File {
+            grants: Vec<GrantSpec>,
+        }
+        let f: File = toml::from_str(
+            "[[grants]]\nplugin = \"p\"\ndigest = \"md5:x\"\n[[grants.http]]\nhost = \"https://x\"\n",
+        )
+        .unwrap();
+        let errs = Grants::parse(&f.grants, "grants").unwrap_err();
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["grants[0].digest", "grants[0].http[0].host"]);
+    }
+}

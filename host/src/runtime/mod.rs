@@ -1,0 +1,963 @@
+//! The sandboxed WebAssembly runtime that runs every step.
+//!
+//! One wasmtime [`Engine`] (component model, pooling allocator, epoch
+//! interruption) and one [`Linker`] hold for the life of the host. Each
+//! plugin is compiled once (and cached on disk by [`cache`]), described
+//! once, and pre-instantiated once ([`PluginPre`]); each step execution gets
+//! a fresh [`Store`] with its own budgets: a wall-clock timeout (the epoch
+//! ticker makes running wasm yield, so a tokio timeout can cancel it, host
+//! calls included), a memory cap, a host-call budget and an output cap.
+//!
+//! WASI is linked because every wasip2 guest imports it, but with nothing
+//! granted: no preopened directories, no environment, no sockets. The only
+//! ways out are the capabilities in [`crate::capabilities`].
+
+pub mod bindings;
+pub mod cache;
+mod state;
+
+pub use state::StepState;
+
+use crate::capabilities::http::HttpClient;
+use crate::capabilities::log::{Level, LogLine, Source};
+use crate::capabilities::{self, CapabilityEvent, StepEnv, StepIdentity};
+use crate::grants::{AskKind, Asks, Denial, EffectiveGrants, Grants};
+use crate::secrets::SecretStore;
+use bindings::{PluginPre, StepError as WitStepError};
+use cache::CompileCache;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+/// How often the epoch advances; running wasm yields at each tick, which
+/// bounds how late a timeout can be noticed.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The sha256 digest of a component's bytes: a plugin's identity for grants.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hex_part = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("{s:?} is not a digest: expected sha256:<64 hex digits>"))?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out)
+            .map_err(|_| format!("{s:?} is not a digest: expected sha256:<64 hex digits>"))?;
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Budgets and sizes of the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    /// Wall-clock limit of one step execution when the step names none.
+    pub timeout: Duration,
+    /// Linear memory one step may use.
+    pub memory_bytes: usize,
+    /// Capability calls one step execution may make (log lines included).
+    pub max_host_calls: u32,
+    /// Bytes of output JSON and exported variables one step may return.
+    pub max_output_bytes: usize,
+    /// Bytes of log lines kept per step execution.
+    pub max_log_bytes: usize,
+    /// Bytes of stdout and of stderr kept per step execution.
+    pub max_stdio_bytes: usize,
+    /// Step executions that can run at once (sizes the instance pool).
+    pub max_concurrent: u32,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            memory_bytes: 256 * 1024 * 1024,
+            max_host_calls: 10_000,
+            max_output_bytes: 1024 * 1024,
+            max_log_bytes: 1024 * 1024,
+            max_stdio_bytes: 64 * 1024,
+            max_concurrent: 32,
+        }
+    }
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PluginSource {
+    /// Compiled into this binary from the workspace's plugins/.
+    BuiltIn,
+    /// A file in the plugins directory (or given on the command line).
+    File { path: PathBuf },
+}
+
+/// One capability a component asks for, as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityAsk {
+    pub kind: &'static str,
+    pub target: String,
+    pub reason: String,
+}
+
+/// Everything known about a plugin without running a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub digest: Digest,
+    pub source: PluginSource,
+    pub config_schema: Value,
+    pub capabilities: Vec<CapabilityAsk>,
+    /// Names of the component's imports (interfaces it can call).
+    pub imports: Vec<String>,
+    /// Names of the component's exports.
+    pub exports: Vec<String>,
+    pub size_bytes: usize,
+}
+
+/// A loaded plugin: described, validated, pre-instantiated, with its grants.
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    pre: PluginPre<StepState>,
+    grants: Arc<EffectiveGrants>,
+    schema: jsonschema::Validator,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: not a loadable component: {message}")]
+    Compile { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Describe { origin: String, message: String },
+    #[error("plugin name {name:?} from {origin} is already taken by {existing}")]
+    Duplicate {
+        name: String,
+        origin: String,
+        existing: String,
+    },
+}
+
+/// One problem with a step's config, with its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+/// What a step execution needs besides its plugin.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub job_id: String,
+    pub execution_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    pub timezone: String,
+    pub scheduled_time: Option<String>,
+    pub config: Value,
+    pub variables: Value,
+    /// Overrides [`SandboxLimits::timeout`].
+    pub timeout: Option<Duration>,
+}
+
+/// A step's successful result.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepSuccess {
+    pub output: Value,
+    pub exports: BTreeMap<String, Value>,
+}
+
+/// Why a step execution did not succeed: the step's own errors and the
+/// sandbox's verdicts, every message masked.
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepFailure {
+    #[error("invalid config: {}", format_issues(issues))]
+    InvalidConfig { issues: Vec<ConfigIssue> },
+    #[error("{denial}")]
+    Denied { denial: Denial },
+    #[error("{message}")]
+    Failed { message: String },
+    #[error("{message} (retryable)")]
+    Retryable { message: String },
+    #[error("step timed out: {message}")]
+    TimedOut { message: String },
+    #[error("step exceeded its time limit of {limit_ms} ms and was stopped")]
+    Timeout { limit_ms: u64 },
+    #[error("step exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit { limit_bytes: usize },
+    #[error("step used up its budget of {max_calls} host calls")]
+    HostCallBudget { max_calls: u32 },
+    #[error("step output of {bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    OutputTooLarge { bytes: usize, limit_bytes: usize },
+    #[error("step crashed: {message}")]
+    Crashed { message: String },
+    #[error("step returned invalid output: {message}")]
+    BadOutput { message: String },
+    #[error("step could not start: {message}")]
+    Unavailable { message: String },
+}
+
+fn format_issues(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| {
+            if i.path.is_empty() {
+                i.message.clone()
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl StepFailure {
+    /// Whether a retry could help (invalid config and denials never do).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed { .. }
+                | Self::Retryable { .. }
+                | Self::TimedOut { .. }
+                | Self::Timeout { .. }
+                | Self::Unavailable { .. }
+        )
+    }
+}
+
+/// Everything one step execution produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRun {
+    pub result: Result<StepSuccess, StepFailure>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u64,
+    pub events: Vec<CapabilityEvent>,
+    pub host_calls: u32,
+    #[serde(serialize_with = "duration_ms")]
+    pub duration: Duration,
+}
+
+fn duration_ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Options for building a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Compiled components are cached here.
+    pub cache_dir: PathBuf,
+    pub limits: SandboxLimits,
+    pub http: capabilities::http::HttpLimits,
+}
+
+/// The engine, the linker, the loaded plugins and what their capabilities
+/// need.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StepState>,
+    cache: CompileCache,
+    limits: SandboxLimits,
+    secrets: Arc<SecretStore>,
+    grants: Grants,
+    http: Arc<HttpClient>,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    _ticker: EpochTicker,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// The engine configuration; part of the compiled-artefact cache key.
+pub fn engine_config(limits: &SandboxLimits) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    let n = limits.max_concurrent.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    // Headroom for `describe`/`validate` calls beside running steps.
+    let instances = n * 2 + 4;
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances * 8);
+    pool.total_memories(instances * 2);
+    pool.total_tables(instances * 8);
+    pool.total_stacks(instances);
+    pool.max_memory_size(limits.memory_bytes.max(1 << 20));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+impl Runtime {
+    pub fn new(
+        options: RuntimeOptions,
+        secrets: SecretStore,
+        grants: Grants,
+    ) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&options.limits))?;
+        let mut linker = Linker::<StepState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        capabilities::add_types_to_linker(&mut linker)?;
+        capabilities::log::add_to_linker(&mut linker, StepState::log_cap)?;
+        capabilities::secrets::add_to_linker(&mut linker, StepState::secrets_cap)?;
+        capabilities::http::add_to_linker(&mut linker, StepState::http_cap)?;
+        capabilities::sql::add_to_linker(&mut linker, StepState::sql_cap)?;
+        capabilities::process::add_to_linker(&mut linker, StepState::process_cap)?;
+        let cache = CompileCache::new(&options.cache_dir, &engine);
+        Ok(Self {
+            _ticker: EpochTicker::start(&engine),
+            http: Arc::new(HttpClient::new(options.http)?),
+            engine,
+            linker,
+            cache,
+            limits: options.limits,
+            secrets: Arc::new(secrets),
+            grants,
+            plugins: BTreeMap::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
+    }
+
+    pub fn plugin(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(name)
+    }
+
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.values()
+    }
+
+    /// Loads the plugins built into this binary.
+    pub async fn load_builtin(&mut self) -> Result<(), LoadError> {
+        for (file, bytes) in crate::builtin::PLUGINS {
+            let plugin = self
+                .prepare(bytes, PluginSource::BuiltIn, &format!("built-in {file}"))
+                .await?;
+            self.register(plugin)?;
+        }
+        Ok(())
+    }
+
+    /// Loads every `*.wasm` file of a directory, in name order.
+    pub async fn load_dir(&mut self, dir: &Path) -> Result<Vec<String>, LoadError> {
+        let io = |source| LoadError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+            .collect();
+        files.sort();
+        let mut names = Vec::new();
+        for path in files {
+            names.push(self.load_file(&path).await?);
+        }
+        Ok(names)
+    }
+
+    /// Loads one component file and registers it under its described name.
+    pub async fn load_file(&mut self, path: &Path) -> Result<String, LoadError> {
+        let plugin = self.prepare_file(path).await?;
+        let name = plugin.info.name.clone();
+        self.register(plugin)?;
+        Ok(name)
+    }
+
+    /// Compiles and describes a component file without registering it.
+    pub async fn prepare_file(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.prepare(
+            &bytes,
+            PluginSource::File {
+                path: path.to_path_buf(),
+            },
+            &path.display().to_string(),
+        )
+        .await
+    }
+
+    fn register(&mut self, plugin: LoadedPlugin) -> Result<(), LoadError> {
+        let name = plugin.info.name.clone();
+        if let Some(existing) = self.plugins.get(&name) {
+            return Err(LoadError::Duplicate {
+                name,
+                origin: origin_of(&plugin.info.source),
+                existing: origin_of(&existing.info.source),
+            });
+        }
+        tracing::debug!(plugin = %name, version = %plugin.info.version, digest = %plugin.info.digest, source = %origin_of(&plugin.info.source), "plugin loaded");
+        self.plugins.insert(name, Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Compiles (or loads from cache), pre-instantiates and describes a
+    /// component.
+    pub async fn prepare(
+        &self,
+        bytes: &[u8],
+        source: PluginSource,
+        origin: &str,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let digest = Digest::of(bytes);
+        let compile_err = |e: wasmtime::Error| LoadError::Compile {
+            origin: origin.to_string(),
+            message: format!("{e:#}"),
+        };
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let owned = bytes.to_vec();
+        let component =
+            tokio::task::spawn_blocking(move || cache.load_or_compile(&engine, &digest, &owned))
+                .await
+                .map_err(|e| LoadError::Compile {
+                    origin: origin.to_string(),
+                    message: e.to_string(),
+                })?
+                .map_err(compile_err)?;
+        let (imports, exports) = component_names(&self.engine, &component);
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(compile_err)?;
+        let pre = PluginPre::new(instance_pre).map_err(compile_err)?;
+        let describe_err = |message: String| LoadError::Describe {
+            origin: origin.to_string(),
+            message,
+        };
+
+        let env = Arc::new(StepEnv::new(
+            StepIdentity {
+                plugin: origin.to_string(),
+                digest: digest.to_string(),
+                ..StepIdentity::default()
+            },
+            Arc::new(EffectiveGrants::none(origin)),
+            self.secrets.masker().clone(),
+            self.limits.max_host_calls,
+        ));
+        let mut store = self.new_store(env);
+        let descriptor = tokio::time::timeout(Duration::from_secs(10), async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .meridian_step_step()
+                .call_describe(&mut store)
+                .await
+        })
+        .await
+        .map_err(|_| describe_err("describe did not return within 10 s".into()))?
+        .map_err(|e| describe_err(format!("describe failed: {e:#}")))?;
+
+        if !valid_plugin_name(&descriptor.name) {
+            return Err(describe_err(format!(
+                "plugin name {:?} is invalid: use 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter",
+                descriptor.name
+            )));
+        }
+        let config_schema: Value = serde_json::from_str(&descriptor.config_schema)
+            .map_err(|e| describe_err(format!("config schema is not JSON: {e}")))?;
+        let schema = jsonschema::validator_for(&config_schema)
+            .map_err(|e| describe_err(format!("config schema is not a valid JSON Schema: {e}")))?;
+        let mut asks = Asks::default();
+        let mut capabilities = Vec::new();
+        for c in &descriptor.capabilities {
+            let kind = match c.kind {
+                bindings::CapabilityKind::Log => AskKind::Log,
+                bindings::CapabilityKind::Secrets => AskKind::Secrets,
+                bindings::CapabilityKind::Sql => AskKind::Sql,
+                bindings::CapabilityKind::Process => AskKind::Process,
+                bindings::CapabilityKind::Http => AskKind::Http,
+            };
+            asks.add(kind, &c.target).map_err(describe_err)?;
+            capabilities.push(CapabilityAsk {
+                kind: kind_name(kind),
+                target: c.target.clone(),
+                reason: c.reason.clone(),
+            });
+        }
+        let grants = Arc::new(self.grants.effective(&descriptor.name, &digest, &asks));
+        Ok(LoadedPlugin {
+            info: PluginInfo {
+                name: descriptor.name,
+                version: descriptor.version,
+                description: descriptor.description,
+                digest,
+                source,
+                config_schema,
+                capabilities,
+                imports,
+                exports,
+                size_bytes: bytes.len(),
+            },
+            pre,
+            grants,
+            schema,
+        })
+    }
+
+    fn new_store(&self, env: Arc<StepEnv>) -> Store<StepState> {
+        let state = StepState::new(
+            env,
+            self.secrets.clone(),
+            self.http.clone(),
+            self.limits.memory_bytes,
+            self.limits.max_log_bytes,
+            self.limits.max_stdio_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+
+    /// Checks a step config against the plugin's JSON Schema and then its
+    /// own `validate`; every problem with its JSON path.
+    pub async fn validate_config(&self, plugin: &LoadedPlugin, config: &Value) -> Vec<ConfigIssue> {
+        let mut issues: Vec<ConfigIssue> = plugin
+            .schema
+            .iter_errors(config)
+            .map(|e| ConfigIssue {
+                path: pointer_to_path(&e.instance_path.to_string()),
+                message: e.to_string(),
+            })
+            .collect();
+        if !issues.is_empty() {
+            return issues;
+        }
+        let env = Arc::new(self.env_for(plugin, &Invocation::validation()));
+        let mut store = self.new_store(env);
+        let text = config.to_string();
+        let result = tokio::time::timeout(Duration::from_secs(10), async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .meridian_step_step()
+                .call_validate(&mut store, &text)
+                .await
+        })
+        .await;
+        let masker = self.secrets.masker();
+        match result {
+            Ok(Ok(found)) => issues.extend(found.into_iter().map(|i| ConfigIssue {
+                path: i.path,
+                message: masker.mask(&i.message).into_owned(),
+            })),
+            Ok(Err(e)) => issues.push(ConfigIssue {
+                path: String::new(),
+                message: format!(
+                    "the step's validate crashed: {}",
+                    masker.mask(&format!("{e:#}"))
+                ),
+            }),
+            Err(_) => issues.push(ConfigIssue {
+                path: String::new(),
+                message: "the step's validate did not return within 10 s".into(),
+            }),
+        }
+        issues
+    }
+
+    fn env_for(&self, plugin: &LoadedPlugin, inv: &Invocation) -> StepEnv {
+        StepEnv::new(
+            StepIdentity {
+                plugin: plugin.info.name.clone(),
+                digest: plugin.info.digest.to_string(),
+                job_id: inv.job_id.clone(),
+                execution_id: inv.execution_id.clone(),
+                step_id: inv.step_id.clone(),
+            },
+            plugin.grants.clone(),
+            self.secrets.masker().clone(),
+            self.limits.max_host_calls,
+        )
+    }
+
+    /// Runs one step execution in a fresh store and reports what happened.
+    /// Never panics and never returns early: every failure becomes a
+    /// [`StepFailure`].
+    pub async fn execute(&self, plugin: &LoadedPlugin, inv: Invocation) -> StepRun {
+        let started = Instant::now();
+        let env = Arc::new(self.env_for(plugin, &inv));
+        let mut store = self.new_store(env.clone());
+        let limit = inv.timeout.unwrap_or(self.limits.timeout);
+        let context = bindings::StepContext {
+            job_id: inv.job_id,
+            execution_id: inv.execution_id,
+            step_id: inv.step_id,
+            attempt: inv.attempt,
+            timezone: inv.timezone,
+            scheduled_time: inv.scheduled_time,
+            config: inv.config.to_string(),
+            variables: inv.variables.to_string(),
+        };
+        let outcome = tokio::time::timeout(limit, async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .meridian_step_step()
+                .call_execute(&mut store, &context)
+                .await
+        })
+        .await;
+
+        let masker = self.secrets.masker().clone();
+        let state = store.into_data();
+        let mut log = state.log;
+        for (source, stream) in [
+            (Source::Stdout, &state.stdout),
+            (Source::Stderr, &state.stderr),
+        ] {
+            let (text, truncated) = stream.contents();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                log.push(&env, Level::Info, source, line);
+            }
+            if truncated {
+                log.push(&env, Level::Warn, source, "(output truncated)");
+            }
+        }
+        let (stderr_text, _) = state.stderr.contents();
+        let result = match outcome {
+            Err(_) => Err(StepFailure::Timeout {
+                limit_ms: limit.as_millis() as u64,
+            }),
+            Ok(Err(trap)) if state.limits.hit => {
+                tracing::debug!(error = %trap, "step stopped at its memory cap");
+                Err(StepFailure::MemoryLimit {
+                    limit_bytes: state.limits.limit(),
+                })
+            }
+            Ok(Err(_)) if env.ledger.exhausted() => Err(StepFailure::HostCallBudget {
+                max_calls: env.ledger.max_calls(),
+            }),
+            Ok(Err(trap)) => Err(crash_failure(&trap, &stderr_text, &masker)),
+            Ok(Ok(_)) if env.ledger.exhausted() => Err(StepFailure::HostCallBudget {
+                max_calls: env.ledger.max_calls(),
+            }),
+            Ok(Ok(Err(e))) => Err(step_failure(e, &masker)),
+            Ok(Ok(Ok(output))) => self.accept_output(output, &masker),
+        };
+        let (logs, logs_dropped) = log.finish();
+        StepRun {
+            result,
+            logs,
+            logs_dropped,
+            events: env.ledger.take_events(),
+            host_calls: env.ledger.calls(),
+            duration: started.elapsed(),
+        }
+    }
+
+    fn accept_output(
+        &self,
+        output: bindings::StepOutput,
+        masker: &crate::secrets::Masker,
+    ) -> Result<StepSuccess, StepFailure> {
+        let bytes = output.output.len()
+            + output
+                .exports
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if bytes > self.limits.max_output_bytes {
+            return Err(StepFailure::OutputTooLarge {
+                bytes,
+                limit_bytes: self.limits.max_output_bytes,
+            });
+        }
+        let parse = |what: &str, text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| StepFailure::BadOutput {
+                message: format!("{what} is not JSON: {e}"),
+            })
+        };
+        let mut value = if output.output.trim().is_empty() {
+            Value::Null
+        } else {
+            parse("output", &output.output)?
+        };
+        masker.mask_json(&mut value);
+        let mut exports = BTreeMap::new();
+        for (name, text) in output.exports {
+            let mut v = parse(&format!("exported variable {name:?}"), &text)?;
+            masker.mask_json(&mut v);
+            exports.insert(name, v);
+        }
+        Ok(StepSuccess {
+            output: value,
+            exports,
+        })
+    }
+}
+
+impl Invocation {
+    fn validation() -> Self {
+        Self {
+            job_id: String::new(),
+            execution_id: String::new(),
+            step_id: String::new(),
+            attempt: 0,
+            timezone: "UTC".into(),
+            scheduled_time: None,
+            config: Value::Null,
+            variables: Value::Null,
+            timeout: None,
+        }
+    }
+}
+
+fn step_failure(e: WitStepError, masker: &crate::secrets::Masker) -> StepFailure {
+    let m = |s: &str| cap_message(&masker.mask(s));
+    match e {
+        WitStepError::InvalidConfig(issues) => StepFailure::InvalidConfig {
+            issues: issues
+                .into_iter()
+                .map(|i| ConfigIssue {
+                    path: i.path,
+                    message: m(&i.message),
+                })
+                .collect(),
+        },
+        WitStepError::Denied(d) => StepFailure::Denied {
+            denial: Denial {
+                capability: d.capability,
+                target: m(&d.target),
+                reason: m(&d.reason),
+                grant_hint: m(&d.grant_hint),
+            },
+        },
+        WitStepError::Failed(s) => StepFailure::Failed { message: m(&s) },
+        WitStepError::Retryable(s) => StepFailure::Retryable { message: m(&s) },
+        WitStepError::TimedOut(s) => StepFailure::TimedOut { message: m(&s) },
+    }
+}
+
+/// A readable message for a trap: the trap itself, plus a Rust panic's
+/// message and location when the guest printed one.
+fn crash_failure(
+    trap: &wasmtime::Error,
+    stderr: &str,
+    masker: &crate::secrets::Masker,
+) -> StepFailure {
+    let what = match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(t) => format!("wasm trap: {t}"),
+        None => format!("{trap}"),
+    };
+    let message = match stderr.find("panicked at ") {
+        Some(at) => {
+            let panic = stderr[at..]
+                .lines()
+                .take_while(|l| !l.starts_with("note: "))
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("{} ({what})", panic.trim())
+        }
+        None => what,
+    };
+    StepFailure::Crashed {
+        message: cap_message(&masker.mask(&message)),
+    }
+}
+
+/// Keeps error messages to a readable size.
+fn cap_message(s: &str) -> String {
+    const MAX: usize = 4096;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
+}
+
+fn kind_name(kind: AskKind) -> &'static str {
+    match kind {
+        AskKind::Log => "log",
+        AskKind::Secrets => "secrets",
+        AskKind::Sql => "sql",
+        AskKind::Process => "process",
+        AskKind::Http => "http",
+    }
+}
+
+fn origin_of(source: &PluginSource) -> String {
+    match source {
+        PluginSource::BuiltIn => "the built-in plugins".into(),
+        PluginSource::File { path } => path.display().to_string(),
+    }
+}
+
+/// Plugin names appear in paths, URLs and grants: keep them plain.
+pub fn valid_plugin_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// `/headers/0/name` → `headers[0].name`, the path style of config issues.
+pub fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for raw in pointer.split('/').skip(1) {
+        let seg = raw.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+fn component_names(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    (imports, exports)
+}
+
+/// Advances the engine's epoch on a dedicated thread for as long as the
+/// runtime lives.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("meridian-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the epoch ticker: step timeouts will not interrupt running wasm");
+        }
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_become_paths() {
+        assert_eq!(pointer_to_path(""), "");
+        assert_eq!(pointer_to_path("/url"), "url");
+        assert_eq!(pointer_to_path("/headers/0/name"), "headers[0].name");
+        assert_eq!(pointer_to_path("/a~1b/c~0d"), "a/b.c~d");
+    }
+
+    #[test]
+    fn digests_round_trip() {
+        let d = Digest::of(b"abc");
+        assert_eq!(
+            d.to_string(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        assert!("sha256:zz".parse::<Digest>().is_err());
+        assert!("md5:00".parse::<Digest>().is_err());
+    }
+
+    #[test]
+    fn plugin_names_are_plain() {
+        assert!(valid_plugin_name("http"));
+        assert!(valid_plugin_name("azure-devops_2"));
+        assert!(!valid_plugin_name("../etc"));
+        assert!(!valid_plugin_name("Http"));
+        assert!(!valid_plugin_name(""));
+    }
+}

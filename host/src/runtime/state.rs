@@ -1,0 +1,250 @@
+//! The data of one step execution's store: one field per capability's
+//! state, the sandbox limits, and the captured standard streams.
+
+use crate::capabilities::StepEnv;
+use crate::capabilities::http::{HttpCap, HttpClient, WasiHttpGate};
+use crate::capabilities::log::{LogCap, StepLog};
+use crate::capabilities::process::ProcessCap;
+use crate::capabilities::secrets::SecretsCap;
+use crate::capabilities::sql::SqlCap;
+use crate::secrets::SecretStore;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Store data of one step execution.
+pub struct StepState {
+    pub(crate) env: Arc<StepEnv>,
+    table: ResourceTable,
+    /// WASI with nothing granted: no preopens, no environment, no sockets.
+    wasi: WasiCtx,
+    http_ctx: WasiHttpCtx,
+    gate: WasiHttpGate,
+    pub(crate) limits: MemoryCap,
+    pub(crate) log: StepLog,
+    secrets: Arc<SecretStore>,
+    http: Arc<HttpClient>,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+}
+
+impl StepState {
+    pub fn new(
+        env: Arc<StepEnv>,
+        secrets: Arc<SecretStore>,
+        http: Arc<HttpClient>,
+        memory_bytes: usize,
+        max_log_bytes: usize,
+        max_stdio_bytes: usize,
+    ) -> Self {
+        let stdout = CapturedOutput::new(max_stdio_bytes);
+        let stderr = CapturedOutput::new(max_stdio_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        Self {
+            gate: WasiHttpGate {
+                env: env.clone(),
+                client: http.clone(),
+            },
+            env,
+            table: ResourceTable::new(),
+            wasi,
+            http_ctx: WasiHttpCtx::new(),
+            limits: MemoryCap::new(memory_bytes),
+            log: StepLog::new(max_log_bytes),
+            secrets,
+            http,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub(crate) fn log_cap(&mut self) -> LogCap<'_> {
+        LogCap {
+            env: &self.env,
+            log: &mut self.log,
+        }
+    }
+
+    pub(crate) fn secrets_cap(&mut self) -> SecretsCap<'_> {
+        SecretsCap {
+            env: &self.env,
+            store: &self.secrets,
+        }
+    }
+
+    pub(crate) fn http_cap(&mut self) -> HttpCap<'_> {
+        HttpCap {
+            env: &self.env,
+            client: &self.http,
+        }
+    }
+
+    pub(crate) fn sql_cap(&mut self) -> SqlCap<'_> {
+        SqlCap { env: &self.env }
+    }
+
+    pub(crate) fn process_cap(&mut self) -> ProcessCap<'_> {
+        ProcessCap { env: &self.env }
+    }
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
+    }
+}
+
+/// The memory cap of one step: wasmtime's [`StoreLimits`], remembering
+/// whether the cap was what stopped the step so the failure can say so.
+pub struct MemoryCap {
+    inner: StoreLimits,
+    limit: usize,
+    pub(crate) hit: bool,
+}
+
+impl MemoryCap {
+    fn new(limit: usize) -> Self {
+        Self {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            limit,
+            hit: false,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.hit = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+}
+
+/// A guest's stdout or stderr: the first `cap` bytes are kept, the rest is
+/// dropped without failing the guest's write (a chatty step must not die of
+/// its own printing).
+#[derive(Clone)]
+pub struct CapturedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl CapturedOutput {
+    fn new(cap: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Captured {
+                cap,
+                ..Captured::default()
+            })),
+        }
+    }
+
+    /// The kept text and whether some was dropped.
+    pub fn contents(&self) -> (String, bool) {
+        match self.inner.lock() {
+            Ok(c) => (String::from_utf8_lossy(&c.bytes).into_owned(), c.truncated),
+            Err(_) => (String::new(), false),
+        }
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Ok(mut c) = self.inner.lock() {
+            let room = c.cap.saturating_sub(c.bytes.len());
+            let take = room.min(buf.len());
+            c.bytes.extend_from_slice(&buf[..take]);
+            if take < buf.len() {
+                c.truncated = true;
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
