@@ -1,0 +1,103 @@
+//! The REST API: through the router, and over a real socket.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use meridian::api::{AppState, router};
+use meridian_tests::{TestRuntime, fixtures};
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+async fn state() -> (TestRuntime, Arc<AppState>) {
+    let rt = TestRuntime::new("", &[fixtures::TRIVIAL]).await;
+    let state = Arc::new(AppState {
+        runtime: rt.runtime.clone(),
+        started: std::time::Instant::now(),
+    });
+    (rt, state)
+}
+
+async fn get(state: Arc<AppState>, uri: &str) -> (StatusCode, String, Value) {
+    let res = router(state)
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        ctype,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn health_reports_loaded_plugins() {
+    let (_rt, state) = state().await;
+    let (status, _, body) = get(state, "/api/v2/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    let names: Vec<_> = body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"http") && names.contains(&"trivial"),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn step_types_carry_their_config_schema() {
+    let (_rt, state) = state().await;
+    let (status, _, body) = get(state, "/api/v2/steps/types").await;
+    assert_eq!(status, StatusCode::OK);
+    let http = body["step_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "http")
+        .expect("the http step type");
+    assert!(http["config_schema"].is_object(), "{http}");
+    assert!(http["config_schema"].to_string().contains("url"), "{http}");
+    assert!(http["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(http["source"]["kind"], "built_in");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_json() {
+    let (_rt, state) = state().await;
+    let (status, ctype, body) = get(state, "/api/v2/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "not_found");
+}
+
+#[tokio::test]
+async fn serves_over_a_real_socket() {
+    let (_rt, state) = state().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(meridian::api::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let body: Value = reqwest::get(format!("http://{addr}/api/v2/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

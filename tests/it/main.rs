@@ -1,0 +1,9 @@
+//! Workspace integration tests: real wasm components in the real runtime,
+//! real HTTP servers on loopback, the CLI and the API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod cli;
+mod http_step;
+mod sandbox;

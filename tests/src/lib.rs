@@ -1,0 +1,177 @@
+//! Shared helpers of the workspace integration tests: the paths of the
+//! compiled guest fixtures, a runtime builder, and a real HTTP server on
+//! loopback to point steps at.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Paths of the compiled wasm fixtures (built by build.rs).
+pub mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use meridian::config::{Config, Overrides};
+use meridian::runtime::{Invocation, LoadedPlugin, Runtime, RuntimeOptions};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A runtime built from a config file's text (grants, secrets, sandbox
+/// limits), with the built-in plugins and the given fixture files loaded.
+pub struct TestRuntime {
+    pub runtime: Arc<Runtime>,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestRuntime {
+    pub async fn new(config_toml: &str, fixtures: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let cfg_path = data_dir.path().join("meridian.toml");
+        std::fs::write(&cfg_path, config_toml).unwrap();
+        let config = Config::load(
+            Some(&cfg_path),
+            Overrides {
+                data_dir: Some(data_dir.path().to_path_buf()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let mut runtime = Runtime::new(
+            RuntimeOptions {
+                cache_dir: shared_cache_dir(),
+                limits: config.sandbox.clone(),
+                http: config.http.clone(),
+            },
+            config.secrets.clone(),
+            config.grants.clone(),
+        )
+        .unwrap();
+        runtime.load_builtin().await.unwrap();
+        for f in fixtures {
+            runtime.load_file(std::path::Path::new(f)).await.unwrap();
+        }
+        Self {
+            runtime: Arc::new(runtime),
+            data_dir,
+        }
+    }
+
+    pub fn plugin(&self, name: &str) -> &Arc<LoadedPlugin> {
+        self.runtime
+            .plugin(name)
+            .unwrap_or_else(|| panic!("plugin {name} is not loaded"))
+    }
+
+    /// Runs one step of the named plugin with this config.
+    pub async fn run(&self, plugin: &str, config: Value) -> meridian::runtime::StepRun {
+        self.runtime
+            .execute(self.plugin(plugin), invocation(config))
+            .await
+    }
+}
+
+/// Compiled components are cached across tests (and test runs) in one
+/// directory under the target dir, as the host caches them under its data
+/// directory.
+pub fn shared_cache_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("test-component-cache")
+}
+
+/// An invocation of a step with this config and nothing else.
+pub fn invocation(config: Value) -> Invocation {
+    Invocation {
+        job_id: "test-job".into(),
+        execution_id: "test-execution".into(),
+        step_id: "step".into(),
+        attempt: 1,
+        timezone: "Europe/Berlin".into(),
+        scheduled_time: None,
+        config,
+        variables: json!({}),
+        timeout: None,
+    }
+}
+
+/// A real HTTP server on 127.0.0.1 with a few routes for steps to call:
+/// `/json` (a JSON document), `/status/{code}`, `/echo` (the request as
+/// JSON), `/slow?ms=N`, `/auth` (401 unless bearer `letmein` or basic
+/// `ops:letmein`).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let app = axum::Router::new()
+            .route(
+                "/json",
+                get(|| async {
+                    Json(json!({ "status": { "indicator": "none", "code": 7 }, "items": [{"id": 41}, {"id": 42}] }))
+                }),
+            )
+            .route(
+                "/status/{code}",
+                any(|Path(code): Path<u16>| async move {
+                    (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), format!("status {code}"))
+                }),
+            )
+            .route(
+                "/echo",
+                any(|method: Method, headers: HeaderMap, body: String| async move {
+                    let headers: HashMap<String, String> = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    Json(json!({ "method": method.as_str(), "headers": headers, "body": body }))
+                }),
+            )
+            .route(
+                "/slow",
+                get(|Query(q): Query<HashMap<String, u64>>| async move {
+                    tokio::time::sleep(Duration::from_millis(q.get("ms").copied().unwrap_or(1000))).await;
+                    "slow"
+                }),
+            )
+            .route(
+                "/auth",
+                get(|headers: HeaderMap| async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    // "ops:letmein" in base64.
+                    if auth == "Bearer letmein" || auth == "Basic b3BzOmxldG1laW4=" {
+                        (StatusCode::OK, Json(json!({"authorized": true}))).into_response()
+                    } else {
+                        (StatusCode::UNAUTHORIZED, "no").into_response()
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, _task: task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A grant for `plugin` to reach this server (a loopback address, so it
+    /// needs `allow_private`).
+    pub fn grant(&self, plugin: &str, methods: &[&str], path_prefix: &str) -> String {
+        format!(
+            "[[grants]]\nplugin = {plugin:?}\nsecrets = [\"api_token\", \"basic_pw\"]\n[[grants.http]]\nscheme = [\"http\"]\nhost = \"127.0.0.1\"\nport = [{}]\nmethods = {methods:?}\npath_prefix = {path_prefix:?}\nallow_private = true\n",
+            self.addr.port()
+        )
+    }
+}
