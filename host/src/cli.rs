@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Overrides};
 use crate::engine::{self, ExecutionStatus};
-use crate::runtime::{PluginSource, Runtime, RuntimeOptions};
+use crate::runtime::{PluginSource, Runtime};
 use crate::{api, model};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -151,11 +151,31 @@ async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<E
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "meridian serving");
     writeln!(err, "meridian listening on http://{addr}")?;
     err.flush()?;
-    api::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    api::serve(listener, state, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM: stop accepting, finish what is in flight.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }
 
 async fn load_job(
@@ -318,15 +338,7 @@ async fn inspect(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     // Inspecting needs no plugins loaded: only the engine and the linker.
-    let runtime = Runtime::new(
-        RuntimeOptions {
-            cache_dir: config.cache_dir(),
-            limits: config.sandbox.clone(),
-            http: config.http.clone(),
-        },
-        config.secrets.clone(),
-        config.grants.clone(),
-    )?;
+    let runtime = crate::new_runtime(&config)?;
     let plugin = runtime.prepare_file(&file).await?;
     let info = &plugin.info;
     if json {

@@ -18,10 +18,9 @@ pub mod secrets;
 use config::Config;
 use runtime::{Runtime, RuntimeOptions};
 
-/// Builds the runtime for a configuration: the built-in plugins, then the
-/// plugins directory.
-pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
-    let mut runtime = Runtime::new(
+/// The runtime for a configuration, with no plugins loaded yet.
+pub fn new_runtime(config: &Config) -> anyhow::Result<Runtime> {
+    Runtime::new(
         RuntimeOptions {
             cache_dir: config.cache_dir(),
             limits: config.sandbox.clone(),
@@ -29,7 +28,13 @@ pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
         },
         config.secrets.clone(),
         config.grants.clone(),
-    )?;
+    )
+}
+
+/// The runtime for a configuration with its plugins: the built-in ones,
+/// then the plugins directory.
+pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
+    let mut runtime = new_runtime(config)?;
     runtime.load_builtin().await?;
     if let Some(dir) = &config.plugins_dir {
         runtime.load_dir(dir).await?;

@@ -101,15 +101,18 @@ async fn run_executes_a_job_against_a_real_server() {
         .to_string(),
     )
     .unwrap();
-    let (code, out, err) = meridian(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-        "run",
-        job.to_str().unwrap(),
-    ])
-    .await;
+    let data = dir.path().join("data");
+    let run = || {
+        meridian(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "run",
+            job.to_str().unwrap(),
+        ])
+    };
+    let (code, out, err) = run().await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}\n{err}");
     assert!(out.contains("ok      first (http)"), "{out}");
     assert!(out.contains("ok      second (http)"), "{out}");
@@ -118,15 +121,7 @@ async fn run_executes_a_job_against_a_real_server() {
 
     // The same job with a step outside the grant fails with a denial.
     std::fs::write(&config, server.grant("http", &["GET"], "/json")).unwrap();
-    let (code, out, _) = meridian(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-        "run",
-        job.to_str().unwrap(),
-    ])
-    .await;
+    let (code, out, _) = run().await;
     assert_eq!(code, ExitCode::FAILURE, "{out}");
     assert!(out.contains("FAILED  second (http)"), "{out}");
     assert!(out.contains("denied"), "{out}");

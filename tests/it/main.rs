@@ -5,5 +5,6 @@
 
 mod api;
 mod cli;
+mod examples;
 mod http_step;
 mod sandbox;
