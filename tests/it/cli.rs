@@ -102,15 +102,19 @@ async fn run_executes_a_job_against_a_real_server() {
     )
     .unwrap();
     let data = dir.path().join("data");
+    let args: Vec<String> = [
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "run",
+        job.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
     let run = || {
-        meridian(&[
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "run",
-            job.to_str().unwrap(),
-        ])
+        let args = args.clone();
+        async move { meridian(&args.iter().map(String::as_str).collect::<Vec<_>>()).await }
     };
     let (code, out, err) = run().await;
     assert_eq!(code, ExitCode::SUCCESS, "{out}\n{err}");

@@ -105,6 +105,45 @@ async fn request_outside_the_allow_list_is_a_typed_denial() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_and_each_hop_is_checked() {
+    let (server, rt) = setup(&["GET", "POST"], "/").await;
+    let run = rt
+        .run("http", json!({ "url": server.url("/redirect?to=/json"), "extract": { "i": "/status/indicator" } }))
+        .await;
+    let ok = run.result.expect("followed");
+    assert_eq!(ok.output["url"], server.url("/json"));
+    assert_eq!(ok.exports["i"], "none");
+    assert_eq!(run.events.len(), 2, "one capability call per hop");
+    // A 303 after a POST continues as a GET without the body.
+    let run = rt
+        .run("http", json!({ "method": "POST", "url": server.url("/redirect?to=/echo&status=303"), "body": "x" }))
+        .await;
+    let ok = run.result.expect("303");
+    assert_eq!(ok.output["body"]["method"], "GET");
+    assert_eq!(ok.output["body"]["body"], "");
+    // Expecting the redirect itself returns it.
+    let run = rt
+        .run(
+            "http",
+            json!({ "url": server.url("/redirect"), "expected_status": [302] }),
+        )
+        .await;
+    assert_eq!(run.result.expect("302 expected").output["status"], 302);
+
+    // With a grant for /redirect only, the hop to /json is refused.
+    let (server, rt) = setup(&["GET"], "/redirect").await;
+    let run = rt
+        .run("http", json!({ "url": server.url("/redirect?to=/json") }))
+        .await;
+    match &run.result {
+        Err(StepFailure::Denied { denial }) => {
+            assert_eq!(denial.target, format!("GET {}", server.url("/json")))
+        }
+        other => panic!("expected the hop to be denied, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_needs_allow_private_also_behind_a_name() {
     let server = TestServer::start().await;
     let port = server.addr.port();

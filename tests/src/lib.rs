@@ -103,7 +103,7 @@ pub fn invocation(config: Value) -> Invocation {
 
 /// A real HTTP server on 127.0.0.1 with a few routes for steps to call:
 /// `/json` (a JSON document), `/status/{code}`, `/echo` (the request as
-/// JSON), `/slow?ms=N`, `/auth` (401 unless bearer `letmein` or basic
+/// JSON), `/redirect?to=PATH&status=N`, `/slow?ms=N`, `/auth` (401 unless bearer `letmein` or basic
 /// `ops:letmein`).
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -133,6 +133,18 @@ impl TestServer {
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                         .collect();
                     Json(json!({ "method": method.as_str(), "headers": headers, "body": body }))
+                }),
+            )
+            .route(
+                "/redirect",
+                any(|Query(q): Query<HashMap<String, String>>| async move {
+                    let status = q.get("status").and_then(|s| s.parse().ok()).unwrap_or(302);
+                    let to = q.get("to").cloned().unwrap_or_else(|| "/json".into());
+                    (
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND),
+                        [("location", to)],
+                        "moved",
+                    )
                 }),
             )
             .route(

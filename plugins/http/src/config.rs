@@ -59,6 +59,12 @@ pub struct Config {
     /// most 1048576); extraction always sees the whole body.
     #[serde(default)]
     pub max_body_bytes: Option<u32>,
+    /// Redirects (301, 302, 303, 307, 308) followed before giving up
+    /// (default 5, at most 20; 0 returns the redirect as the response). Each
+    /// hop is a new request that the host checks against the grants; a 3xx
+    /// listed in `expected_status` is not followed.
+    #[serde(default)]
+    pub max_redirects: Option<u32>,
 }
 
 fn default_method() -> String {

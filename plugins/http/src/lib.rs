@@ -38,6 +38,7 @@
 pub mod config;
 pub mod extract;
 pub mod plan;
+pub mod redirect;
 pub mod response;
 pub mod status;
 
@@ -81,20 +82,66 @@ impl Step for HttpStep {
     }
 
     fn execute(_ctx: &Context, config: Config) -> Result<Output, StepError> {
-        let plan = plan::plan(&config).map_err(StepError::InvalidConfig)?;
-        let request = build_request(&plan)?;
+        let mut plan = plan::plan(&config).map_err(StepError::InvalidConfig)?;
         let started = Instant::now();
-        let response = request.send().map_err(|e| request_error(&plan, e))?;
+        let mut redirects = 0;
+        let response = loop {
+            let response = build_request(&plan)?
+                .send()
+                .map_err(|e| request_error(&plan, e))?;
+            meridian_sdk::info!(
+                "{} {} -> HTTP {} ({} bytes)",
+                plan.method,
+                plan.url,
+                response.status,
+                response.body.len()
+            );
+            if plan.expected.contains(response.status) || plan.max_redirects == 0 {
+                break response;
+            }
+            let hop = match redirect::next_hop(
+                &plan.method,
+                &plan.url,
+                response.status,
+                response.header("location"),
+            ) {
+                None => break response,
+                Some(Err(message)) => {
+                    return Err(StepError::failed(format!(
+                        "{} {}: {message}",
+                        plan.method, plan.url
+                    )));
+                }
+                Some(Ok(hop)) => hop,
+            };
+            redirects += 1;
+            if redirects > plan.max_redirects {
+                return Err(StepError::failed(format!(
+                    "{} {}: more than {} redirects",
+                    plan.method, plan.url, plan.max_redirects
+                )));
+            }
+            follow(&mut plan, hop);
+        };
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        meridian_sdk::info!(
-            "{} {} -> HTTP {} in {elapsed_ms} ms ({} bytes)",
-            plan.method,
-            plan.url,
-            response.status,
-            response.body.len()
-        );
         response::to_output(&plan, &response, elapsed_ms)
     }
+}
+
+/// Points the plan at the next hop of a redirect.
+fn follow(plan: &mut Plan, hop: redirect::Hop) {
+    if !hop.keep_body {
+        plan.body = None;
+        plan.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+    }
+    if !hop.keep_auth {
+        plan.auth = None;
+        plan.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    }
+    plan.method = hop.method;
+    plan.url = hop.url;
 }
 
 /// The request for `plan`, with credentials fetched from secrets.

@@ -42,6 +42,10 @@ pub const DEFAULT_RESPONSE_HEADERS: [&str; 6] = [
 pub const DEFAULT_MAX_BODY_BYTES: u32 = 64 * 1024;
 pub const MAX_MAX_BODY_BYTES: u32 = 1024 * 1024;
 
+/// Default and maximum of `max_redirects`.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+pub const MAX_MAX_REDIRECTS: u32 = 20;
+
 /// When the check runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -74,6 +78,8 @@ pub struct Plan {
     pub response_headers: Vec<String>,
     /// Cap on the body bytes kept in the output.
     pub max_body_bytes: usize,
+    /// Redirects followed before giving up.
+    pub max_redirects: u32,
 }
 
 /// The problems with `config`, tolerating unsubstituted variables.
@@ -310,6 +316,14 @@ fn build(config: &Config, mode: Mode) -> (Vec<ConfigIssue>, Option<Plan>) {
         );
     }
 
+    let max_redirects = config.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS);
+    if max_redirects > MAX_MAX_REDIRECTS {
+        issue(
+            root.key("max_redirects"),
+            format!("must be at most {MAX_MAX_REDIRECTS}"),
+        );
+    }
+
     let plan = url.map(|url| Plan {
         method,
         url,
@@ -321,6 +335,7 @@ fn build(config: &Config, mode: Mode) -> (Vec<ConfigIssue>, Option<Plan>) {
         auth: config.auth.clone(),
         response_headers,
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+        max_redirects,
     });
     (issues, plan)
 }
