@@ -14,6 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod runtime;
 pub mod secrets;
+pub mod store;
 
 use config::Config;
 use runtime::{Runtime, RuntimeOptions};
