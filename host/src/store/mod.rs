@@ -186,13 +186,19 @@ impl Store {
         not_found_if_none(done.rows_affected(), "schedule", &s.id)
     }
 
-    pub async fn set_schedule_enabled(&self, id: &str, enabled: bool, now_us: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE schedules SET enabled = $2, updated_at_us = $3 WHERE id = $1")
-            .bind(id)
-            .bind(enabled)
-            .bind(now_us)
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_schedule_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE schedules SET enabled = $2, updated_at_us = $3 WHERE id = $1")
+                .bind(id)
+                .bind(enabled)
+                .bind(now_us)
+                .execute(&self.pool)
+                .await?;
         not_found_if_none(done.rows_affected(), "schedule", id)
     }
 
@@ -218,15 +224,23 @@ impl Store {
 
     pub async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRow>, StoreError> {
         let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| schedule_from_row(&r)).transpose()
     }
 
     /// Every schedule, or a job's schedules, in id order.
-    pub async fn list_schedules(&self, job_id: Option<&str>) -> Result<Vec<ScheduleRow>, StoreError> {
+    pub async fn list_schedules(
+        &self,
+        job_id: Option<&str>,
+    ) -> Result<Vec<ScheduleRow>, StoreError> {
         let rows = match job_id {
             Some(job) => {
-                let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE job_id = $1 ORDER BY id");
+                let sql = format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE job_id = $1 ORDER BY id"
+                );
                 sqlx::query(&sql).bind(job).fetch_all(&self.pool).await?
             }
             None => {
@@ -276,7 +290,11 @@ impl Store {
     }
 
     /// A schedule's fires, newest first.
-    pub async fn list_fires(&self, schedule_id: &str, limit: i64) -> Result<Vec<FireRow>, StoreError> {
+    pub async fn list_fires(
+        &self,
+        schedule_id: &str,
+        limit: i64,
+    ) -> Result<Vec<FireRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, outcome, run_id, \
              created_at_us FROM fires WHERE schedule_id = $1 ORDER BY fire_at_us DESC LIMIT $2",
@@ -379,7 +397,10 @@ mod tests {
         let store = Store::open_memory().await.unwrap();
         let s = schedule("s1");
         store.insert_schedule(&s).await.unwrap();
-        assert!(matches!(store.insert_schedule(&s).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            store.insert_schedule(&s).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(store.get_schedule("s1").await.unwrap(), Some(s.clone()));
         store.set_schedule_enabled("s1", false, 5).await.unwrap();
         let got = store.get_schedule("s1").await.unwrap().unwrap();
@@ -390,7 +411,13 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
         assert_eq!(store.list_schedules(Some("job")).await.unwrap().len(), 1);
-        assert!(store.list_schedules(Some("other")).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_schedules(Some("other"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         store.delete_schedule("s1").await.unwrap();
         assert_eq!(store.get_schedule("s1").await.unwrap(), None);
     }
@@ -402,9 +429,15 @@ mod tests {
         // The repeated 01:30 of a fall-back night: same local time, two offsets.
         let first = fire("2026-11-01T01:30:00", -4 * 3600, 100);
         let second = fire("2026-11-01T01:30:00", -5 * 3600, 200);
-        assert_eq!(store.record_fires(&[first.clone(), second]).await.unwrap(), [true, true]);
+        assert_eq!(
+            store.record_fires(&[first.clone(), second]).await.unwrap(),
+            [true, true]
+        );
         assert_eq!(store.record_fires(&[first]).await.unwrap(), [false]);
-        assert_eq!(store.get_schedule("s1").await.unwrap().unwrap().cursor_us, Some(200));
+        assert_eq!(
+            store.get_schedule("s1").await.unwrap().unwrap().cursor_us,
+            Some(200)
+        );
         assert_eq!(store.list_fires("s1", 10).await.unwrap().len(), 2);
     }
 
@@ -415,10 +448,19 @@ mod tests {
         {
             let store = Store::open_sqlite(&path).await.unwrap();
             store.insert_schedule(&schedule("s1")).await.unwrap();
-            store.record_fires(&[fire("2026-01-01T00:00:00", 0, 1)]).await.unwrap();
+            store
+                .record_fires(&[fire("2026-01-01T00:00:00", 0, 1)])
+                .await
+                .unwrap();
         }
         let store = Store::open_sqlite(&path).await.unwrap();
         assert!(store.get_schedule("s1").await.unwrap().is_some());
-        assert_eq!(store.record_fires(&[fire("2026-01-01T00:00:00", 0, 1)]).await.unwrap(), [false]);
+        assert_eq!(
+            store
+                .record_fires(&[fire("2026-01-01T00:00:00", 0, 1)])
+                .await
+                .unwrap(),
+            [false]
+        );
     }
 }
