@@ -12,7 +12,9 @@ pub mod engine;
 pub mod grants;
 pub mod logging;
 pub mod model;
+pub mod queue;
 pub mod runtime;
+pub mod schedule;
 pub mod secrets;
 pub mod store;
 

@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use meridian::step::types::{
+pub use self::meridian::step::types::{
     CapabilityError, CapabilityKind, CapabilityRequest, ConfigIssue, Denial, Descriptor,
     StepContext, StepError, StepOutput,
 };
