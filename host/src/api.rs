@@ -3,7 +3,10 @@
 //! Errors are `application/problem+json` with a stable `code`; internal
 //! details are logged, never sent.
 
+use crate::model::Issue;
+use crate::model::schedule::PreviewRequest;
 use crate::runtime::{PluginInfo, Runtime};
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v2/health", get(health))
         .route("/api/v2/steps/types", get(step_types))
+        .route("/api/v2/schedules/preview", get(schedule_preview))
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)
@@ -42,6 +47,9 @@ pub struct Problem {
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Every problem with the request, each with its JSON path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Issue>,
 }
 
 impl Problem {
@@ -52,7 +60,26 @@ impl Problem {
             status: status.as_u16(),
             code,
             detail: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// 400 with every problem listed.
+    pub fn validation(issues: Vec<Issue>) -> Self {
+        let mut p = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "The request is not valid",
+        );
+        p.detail = Some(
+            issues
+                .iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        p.errors = issues;
+        p
     }
 }
 
@@ -115,4 +142,78 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// GET /api/v2/schedules/preview?cron=…&tz=…&count=N&from=…&gap=…&overlap=…
+async fn schedule_preview(Query(params): Query<HashMap<String, String>>) -> Response {
+    let mut issues = Vec::new();
+    let take = |name: &str| params.get(name).cloned();
+    let required = |name: &str, v: Option<String>, issues: &mut Vec<Issue>| {
+        v.unwrap_or_else(|| {
+            issues.push(Issue {
+                path: name.into(),
+                message: "required".into(),
+            });
+            String::new()
+        })
+    };
+    let cron = required("cron", take("cron"), &mut issues);
+    let tz = required("tz", take("tz"), &mut issues);
+    let count = take("count").and_then(|c| {
+        c.parse::<usize>()
+            .map_err(|_| {
+                issues.push(Issue {
+                    path: "count".into(),
+                    message: format!("{c:?} is not a whole number"),
+                })
+            })
+            .ok()
+    });
+    let gap = enum_param(take("gap"), "gap", "shift, skip", &mut issues);
+    let overlap = enum_param(take("overlap"), "overlap", "first, last, both", &mut issues);
+    for key in params.keys() {
+        if !["cron", "tz", "count", "from", "gap", "overlap"].contains(&key.as_str()) {
+            issues.push(Issue {
+                path: key.clone(),
+                message: "unknown parameter".into(),
+            });
+        }
+    }
+    let request = PreviewRequest {
+        cron,
+        tz,
+        count,
+        from: params.get("from").cloned(),
+        gap,
+        overlap,
+    };
+    match request.run(chrono::Utc::now()) {
+        Ok(preview) if issues.is_empty() => Json(preview).into_response(),
+        Ok(_) => Problem::validation(issues).into_response(),
+        Err(more) => {
+            // One problem per parameter: what the query itself got wrong
+            // (missing, not a number) comes first.
+            let seen: Vec<String> = issues.iter().map(|i| i.path.clone()).collect();
+            issues.extend(more.into_iter().filter(|m| !seen.contains(&m.path)));
+            Problem::validation(issues).into_response()
+        }
+    }
+}
+
+/// A query parameter naming one variant of a snake_case enum.
+fn enum_param<T: serde::de::DeserializeOwned>(
+    value: Option<String>,
+    name: &str,
+    allowed: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<T> {
+    let v = value?;
+    serde_json::from_value(serde_json::Value::String(v.clone()))
+        .map_err(|_| {
+            issues.push(Issue {
+                path: name.into(),
+                message: format!("{v:?} is not one of {allowed}"),
+            })
+        })
+        .ok()
 }

@@ -60,6 +60,37 @@ enum Command {
     /// Inspect and list plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Work with schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// The next fire times of a cron expression in a zone, each flagged when
+    /// a DST transition shifted it or repeats its local time.
+    Preview {
+        /// Cron expression: 5 or 6 fields, or a macro such as @daily.
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone, e.g. Europe/Berlin.
+        #[arg(long)]
+        tz: String,
+        /// How many fires.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// List fires strictly after this RFC 3339 instant [default: now].
+        #[arg(long)]
+        from: Option<String>,
+        /// Spring-forward rule: shift or skip [default: by the expression's kind].
+        #[arg(long)]
+        gap: Option<String>,
+        /// Fall-back rule: first, last or both [default: by the expression's kind].
+        #[arg(long)]
+        overlap: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +163,31 @@ async fn run(
         Command::Run { job, json } => run_job(config, job, json, out, err).await,
         Command::Validate { job } => validate(config, job, out, err).await,
         Command::Plugins(PluginsCommand::List { json }) => list_plugins(config, json, out).await,
+        Command::Schedule(ScheduleCommand::Preview {
+            cron,
+            tz,
+            count,
+            from,
+            gap,
+            overlap,
+            json,
+        }) => {
+            let request = crate::model::schedule::PreviewRequest {
+                cron,
+                tz,
+                count: Some(count),
+                from,
+                gap: gap
+                    .map(|g| serde_json::from_value(serde_json::Value::String(g)))
+                    .transpose()
+                    .map_err(|_| anyhow::anyhow!("--gap must be shift or skip"))?,
+                overlap: overlap
+                    .map(|o| serde_json::from_value(serde_json::Value::String(o)))
+                    .transpose()
+                    .map_err(|_| anyhow::anyhow!("--overlap must be first, last or both"))?,
+            };
+            preview(&request, json, out, err)
+        }
         Command::Plugins(PluginsCommand::Inspect { file, json }) => {
             inspect(config, file, json, out).await
         }
@@ -372,5 +428,82 @@ async fn inspect(
         "{}",
         serde_json::to_string_pretty(&info.config_schema)?
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn preview(
+    request: &crate::model::schedule::PreviewRequest,
+    json: bool,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let preview = match request.run(chrono::Utc::now()) {
+        Ok(p) => p,
+        Err(issues) => {
+            for i in &issues {
+                writeln!(err, "--{}: {}", i.path, i.message)?;
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&preview)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kind = match preview.kind {
+        crate::schedule::CronKind::FixedTime => "fixed-time",
+        crate::schedule::CronKind::Interval => "interval",
+    };
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    writeln!(
+        out,
+        "{} in {} ({kind}; gap: {}, overlap: {})",
+        preview.expression,
+        preview.zone,
+        name(serde_json::to_value(preview.gap)),
+        name(serde_json::to_value(preview.overlap))
+    )?;
+    for f in &preview.fires {
+        let note = match f.flag {
+            Some(crate::schedule::DstFlag::ShiftedFromGap) => {
+                format!(
+                    "  shifted from {} (spring-forward gap)",
+                    f.nominal.format("%H:%M:%S")
+                )
+            }
+            Some(crate::schedule::DstFlag::FirstOfRepeated) => {
+                "  first pass of a repeated hour".into()
+            }
+            Some(crate::schedule::DstFlag::SecondOfRepeated) => {
+                "  second pass of a repeated hour".into()
+            }
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "  {}  {:<6} {}Z{note}",
+            f.at.to_rfc3339(),
+            f.abbreviation.as_deref().unwrap_or(""),
+            f.utc.format("%Y-%m-%dT%H:%M:%S")
+        )?;
+    }
+    for d in &preview.dropped {
+        let why = match d.reason {
+            crate::schedule::DropReason::SkippedInGap => "skipped in the gap",
+            crate::schedule::DropReason::MergedAtGapEnd => "merged into the fire at the gap's end",
+        };
+        writeln!(
+            out,
+            "  dropped: {} local time(s) {} .. {} {why} ({})",
+            d.count,
+            d.first_nominal,
+            d.last_nominal,
+            d.gap_end.to_rfc3339()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -101,3 +101,34 @@ async fn serves_over_a_real_socket() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn schedule_preview_lists_fires_with_offsets_and_flags() {
+    let (_rt, state) = state().await;
+    let (status, _, body) = get(
+        state.clone(),
+        "/api/v2/schedules/preview?cron=30%202%20*%20*%20*&tz=Europe/Berlin&count=3&from=2026-03-27T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["fires"][2]["at"], "2026-03-29T03:00:00+02:00");
+    assert_eq!(body["fires"][2]["flag"], "shifted_from_gap");
+    assert_eq!(body["fires"][0]["offset"], "+01:00");
+
+    let (status, ctype, body) = get(
+        state,
+        "/api/v2/schedules/preview?cron=0%2025%20*%20*%20*&tz=Nowhere&count=x&gap=sideways&colour=red",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "validation_failed");
+    let mut paths: Vec<_> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["colour", "count", "cron", "gap", "tz"], "{body}");
+}

@@ -165,3 +165,86 @@ async fn validate_lists_every_problem_with_its_path() {
         assert!(err.contains(path), "missing {path:?} in:\n{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_preview_flags_dst_shifts() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (code, out, err) = meridian(&[
+        "--data-dir",
+        d,
+        "schedule",
+        "preview",
+        "--cron",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--from",
+        "2026-03-28T12:00:00Z",
+        "--count",
+        "2",
+    ])
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS, "{err}");
+    assert!(
+        out.contains("fixed-time; gap: shift, overlap: first"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "2026-03-29T03:00:00+02:00  CEST   2026-03-29T01:00:00Z  shifted from 02:30:00"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = meridian(&[
+        "--data-dir",
+        d,
+        "schedule",
+        "preview",
+        "--cron",
+        "*/30 1 * * *",
+        "--tz",
+        "America/New_York",
+        "--from",
+        "2026-10-31T12:00:00Z",
+        "--count",
+        "4",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let at: Vec<_> = v["fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "2026-11-01T01:00:00-04:00",
+            "2026-11-01T01:30:00-04:00",
+            "2026-11-01T01:00:00-05:00",
+            "2026-11-01T01:30:00-05:00"
+        ]
+    );
+    assert_eq!(v["fires"][2]["flag"], "second_of_repeated");
+    let (code, _, err) = meridian(&[
+        "--data-dir",
+        d,
+        "schedule",
+        "preview",
+        "--cron",
+        "61 * * * *",
+        "--tz",
+        "Mars/Base",
+    ])
+    .await;
+    assert_eq!(code, ExitCode::from(2));
+    assert!(
+        err.contains("--cron: minute: 61 is out of range 0-59"),
+        "{err}"
+    );
+    assert!(err.contains("--tz: "), "{err}");
+}

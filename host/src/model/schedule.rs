@@ -332,3 +332,113 @@ mod tests {
         assert_eq!(issues[0].path, "cron");
     }
 }
+
+/// A request for a preview of fire times, as the CLI and the API take it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub cron: String,
+    pub tz: String,
+    /// How many fires (default 10, at most 1000).
+    #[serde(default)]
+    pub count: Option<usize>,
+    /// RFC 3339 instant; fires are strictly after it (default: now).
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub gap: Option<crate::schedule::GapPolicy>,
+    #[serde(default)]
+    pub overlap: Option<crate::schedule::OverlapPolicy>,
+}
+
+/// Most fires one preview lists.
+pub const MAX_PREVIEW: usize = 1000;
+
+impl PreviewRequest {
+    /// The preview, or every problem with the request (paths are the
+    /// parameter names).
+    pub fn run(&self, now: DateTime<Utc>) -> Result<crate::schedule::Preview, Vec<Issue>> {
+        let mut issues = Vec::new();
+        let cron = CronExpr::parse(&self.cron)
+            .map_err(|e| {
+                issues.push(Issue {
+                    path: "cron".into(),
+                    message: e.to_string(),
+                })
+            })
+            .ok();
+        let tz = self
+            .tz
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                issues.push(Issue {
+                    path: "tz".into(),
+                    message: format!("{:?} is not an IANA time zone", self.tz),
+                })
+            })
+            .ok();
+        let count = self.count.unwrap_or(10);
+        if !(1..=MAX_PREVIEW).contains(&count) {
+            issues.push(Issue {
+                path: "count".into(),
+                message: format!("must be between 1 and {MAX_PREVIEW}"),
+            });
+        }
+        let from = match &self.from {
+            None => Some(now),
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    issues.push(Issue {
+                        path: "from".into(),
+                        message: format!("{text:?} is not an RFC 3339 instant: {e}"),
+                    })
+                })
+                .ok(),
+        };
+        match (cron, tz, from) {
+            (Some(cron), Some(tz), Some(from)) if issues.is_empty() => {
+                let policy = DstPolicy {
+                    gap: self.gap,
+                    overlap: self.overlap,
+                };
+                let schedule = Schedule::new(cron, tz).with_policy(policy);
+                Ok(crate::schedule::preview(&schedule, from, count))
+            }
+            _ => Err(issues),
+        }
+    }
+}
+
+#[cfg(test)]
+mod preview_tests {
+    use super::*;
+
+    #[test]
+    fn preview_requests_check_every_parameter() {
+        let req = PreviewRequest {
+            cron: "30 2 * * *".into(),
+            tz: "Europe/Berlin".into(),
+            count: Some(2),
+            from: Some("2026-03-28T12:00:00Z".into()),
+            ..PreviewRequest::default()
+        };
+        let p = req.run(Utc::now()).unwrap();
+        assert_eq!(p.fires[0].at.to_rfc3339(), "2026-03-29T03:00:00+02:00");
+        assert_eq!(p.fires.len(), 2);
+        let bad = PreviewRequest {
+            cron: "x".into(),
+            tz: "Nowhere/Land".into(),
+            count: Some(0),
+            from: Some("yesterday".into()),
+            ..PreviewRequest::default()
+        };
+        let paths: Vec<_> = bad
+            .run(Utc::now())
+            .unwrap_err()
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        assert_eq!(paths, ["cron", "tz", "count", "from"]);
+    }
+}
