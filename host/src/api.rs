@@ -22,6 +22,7 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct AppState {
     pub runtime: Arc<Runtime>,
+    pub store: crate::store::Store,
     pub started: Instant,
 }
 
@@ -99,21 +100,36 @@ async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "No such resource")
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+async fn health(State(state): State<Arc<AppState>>) -> Response {
     let plugins: Vec<_> = state
         .runtime
         .plugins()
         .map(|p| json!({ "name": p.info.name, "version": p.info.version, "digest": p.info.digest }))
         .collect();
-    Json(json!({
-        "status": "ok",
+    let store = match state.store.ping().await {
+        Ok(()) => json!({ "name": "store", "status": "ok" }),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store unreachable");
+            json!({ "name": "store", "status": "fail", "detail": "the store does not answer" })
+        }
+    };
+    let healthy = store["status"] == "ok";
+    let body = Json(json!({
+        "status": if healthy { "ok" } else { "fail" },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "checks": [
+            store,
             { "name": "plugins", "status": if plugins.is_empty() { "warn" } else { "ok" }, "detail": format!("{} step types loaded", plugins.len()) },
         ],
         "plugins": plugins,
-    }))
+    }));
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
 }
 
 /// A step type as the API lists it.

@@ -196,8 +196,12 @@ async fn run(
 
 async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(crate::build_runtime(&config).await?);
+    let store = crate::store::Store::open_sqlite(&config.store_path())
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
     let state = Arc::new(api::AppState {
         runtime,
+        store,
         started: std::time::Instant::now(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -267,6 +267,11 @@ impl Config {
         })
     }
 
+    /// The embedded SQLite database.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("meridian.db")
+    }
+
     /// Where compiled components are cached.
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("components")

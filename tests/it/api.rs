@@ -12,6 +12,7 @@ async fn state() -> (TestRuntime, Arc<AppState>) {
     let rt = TestRuntime::new("", &[fixtures::TRIVIAL]).await;
     let state = Arc::new(AppState {
         runtime: rt.runtime.clone(),
+        store: meridian::store::Store::open_memory().await.unwrap(),
         started: std::time::Instant::now(),
     });
     (rt, state)
@@ -44,6 +45,8 @@ async fn health_reports_loaded_plugins() {
     let (status, _, body) = get(state, "/api/v2/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
+    assert_eq!(body["checks"][0]["name"], "store");
+    assert_eq!(body["checks"][0]["status"], "ok");
     let names: Vec<_> = body["plugins"]
         .as_array()
         .unwrap()
