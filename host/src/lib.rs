@@ -15,6 +15,7 @@ pub mod model;
 pub mod queue;
 pub mod runtime;
 pub mod schedule;
+pub mod scheduler;
 pub mod secrets;
 pub mod store;
 

@@ -354,6 +354,8 @@ pub enum QueueError {
     Running(String),
     #[error("run {0} is not queued")]
     UnknownRun(String),
+    #[error("run {0} is not running")]
+    NotRunning(String),
 }
 
 /// A submission that was refused, with the run handed back so that it is
@@ -454,6 +456,14 @@ impl<P: Send + 'static> QueueManager<P> {
     /// running cannot be cancelled here ([`QueueError::Running`]).
     pub fn cancel(&self, run_id: &str) -> Result<QueuedRun<P>, QueueError> {
         self.handle.shared.cancel(run_id)
+    }
+
+    /// Aborts a running run's task (the scheduler's `cancel_other` overlap
+    /// policy). The run ends as [`RunOutcome::Aborted`] and is reported to
+    /// [`RunHandler::finished`] like any other. A queued run is not touched
+    /// ([`QueueError::NotRunning`]): take it out with [`QueueManager::cancel`].
+    pub fn abort_running(&self, run_id: &str) -> Result<(), QueueError> {
+        self.handle.shared.abort_one(run_id)
     }
 
     /// One entry per zone that has had a run, ordered by zone name.

@@ -212,6 +212,19 @@ impl<P> Shared<P> {
         ids
     }
 
+    /// Aborts one running run's task; its worker reports it as it ends.
+    pub(super) fn abort_one(&self, run_id: &str) -> Result<(), QueueError> {
+        let st = self.lock();
+        match st.index.get(run_id) {
+            Some(Location::Running { abort }) => {
+                abort.abort();
+                Ok(())
+            }
+            Some(Location::Queued { .. }) => Err(QueueError::NotRunning(run_id.into())),
+            None => Err(QueueError::UnknownRun(run_id.into())),
+        }
+    }
+
     pub(super) fn cancel(&self, run_id: &str) -> Result<QueuedRun<P>, QueueError> {
         let mut st = self.lock();
         let (zone, key) = match st.index.get(run_id) {

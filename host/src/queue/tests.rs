@@ -352,6 +352,28 @@ async fn a_worker_that_dies_is_replaced() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn abort_running_ends_a_running_run_as_aborted() {
+    let mut h = harness(config(1, 1, 1));
+    h.submit("long", BERLIN, 0, work(10_000));
+    h.submit("next", BERLIN, 0, work(10));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        h.queues.abort_running("next").unwrap_err(),
+        QueueError::NotRunning("next".into())
+    );
+    assert_eq!(
+        h.queues.abort_running("nope").unwrap_err(),
+        QueueError::UnknownRun("nope".into())
+    );
+    h.queues.abort_running("long").unwrap();
+    let reports = h.reports(2).await;
+    assert_eq!(reports[0].run.run_id, "long");
+    assert_eq!(reports[0].outcome, RunOutcome::Aborted);
+    assert_eq!(reports[1].run.run_id, "next");
+    assert_eq!(reports[1].outcome, RunOutcome::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancel_takes_a_queued_run_out() {
     let mut h = harness(config(1, 1, 1));
     h.submit("running", BERLIN, 0, work(100));

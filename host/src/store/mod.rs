@@ -104,9 +104,14 @@ impl Store {
     /// A private in-memory database (tests, `meridian run`).
     pub async fn open_memory() -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
-        // One connection: every connection to :memory: is its own database.
+        // One connection: every connection to :memory: is its own database,
+        // so it must never be closed: the pool's default idle timeout (10
+        // minutes) and maximum lifetime (30 minutes) would drop the data.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await?;
         Self::with_pool(pool).await
@@ -214,6 +219,26 @@ impl Store {
         Ok(())
     }
 
+    /// Moves several schedules' cursors forward (never back) in one
+    /// transaction: the scheduler's start-up, past fires it will not run.
+    pub async fn advance_cursors(&self, cursors: &[(String, i64)]) -> Result<(), StoreError> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, cursor_us) in cursors {
+            sqlx::query(
+                "UPDATE schedules SET cursor_us = $2 WHERE id = $1 AND (cursor_us IS NULL OR cursor_us < $2)",
+            )
+            .bind(id)
+            .bind(cursor_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM schedules WHERE id = $1")
             .bind(id)
@@ -229,6 +254,16 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| schedule_from_row(&r)).transpose()
+    }
+
+    /// The ids of every stored schedule.
+    pub async fn list_schedule_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM schedules")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
     }
 
     /// Every schedule, or a job's schedules, in id order.

@@ -1,0 +1,528 @@
+//! The loop task: the heap of due fires, batches, commands.
+//!
+//! Everything here runs in one task, so the state needs no lock, and a
+//! batch (plan → store → commit/abandon → next fires) is never interleaved
+//! with a command or a run's end.
+
+use super::dispatch::{Dispatcher, Origin, RunRequest, ShutdownReport};
+use super::slot::{self, Load, Slot};
+use super::{BackfillReport, Clock, Command, SchedulerConfig, SchedulerError};
+use crate::model::schedule::{RunOverlap, ScheduleDef};
+use crate::schedule::Fire;
+use crate::store::{FireRow, ScheduleRow, Store};
+use chrono::{DateTime, Utc};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A heap entry: a schedule's next fire is due at `due_us`. Stale when the
+/// slot's generation has moved on (or the slot is gone).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    due_us: i64,
+    generation: u64,
+    id: Arc<str>,
+}
+
+pub(super) struct Runner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    dispatcher: Dispatcher,
+    config: SchedulerConfig,
+    /// Enabled schedules that have a fire ahead.
+    slots: HashMap<Arc<str>, Slot>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    generation: u64,
+    commands: mpsc::Receiver<Command>,
+    shutdown: mpsc::UnboundedReceiver<oneshot::Sender<ShutdownReport>>,
+}
+
+/// What woke the loop.
+enum Event {
+    Shutdown(Option<oneshot::Sender<ShutdownReport>>),
+    Ended(Option<String>),
+    Wake,
+    Command(Option<Command>),
+}
+
+impl Runner {
+    /// Loads the enabled schedules and places each on its timeline under
+    /// its misfire policy.
+    pub(super) async fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        dispatcher: Dispatcher,
+        config: SchedulerConfig,
+        commands: mpsc::Receiver<Command>,
+        shutdown: mpsc::UnboundedReceiver<oneshot::Sender<ShutdownReport>>,
+    ) -> Result<Runner, SchedulerError> {
+        let mut runner = Runner {
+            store,
+            clock,
+            dispatcher,
+            config,
+            slots: HashMap::new(),
+            heap: BinaryHeap::new(),
+            generation: 0,
+            commands,
+            shutdown,
+        };
+        let now = runner.clock.now();
+        let rows = runner.store.list_schedules(None).await?;
+        let mut cursors = Vec::new();
+        let (mut skipped, mut skipping, mut catching_up, mut broken) =
+            (0usize, 0usize, 0usize, 0usize);
+        for row in rows.iter().filter(|r| r.enabled) {
+            let def = match ScheduleDef::from_row(row) {
+                Ok(def) => def,
+                Err(issues) => {
+                    broken += 1;
+                    tracing::error!(schedule_id = %row.id, ?issues, "stored schedule cannot be loaded; it will not fire");
+                    continue;
+                }
+            };
+            let timeline = slot::timeline(
+                &def,
+                row.cursor_us.and_then(DateTime::from_timestamp_micros),
+                created_at(row),
+                now,
+                Load::Startup,
+            );
+            let lost = timeline.skipped;
+            if lost.total() > 0 {
+                skipping += 1;
+                skipped += lost.total();
+                tracing::info!(
+                    schedule_id = %row.id,
+                    skipped = lost.total(),
+                    before_window = lost.before_window,
+                    more = lost.capped,
+                    policy = ?def.spec.misfire.policy,
+                    "missed fires skipped under the misfire policy"
+                );
+            }
+            if let Some(cursor) = timeline.cursor {
+                cursors.push((row.id.clone(), cursor.timestamp_micros()));
+            }
+            if let Some(first) = timeline.first {
+                let slot = Slot::new(&def, first, timeline.catch_up_until);
+                if slot.origin() == Origin::CatchUp {
+                    catching_up += 1;
+                }
+                runner.install(slot);
+            }
+        }
+        runner.store.advance_cursors(&cursors).await?;
+        tracing::info!(
+            schedules = runner.slots.len(),
+            catching_up,
+            skipping_schedules = skipping,
+            skipped_fires_at_least = skipped,
+            unloadable = broken,
+            "scheduler started"
+        );
+        Ok(runner)
+    }
+
+    pub(super) async fn run(mut self) {
+        let reply = loop {
+            if let Ok(reply) = self.shutdown.try_recv() {
+                break Some(reply);
+            }
+            while let Some(run_id) = self.dispatcher.try_next_ended() {
+                self.dispatcher.run_ended(&run_id);
+            }
+            let now = self.clock.now();
+            let next_due = self.next_due();
+            if next_due.is_some_and(|due| due <= now.timestamp_micros()) {
+                self.fire_due(now).await;
+                continue;
+            }
+            let deadline = self.deadline(now, next_due);
+            let event = tokio::select! {
+                biased;
+                reply = self.shutdown.recv() => Event::Shutdown(reply),
+                ended = self.dispatcher.next_ended() => Event::Ended(ended),
+                () = tokio::time::sleep_until(deadline) => Event::Wake,
+                command = self.commands.recv() => Event::Command(command),
+            };
+            match event {
+                Event::Shutdown(reply) => break reply,
+                Event::Ended(Some(run_id)) => self.dispatcher.run_ended(&run_id),
+                Event::Wake => {}
+                Event::Command(Some(command)) => self.handle(command).await,
+                // Every handle is gone (or, impossibly, the queues): stop.
+                Event::Ended(None) | Event::Command(None) => break None,
+            }
+        };
+        let report = self.dispatcher.shutdown(self.config.shutdown_grace).await;
+        tracing::info!(
+            dropped_queued = report.queued.len(),
+            dropped_buffered = report.buffered.len(),
+            aborted = report.aborted.len(),
+            "scheduler stopped"
+        );
+        if let Some(reply) = reply {
+            let _ = reply.send(report);
+        }
+    }
+
+    /// The due instant of the earliest live entry, dropping stale ones.
+    fn next_due(&mut self) -> Option<i64> {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if self.is_live(top) {
+                return Some(top.due_us);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    fn is_live(&self, entry: &Entry) -> bool {
+        self.slots
+            .get(&entry.id)
+            .is_some_and(|slot| slot.generation == entry.generation)
+    }
+
+    /// When to wake for a fire due at `due_us`: computed from the clock,
+    /// never further than `max_sleep` away.
+    fn deadline(&self, now: DateTime<Utc>, due_us: Option<i64>) -> Instant {
+        let max = self.config.max_sleep;
+        let wait = due_us.map_or(max, |due| {
+            let micros = due.saturating_sub(now.timestamp_micros()).max(0);
+            std::time::Duration::from_micros(micros.unsigned_abs()).min(max)
+        });
+        Instant::now() + wait
+    }
+
+    /// Puts a slot (new or replacing one) in the loop with a fresh
+    /// generation and pushes its next fire.
+    fn install(&mut self, mut slot: Slot) {
+        self.generation += 1;
+        slot.generation = self.generation;
+        self.heap.push(Reverse(Entry {
+            due_us: slot.due_us(),
+            generation: slot.generation,
+            id: Arc::clone(&slot.id),
+        }));
+        self.slots.insert(Arc::clone(&slot.id), slot);
+        // Reloads leave stale entries behind; drop them before they
+        // outnumber the live ones.
+        if self.heap.len() > 2 * self.slots.len() + 1024 {
+            let slots = &self.slots;
+            self.heap.retain(|Reverse(e)| {
+                slots
+                    .get(&e.id)
+                    .is_some_and(|slot| slot.generation == e.generation)
+            });
+        }
+    }
+
+    /// Fires every due entry as one batch.
+    async fn fire_due(&mut self, now: DateTime<Utc>) {
+        let now_us = now.timestamp_micros();
+        let mut batch = Vec::new();
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if top.due_us > now_us {
+                break;
+            }
+            if let Some(Reverse(entry)) = self.heap.pop()
+                && self.is_live(&entry)
+            {
+                batch.push(entry.id);
+            }
+        }
+        let mut plans = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        for id in &batch {
+            let Some(slot) = self.slots.get(id) else {
+                continue;
+            };
+            let plan = self.dispatcher.plan(slot.request(), slot.overlap);
+            rows.push(fire_row(id, &slot.next, slot.origin(), &plan, now_us));
+            plans.push(plan);
+        }
+        if rows.is_empty() {
+            return;
+        }
+        match self.store.record_fires(&rows).await {
+            Ok(inserted) => {
+                for (plan, new) in plans.into_iter().zip(inserted) {
+                    if new {
+                        if let Err(e) = self.dispatcher.commit(plan) {
+                            tracing::error!("stored fire will not run: {e}");
+                        }
+                    } else {
+                        tracing::info!(
+                            schedule_id = %plan.run().payload.schedule_id,
+                            "fire already recorded (before a restart, or by another node): not run again"
+                        );
+                        self.dispatcher.abandon(plan);
+                    }
+                }
+                for id in &batch {
+                    self.advance(id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(fires = rows.len(), "could not record fires, retrying: {e}");
+                for plan in plans {
+                    self.dispatcher.abandon(plan);
+                }
+                self.forget_deleted().await;
+                let retry_us =
+                    i64::try_from(self.config.retry_delay.as_micros()).unwrap_or(i64::MAX);
+                let due_us = now_us.saturating_add(retry_us.max(1));
+                for id in batch {
+                    if let Some(slot) = self.slots.get(&id) {
+                        let generation = slot.generation;
+                        self.heap.push(Reverse(Entry {
+                            due_us,
+                            generation,
+                            id,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes out of the loop the schedules deleted from the store without
+    /// a `remove`: their fires break the batch's foreign key, and the batch
+    /// must not be retried with them for ever.
+    async fn forget_deleted(&mut self) {
+        let Ok(ids) = self.store.list_schedule_ids().await else {
+            return; // the store is down; retry as is
+        };
+        let ids: std::collections::HashSet<String> = ids.into_iter().collect();
+        self.slots.retain(|id, _| {
+            let keep = ids.contains(id.as_ref());
+            if !keep {
+                tracing::warn!(schedule_id = %id, "schedule deleted from the store without remove; dropped");
+            }
+            keep
+        });
+    }
+
+    /// Moves a slot to its next fire, or out of the loop when it has none.
+    fn advance(&mut self, id: &Arc<str>) {
+        let Some(mut slot) = self.slots.remove(id) else {
+            return;
+        };
+        if slot.advance() {
+            self.install(slot);
+        } else {
+            tracing::info!(schedule_id = %id, "schedule has no fire left (end_at passed)");
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Reload(id, reply) => {
+                let _ = reply.send(self.reload(&id).await);
+            }
+            Command::Remove(id, reply) => {
+                let _ = reply.send(Ok(self.slots.remove(id.as_str()).is_some()));
+            }
+            Command::Pause(id, reply) => {
+                let _ = reply.send(self.pause(&id).await);
+            }
+            Command::Resume(id, reply) => {
+                let _ = reply.send(self.resume(&id).await);
+            }
+            Command::TriggerNow(id, reply) => {
+                let _ = reply.send(self.trigger_now(&id).await);
+            }
+            Command::Backfill {
+                id,
+                from,
+                to,
+                reply,
+            } => {
+                let _ = reply.send(self.backfill(&id, from, to).await);
+            }
+            Command::NextFire(id, reply) => {
+                let next = self.slots.get(id.as_str()).map(|s| s.next.instant);
+                let _ = reply.send(Ok(next));
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<(ScheduleRow, ScheduleDef), SchedulerError> {
+        let row = self
+            .store
+            .get_schedule(id)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(id.to_owned()))?;
+        let def = ScheduleDef::from_row(&row).map_err(|issues| SchedulerError::Invalid {
+            id: id.to_owned(),
+            issues,
+        })?;
+        Ok((row, def))
+    }
+
+    async fn reload(&mut self, id: &str) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        // Whatever happens next, the old definition stops firing.
+        self.slots.remove(id);
+        let (row, def) = self.load(id).await?;
+        if !row.enabled {
+            return Ok(None);
+        }
+        let cursor = row.cursor_us.and_then(DateTime::from_timestamp_micros);
+        let timeline = slot::timeline(
+            &def,
+            cursor,
+            created_at(&row),
+            self.clock.now(),
+            Load::Reload,
+        );
+        let Some(first) = timeline.first else {
+            return Ok(None);
+        };
+        self.install(Slot::new(&def, first, None));
+        Ok(Some(first.instant))
+    }
+
+    async fn pause(&mut self, id: &str) -> Result<(), SchedulerError> {
+        let now_us = self.clock.now().timestamp_micros();
+        self.store.set_schedule_enabled(id, false, now_us).await?;
+        self.slots.remove(id);
+        Ok(())
+    }
+
+    async fn resume(&mut self, id: &str) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        let now_us = self.clock.now().timestamp_micros();
+        // Cursor first: should we stop in between, the schedule is still
+        // disabled, and nothing it missed is caught up later either.
+        self.store.advance_cursor(id, now_us - 1).await?;
+        self.store.set_schedule_enabled(id, true, now_us).await?;
+        self.reload(id).await
+    }
+
+    async fn trigger_now(&mut self, id: &str) -> Result<String, SchedulerError> {
+        let (_, def) = self.load(id).await?;
+        let plan = self.dispatcher.plan_manual(RunRequest {
+            schedule_id: Arc::from(id),
+            job_id: Arc::from(def.spec.job_id.as_str()),
+            zone: def.schedule.tz,
+            priority: def.spec.priority,
+            fire: None,
+            origin: Origin::Manual,
+        });
+        let run_id = plan.run().run_id.clone();
+        self.dispatcher.commit(plan)?;
+        tracing::info!(schedule_id = %id, %run_id, "manual run queued");
+        Ok(run_id)
+    }
+
+    async fn backfill(
+        &mut self,
+        id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BackfillReport, SchedulerError> {
+        let now = self.clock.now();
+        if from > to {
+            return Err(SchedulerError::BackfillRange(format!(
+                "from ({from}) is after to ({to})"
+            )));
+        }
+        if to > now {
+            return Err(SchedulerError::BackfillRange(format!(
+                "to ({to}) is in the future; future fires run at their time"
+            )));
+        }
+        let (_, def) = self.load(id).await?;
+        let from = def.spec.start_at.map_or(from, |start| from.max(start));
+        let to = def.spec.end_at.map_or(to, |end| to.min(end));
+        let cap = self.config.backfill_cap;
+        let mut fires = Vec::new();
+        for fire in def.schedule.fires_after(slot::just_before(from)) {
+            if fire.instant > to {
+                break;
+            }
+            if fires.len() == cap {
+                return Err(SchedulerError::BackfillTooLarge {
+                    id: id.to_owned(),
+                    cap,
+                });
+            }
+            fires.push(fire);
+        }
+        let schedule_id: Arc<str> = Arc::from(id);
+        let job_id: Arc<str> = Arc::from(def.spec.job_id.as_str());
+        let now_us = now.timestamp_micros();
+        let mut plans = Vec::with_capacity(fires.len());
+        let mut rows = Vec::with_capacity(fires.len());
+        for fire in &fires {
+            let request = RunRequest {
+                schedule_id: Arc::clone(&schedule_id),
+                job_id: Arc::clone(&job_id),
+                zone: def.schedule.tz,
+                priority: def.spec.priority,
+                fire: Some(*fire),
+                origin: Origin::Backfill,
+            };
+            let plan = self.dispatcher.plan(request, RunOverlap::Allow);
+            rows.push(fire_row(
+                &schedule_id,
+                fire,
+                Origin::Backfill,
+                &plan,
+                now_us,
+            ));
+            plans.push(plan);
+        }
+        let inserted = self.store.record_fires(&rows).await?;
+        let mut report = BackfillReport {
+            fires: fires.len(),
+            already_recorded: 0,
+            run_ids: Vec::new(),
+        };
+        for (plan, new) in plans.into_iter().zip(inserted) {
+            if new {
+                let run_id = plan.run().run_id.clone();
+                self.dispatcher.commit(plan)?;
+                report.run_ids.push(run_id);
+            } else {
+                report.already_recorded += 1;
+                self.dispatcher.abandon(plan);
+            }
+        }
+        tracing::info!(
+            schedule_id = %id,
+            fires = report.fires,
+            already_recorded = report.already_recorded,
+            "backfill queued"
+        );
+        Ok(report)
+    }
+}
+
+fn created_at(row: &ScheduleRow) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(row.created_at_us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn fire_row(
+    schedule_id: &str,
+    fire: &Fire,
+    origin: Origin,
+    plan: &super::dispatch::Plan,
+    now_us: i64,
+) -> FireRow {
+    FireRow {
+        schedule_id: schedule_id.to_owned(),
+        nominal_local: fire.nominal.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        utc_offset_s: fire.offset_seconds,
+        fire_at_us: fire.instant.timestamp_micros(),
+        origin: origin.as_str().to_owned(),
+        outcome: plan.outcome().to_owned(),
+        run_id: plan.run_id().map(str::to_owned),
+        created_at_us: now_us,
+    }
+}
