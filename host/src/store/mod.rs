@@ -133,21 +133,7 @@ impl Store {
             "INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         );
-        let result = sqlx::query(&sql)
-            .bind(&s.id)
-            .bind(&s.job_id)
-            .bind(&s.cron)
-            .bind(&s.timezone)
-            .bind(s.enabled)
-            .bind(s.start_at_us)
-            .bind(s.end_at_us)
-            .bind(s.misfire_window_s)
-            .bind(&s.misfire_policy)
-            .bind(&s.overlap_policy)
-            .bind(&s.dst_gap)
-            .bind(&s.dst_overlap)
-            .bind(s.jitter_s)
-            .bind(s.priority)
+        let result = bind_definition(sqlx::query(&sql), s)
             .bind(s.cursor_us)
             .bind(s.created_at_us)
             .bind(s.updated_at_us)
@@ -165,29 +151,16 @@ impl Store {
     /// Replaces a schedule's definition, keeping its creation time and
     /// cursor.
     pub async fn update_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE schedules SET job_id = $2, cron = $3, timezone = $4, enabled = $5, \
              start_at_us = $6, end_at_us = $7, misfire_window_s = $8, misfire_policy = $9, \
              overlap_policy = $10, dst_gap = $11, dst_overlap = $12, jitter_s = $13, \
              priority = $14, updated_at_us = $15 WHERE id = $1",
-        )
-        .bind(&s.id)
-        .bind(&s.job_id)
-        .bind(&s.cron)
-        .bind(&s.timezone)
-        .bind(s.enabled)
-        .bind(s.start_at_us)
-        .bind(s.end_at_us)
-        .bind(s.misfire_window_s)
-        .bind(&s.misfire_policy)
-        .bind(&s.overlap_policy)
-        .bind(&s.dst_gap)
-        .bind(&s.dst_overlap)
-        .bind(s.jitter_s)
-        .bind(s.priority)
-        .bind(s.updated_at_us)
-        .execute(&self.pool)
-        .await?;
+        );
+        let done = bind_definition(query, s)
+            .bind(s.updated_at_us)
+            .execute(&self.pool)
+            .await?;
         not_found_if_none(done.rows_affected(), "schedule", &s.id)
     }
 
@@ -353,6 +326,28 @@ impl Store {
             })
             .collect()
     }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds `$1`..`$14`: the id and the definition columns, in the order of
+/// `SCHEDULE_COLUMNS`, shared by insert and update.
+fn bind_definition<'q>(query: SqliteQuery<'q>, s: &'q ScheduleRow) -> SqliteQuery<'q> {
+    query
+        .bind(&s.id)
+        .bind(&s.job_id)
+        .bind(&s.cron)
+        .bind(&s.timezone)
+        .bind(s.enabled)
+        .bind(s.start_at_us)
+        .bind(s.end_at_us)
+        .bind(s.misfire_window_s)
+        .bind(&s.misfire_policy)
+        .bind(&s.overlap_policy)
+        .bind(&s.dst_gap)
+        .bind(&s.dst_overlap)
+        .bind(s.jitter_s)
+        .bind(s.priority)
 }
 
 fn not_found_if_none(affected: u64, what: &'static str, id: &str) -> Result<(), StoreError> {
