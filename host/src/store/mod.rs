@@ -10,6 +10,7 @@
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -129,23 +130,19 @@ impl Store {
     }
 
     pub async fn insert_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        );
-        let result = bind_definition(sqlx::query(&sql), s)
-            .bind(s.cursor_us)
-            .bind(s.created_at_us)
-            .bind(s.updated_at_us)
-            .execute(&self.pool)
-            .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict {
-                what: "schedule",
-                id: s.id.clone(),
-            }),
-            other => other.map(|_| ()).map_err(Into::into),
+        let mut conn = self.pool.acquire().await?;
+        insert_schedule_on(&mut conn, s).await
+    }
+
+    /// Inserts many schedules in one transaction: all of them, or none
+    /// when one fails (an id already stored is a [`StoreError::Conflict`]).
+    pub async fn insert_schedules(&self, schedules: &[ScheduleRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for s in schedules {
+            insert_schedule_on(&mut tx, s).await?;
         }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Replaces a schedule's definition, keeping its creation time and
@@ -199,15 +196,8 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for (id, cursor_us) in cursors {
-            sqlx::query(
-                "UPDATE schedules SET cursor_us = $2 WHERE id = $1 AND (cursor_us IS NULL OR cursor_us < $2)",
-            )
-            .bind(id)
-            .bind(cursor_us)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let cursors: Vec<(&str, i64)> = cursors.iter().map(|(id, c)| (id.as_str(), *c)).collect();
+        advance_cursors_on(&mut tx, &cursors).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -263,36 +253,65 @@ impl Store {
     /// its latest fire. Returns, per fire, whether it was new: a fire whose
     /// identity is already stored was handled before (by this node before a
     /// restart, or by another node) and must not run again.
+    ///
+    /// A burst of fires costs a few statements, not two per fire: the fires
+    /// go in with multi-row inserts of [`FIRES_PER_INSERT`] rows, under a
+    /// savepoint. When every insert stores all its rows (the usual case),
+    /// every fire was new. Otherwise that is rolled back, and each chunk is
+    /// tried again under its own savepoint; a chunk that still stores fewer
+    /// rows than it has is rolled back and inserted row by row, to learn
+    /// which fires were new. The cursors move with multi-row updates, once
+    /// per schedule.
     pub async fn record_fires(&self, fires: &[FireRow]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::with_capacity(fires.len());
-        for f in fires {
-            let done = sqlx::query(
-                "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, \
-                 outcome, run_id, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING",
-            )
-            .bind(&f.schedule_id)
-            .bind(&f.nominal_local)
-            .bind(f.utc_offset_s)
-            .bind(f.fire_at_us)
-            .bind(&f.origin)
-            .bind(&f.outcome)
-            .bind(&f.run_id)
-            .bind(f.created_at_us)
-            .execute(&mut *tx)
-            .await?;
-            inserted.push(done.rows_affected() == 1);
-            if f.origin != "backfill" {
-                sqlx::query(
-                    "UPDATE schedules SET cursor_us = $2 WHERE id = $1 AND (cursor_us IS NULL OR cursor_us < $2)",
-                )
-                .bind(&f.schedule_id)
-                .bind(f.fire_at_us)
-                .execute(&mut *tx)
-                .await?;
+        // Usually every fire is new: try that first, under one savepoint.
+        let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
+        let mut fast = true;
+        for chunk in fires.chunks(FIRES_PER_INSERT) {
+            let done = insert_fires(chunk).query().execute(&mut *all_new).await?;
+            if !usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+                fast = false;
+                break;
             }
         }
+        if fast {
+            all_new.commit().await?;
+            inserted.resize(fires.len(), true);
+        } else {
+            all_new.rollback().await?;
+        }
+        // Some were stored already: find out which, chunk by chunk.
+        for chunk in fires.chunks(FIRES_PER_INSERT).filter(|_| !fast) {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let done = insert_fires(chunk).query().execute(&mut *savepoint).await?;
+            if usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+                savepoint.commit().await?;
+                inserted.extend(std::iter::repeat_n(true, chunk.len()));
+                continue;
+            }
+            savepoint.rollback().await?;
+            for f in chunk {
+                let done = insert_fires(std::slice::from_ref(f))
+                    .query()
+                    .execute(&mut *tx)
+                    .await?;
+                inserted.push(done.rows_affected() == 1);
+            }
+        }
+        // Each schedule's latest fire, backfills aside, in first-seen order.
+        let mut latest: Vec<(&str, i64)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for f in fires.iter().filter(|f| f.origin != "backfill") {
+            match index.get(f.schedule_id.as_str()) {
+                Some(&i) => latest[i].1 = latest[i].1.max(f.fire_at_us),
+                None => {
+                    index.insert(&f.schedule_id, latest.len());
+                    latest.push((&f.schedule_id, f.fire_at_us));
+                }
+            }
+        }
+        advance_cursors_on(&mut tx, &latest).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -326,6 +345,167 @@ impl Store {
             })
             .collect()
     }
+}
+
+async fn insert_schedule_on(
+    conn: &mut sqlx::SqliteConnection,
+    s: &ScheduleRow,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    );
+    let result = bind_definition(sqlx::query(&sql), s)
+        .bind(s.cursor_us)
+        .bind(s.created_at_us)
+        .bind(s.updated_at_us)
+        .execute(conn)
+        .await;
+    match result {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict {
+            what: "schedule",
+            id: s.id.clone(),
+        }),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// Rows per multi-row insert of fires. See [`Values`] for why a statement
+/// stays small: its binding costs grow with the square of its parameters.
+const FIRES_PER_INSERT: usize = 100;
+
+/// Schedules per multi-row cursor update.
+const CURSORS_PER_UPDATE: usize = 200;
+
+/// A value bound to a multi-row statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Value<'q> {
+    Text(&'q str),
+    Int(i64),
+}
+
+/// The `VALUES` list of a multi-row statement, each distinct value bound
+/// once and referred to by its `$N` wherever it recurs.
+///
+/// Why: sqlx binds SQLite parameters by name, and SQLite finds a
+/// parameter's name by a linear search, so binding a statement costs the
+/// square of its distinct parameters. The fires of one batch share their
+/// instant, origin, outcome and creation time, and their nominal times and
+/// offsets take a few values only; interned, a fire costs about two
+/// parameters (schedule and run ids) instead of eight.
+struct Values<'q> {
+    sql: String,
+    values: Vec<Value<'q>>,
+    index: HashMap<Value<'q>, usize>,
+    rows: usize,
+}
+
+impl<'q> Values<'q> {
+    /// Starts the statement with `head`, which ends before its first tuple.
+    fn new(head: &str) -> Self {
+        Values {
+            sql: head.to_owned(),
+            values: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+        }
+    }
+
+    /// Appends one `(…)` tuple; `None` is written as `NULL`.
+    fn row(&mut self, row: &[Option<Value<'q>>]) {
+        use std::fmt::Write;
+        self.sql.push_str(if self.rows == 0 { "(" } else { ", (" });
+        self.rows += 1;
+        for (col, value) in row.iter().enumerate() {
+            if col > 0 {
+                self.sql.push_str(", ");
+            }
+            let Some(value) = *value else {
+                self.sql.push_str("NULL");
+                continue;
+            };
+            let n = *self.index.entry(value).or_insert_with(|| {
+                self.values.push(value);
+                self.values.len()
+            });
+            let _ = write!(self.sql, "${n}");
+        }
+        self.sql.push(')');
+    }
+
+    /// The statement's text, `tail` appended, and its values.
+    fn finish(mut self, tail: &str) -> Statement<'q> {
+        self.sql.push_str(tail);
+        Statement {
+            sql: self.sql,
+            values: self.values,
+        }
+    }
+}
+
+/// A multi-row statement built by [`Values`].
+struct Statement<'q> {
+    sql: String,
+    values: Vec<Value<'q>>,
+}
+
+impl Statement<'_> {
+    /// The query with its values bound. Not kept prepared: its text
+    /// changes with the pattern of the values.
+    fn query(&self) -> SqliteQuery<'_> {
+        let mut query = sqlx::query(&self.sql).persistent(false);
+        for value in &self.values {
+            query = match *value {
+                Value::Text(text) => query.bind(text),
+                Value::Int(int) => query.bind(int),
+            };
+        }
+        query
+    }
+}
+
+/// One `INSERT INTO fires` of `fires` that skips identities already
+/// stored.
+fn insert_fires(fires: &[FireRow]) -> Statement<'_> {
+    let mut values = Values::new(
+        "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, \
+         outcome, run_id, created_at_us) VALUES ",
+    );
+    for f in fires {
+        values.row(&[
+            Some(Value::Text(&f.schedule_id)),
+            Some(Value::Text(&f.nominal_local)),
+            Some(Value::Int(i64::from(f.utc_offset_s))),
+            Some(Value::Int(f.fire_at_us)),
+            Some(Value::Text(&f.origin)),
+            Some(Value::Text(&f.outcome)),
+            f.run_id.as_deref().map(Value::Text),
+            Some(Value::Int(f.created_at_us)),
+        ]);
+    }
+    values.finish(" ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING")
+}
+
+/// Moves each schedule's cursor forward to its value (never back), with
+/// multi-row `UPDATE … FROM (VALUES …)`: SQLite ≥ 3.33 and PostgreSQL both
+/// name the columns of a `VALUES` list `column1`, `column2`. Ids must be
+/// distinct.
+async fn advance_cursors_on(
+    conn: &mut sqlx::SqliteConnection,
+    cursors: &[(&str, i64)],
+) -> Result<(), StoreError> {
+    for chunk in cursors.chunks(CURSORS_PER_UPDATE) {
+        let mut values = Values::new("UPDATE schedules SET cursor_us = v.column2 FROM (VALUES ");
+        for (id, cursor_us) in chunk {
+            values.row(&[Some(Value::Text(id)), Some(Value::Int(*cursor_us))]);
+        }
+        let statement = values.finish(
+            ") AS v WHERE schedules.id = v.column1 \
+             AND (schedules.cursor_us IS NULL OR schedules.cursor_us < v.column2)",
+        );
+        statement.query().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -469,6 +649,50 @@ mod tests {
             Some(200)
         );
         assert_eq!(store.list_fires("s1", 10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_tells_new_fires_from_stored_ones() {
+        let store = Store::open_memory().await.unwrap();
+        let schedules: Vec<_> = (0..3).map(|i| schedule(&format!("s{i}"))).collect();
+        store.insert_schedules(&schedules).await.unwrap();
+        assert!(matches!(
+            store.insert_schedules(&schedules[..1]).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        // More than one multi-row insert, over three schedules.
+        let fires: Vec<FireRow> = (0..2 * FIRES_PER_INSERT + 7)
+            .map(|i| FireRow {
+                schedule_id: format!("s{}", i % 3),
+                ..fire(&format!("2026-01-01T00:00:{i:04}"), 0, i as i64)
+            })
+            .collect();
+        // Some already stored, in the first chunk and in the last one.
+        let stored = [3, 2 * FIRES_PER_INSERT + 5];
+        let early: Vec<FireRow> = stored.iter().map(|&i| fires[i].clone()).collect();
+        assert_eq!(store.record_fires(&early).await.unwrap(), [true, true]);
+        let new = store.record_fires(&fires).await.unwrap();
+        let expected: Vec<bool> = (0..fires.len()).map(|i| !stored.contains(&i)).collect();
+        assert_eq!(new, expected);
+        assert!(store.record_fires(&fires).await.unwrap().iter().all(|n| !n));
+        for i in 0..3 {
+            let latest = (0..fires.len()).filter(|j| j % 3 == i).max().unwrap();
+            let got = store.get_schedule(&format!("s{i}")).await.unwrap().unwrap();
+            assert_eq!(got.cursor_us, Some(latest as i64));
+        }
+        // Backfills never move the cursor, and cursors never move back.
+        let before = store.get_schedule("s1").await.unwrap().unwrap().cursor_us;
+        let backfill = FireRow {
+            origin: "backfill".into(),
+            ..fire("2030-01-01T00:00:00", 0, 1 << 50)
+        };
+        let old = fire("2025-01-01T00:00:00", 0, -5);
+        assert_eq!(
+            store.record_fires(&[backfill, old]).await.unwrap(),
+            [true, true]
+        );
+        let after = store.get_schedule("s1").await.unwrap().unwrap().cursor_us;
+        assert_eq!(after, before);
     }
 
     #[tokio::test]
