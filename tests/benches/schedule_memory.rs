@@ -11,39 +11,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use meridian::schedule::{CronExpr, Schedule};
-use std::alloc::{GlobalAlloc, Layout, System};
+use meridian_tests::memory::{Counting, live_bytes, resident_bytes};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 const COUNT: usize = 100_000;
-
-/// Bytes currently allocated through the global allocator.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// `System`, counting the bytes handed out and given back.
-struct Counting;
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which
-// upholds the `GlobalAlloc` contract; the counter has no effect on memory.
-// `realloc` and `alloc_zeroed` keep their default bodies, which go through
-// `alloc` and `dealloc` here and so are counted too.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -69,25 +40,18 @@ fn expression(i: usize) -> String {
     }
 }
 
-/// The resident set size in bytes, where `/proc` tells it.
-fn resident_bytes() -> Option<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 fn main() {
     let zones = chrono_tz::TZ_VARIANTS;
     let texts: Vec<String> = (0..COUNT).map(expression).collect();
 
-    let live_before = LIVE.load(Relaxed);
+    let live_before = live_bytes();
     let rss_before = resident_bytes();
     let schedules: Vec<Schedule> = texts
         .iter()
         .enumerate()
         .map(|(i, text)| Schedule::new(CronExpr::parse(text).unwrap(), zones[i % zones.len()]))
         .collect();
-    let live = LIVE.load(Relaxed) - live_before;
+    let live = live_bytes() - live_before;
     let rss = resident_bytes()
         .zip(rss_before)
         .map(|(after, before)| after.saturating_sub(before));

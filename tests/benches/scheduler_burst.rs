@@ -38,8 +38,8 @@ use meridian::model::schedule::ScheduleSpec;
 use meridian::queue::{QueueConfig, QueuedRun, RunOutcome};
 use meridian::scheduler::{Dispatcher, RunPayload, Scheduler, SchedulerConfig, TokioClock};
 use meridian::store::Store;
+use meridian_tests::memory::{Counting, live_bytes, resident_bytes};
 use serde_json::json;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -77,43 +77,8 @@ const ZONES: [&str; 20] = [
     "Africa/Johannesburg",
 ];
 
-/// Bytes currently allocated through the global allocator.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// `System`, counting the bytes handed out and given back.
-struct Counting;
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which
-// upholds the `GlobalAlloc` contract; the counter has no effect on memory.
-// `realloc` and `alloc_zeroed` keep their default bodies, which go through
-// `alloc` and `dealloc` here and so are counted too.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The resident set size in bytes, where `/proc` tells it.
-fn resident_bytes() -> Option<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
 
 fn schedule_id(i: usize) -> String {
     format!("s{i:06}")
@@ -202,7 +167,7 @@ async fn bench() {
     };
 
     // Memory before the scheduler exists (store filled, handler ready).
-    let live_before = LIVE.load(Relaxed);
+    let live_before = live_bytes();
     let rss_before = resident_bytes();
 
     let clock_instant = Instant::now();
@@ -214,7 +179,7 @@ async fn bench() {
         .unwrap();
     scheduler.flush().await.unwrap();
     let loaded = clock_instant.elapsed();
-    let live = LIVE.load(Relaxed).saturating_sub(live_before);
+    let live = live_bytes().saturating_sub(live_before);
     let rss = resident_bytes()
         .zip(rss_before)
         .map(|(after, before)| after.saturating_sub(before));

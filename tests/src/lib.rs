@@ -187,3 +187,52 @@ impl TestServer {
         )
     }
 }
+
+/// Memory measurement for the benchmarks: a global allocator that counts
+/// the live bytes, and the process's resident set.
+pub mod memory {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    /// Bytes currently allocated through [`Counting`].
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    /// `System`, counting the bytes handed out and given back. A bench
+    /// installs it with `#[global_allocator]`.
+    #[derive(Debug)]
+    pub struct Counting;
+
+    // SAFETY: every method forwards its arguments unchanged to `System`,
+    // which upholds the `GlobalAlloc` contract; the counter has no effect on
+    // memory. `realloc` and `alloc_zeroed` keep their default bodies, which
+    // go through `alloc` and `dealloc` here and so are counted too.
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
+            let ptr = unsafe { System.alloc(layout) };
+            if !ptr.is_null() {
+                LIVE.fetch_add(layout.size(), Relaxed);
+            }
+            ptr
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            // SAFETY: `ptr` came from `alloc` above with this layout.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// Bytes currently allocated (when [`Counting`] is the global allocator).
+    pub fn live_bytes() -> usize {
+        LIVE.load(Relaxed)
+    }
+
+    /// The resident set size in bytes, where `/proc` tells it.
+    pub fn resident_bytes() -> Option<usize> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4096)
+    }
+}
