@@ -21,6 +21,9 @@ pub const DEFAULT_DATA_DIR: &str = "meridian-data";
 /// The default API address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// Secrets shorter than this are masked too, but with a warning.
+const MIN_MASKABLE_SECRET: usize = 4;
+
 /// The config file as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +237,17 @@ impl Config {
                 && !name.is_empty()
             {
                 secrets.insert(name.to_ascii_lowercase(), SecretValue::new(value));
+            }
+        }
+
+        for (name, value) in &secrets {
+            // Every secret is masked wherever it appears; a very short one
+            // also masks ordinary text that happens to contain it.
+            if value.expose().chars().count() < MIN_MASKABLE_SECRET {
+                tracing::warn!(
+                    secret = %name,
+                    "secret is shorter than {MIN_MASKABLE_SECRET} characters: masking it will also hide unrelated text in outputs and logs"
+                );
             }
         }
 
