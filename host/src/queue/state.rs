@@ -494,13 +494,7 @@ impl<P: Send + 'static> Shared<P> {
                 q.workers = q.workers.saturating_sub(1);
             }
         }
-        st.refresh_ready(zone);
-        self.dispatch(&mut st);
-        let drained = !open && st.running == 0;
-        drop(st);
-        if drained {
-            self.drained.notify_waiters();
-        }
+        self.settle(st, zone, open);
         let report = RunReport {
             waited: started_at.saturating_duration_since(info.enqueued_at),
             ran: now.saturating_duration_since(started_at),
@@ -548,6 +542,13 @@ impl<P: Send + 'static> Shared<P> {
         if open {
             self.spawn_idle_worker(&mut st, zone);
         }
+        self.settle(st, zone, open);
+        report
+    }
+
+    /// After a run or a worker left `zone`: hand out the freed slot, and
+    /// wake a shutdown waiting for the last run to end.
+    fn settle(self: &Arc<Self>, mut st: MutexGuard<'_, State<P>>, zone: Tz, open: bool) {
         st.refresh_ready(zone);
         self.dispatch(&mut st);
         let drained = !open && st.running == 0;
@@ -555,7 +556,6 @@ impl<P: Send + 'static> Shared<P> {
         if drained {
             self.drained.notify_waiters();
         }
-        report
     }
 
     /// Calls `finished` from a task of its own.
