@@ -13,6 +13,9 @@ fn main() {
     for (_, dir) in BUILTIN {
         meridian_wasm_build::watch(&root.join(dir));
     }
+    // `sqlx::migrate!` embeds host/migrations/ at compile time; a new file
+    // there must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let packages: Vec<&str> = BUILTIN.iter().map(|(p, _)| *p).collect();
     let artifacts = meridian_wasm_build::build(&root, &packages);
     let mut list = String::from("&[\n");

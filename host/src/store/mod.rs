@@ -10,10 +10,18 @@
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+
+mod executions;
+mod jobs;
+
+pub use executions::*;
+pub use jobs::*;
+
+mod control;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -97,6 +105,10 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A file database cannot drop its connection; the default ping
+            // before each acquire is one more round trip to SQLite's
+            // thread per query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Self::with_pool(pool).await
@@ -263,6 +275,28 @@ impl Store {
     /// which fires were new. The cursors move with multi-row updates, once
     /// per schedule.
     pub async fn record_fires(&self, fires: &[FireRow]) -> Result<Vec<bool>, StoreError> {
+        self.record_fires_and_executions(fires, &[]).await
+    }
+
+    /// Records fires exactly as [`Store::record_fires`] does and, in the
+    /// same transaction, queues the execution of each new fire: every
+    /// execution whose `id` is the `run_id` of a fire that was new. The
+    /// others (their fire was handled before) are not stored. A fire and
+    /// its execution are stored together or not at all.
+    pub async fn record_fires_with_executions(
+        &self,
+        fires: &[FireRow],
+        executions: &[NewExecution],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.record_fires_and_executions(fires, executions).await
+    }
+
+    /// [`Store::record_fires`], then the executions of the new fires.
+    async fn record_fires_and_executions(
+        &self,
+        fires: &[FireRow],
+        executions: &[NewExecution],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::with_capacity(fires.len());
         // Usually every fire is new: try that first, under one savepoint.
@@ -298,6 +332,20 @@ impl Store {
                     .await?;
                 inserted.push(done.rows_affected() == 1);
             }
+        }
+        // The executions of the new fires.
+        if !executions.is_empty() {
+            let accepted: HashSet<&str> = fires
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .filter_map(|(f, _)| f.run_id.as_deref())
+                .collect();
+            let queued: Vec<&NewExecution> = executions
+                .iter()
+                .filter(|e| accepted.contains(e.id.as_str()))
+                .collect();
+            executions::insert_executions_on(&mut tx, &queued).await?;
         }
         // Each schedule's latest fire, backfills aside, in first-seen order.
         let mut latest: Vec<(&str, i64)> = Vec::new();

@@ -1,0 +1,1841 @@
+//! Executions, the runs of their steps, and the attempts of each run.
+//!
+//! The engine writes here for every execution, so each of its calls is one
+//! round trip to SQLite: a single statement, or (for the two that change
+//! several tables) a batch of statements from `BEGIN` to `COMMIT` (see
+//! `run_batch`), prepared once per connection, with no reads beyond what
+//! the call returns. State changes are guarded by the status they start
+//! from (`… WHERE status = 'queued'`) and report whether they happened, so
+//! a late or repeated call changes nothing.
+
+use super::{Store, StoreError, Value, Values};
+use sqlx::Row;
+
+/// An execution to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewExecution {
+    /// UUID v7 text, so ids sort by creation time.
+    pub id: String,
+    /// The job it runs.
+    pub job_id: String,
+    /// `manual`, `api`, `schedule`, `catch_up` or `backfill`.
+    pub trigger: String,
+    /// The schedule whose fire queued it.
+    pub schedule_id: Option<String>,
+    /// That fire's nominal local date-time, `YYYY-MM-DDTHH:MM:SS`.
+    pub fire_nominal_local: Option<String>,
+    /// That fire's UTC offset.
+    pub fire_utc_offset_s: Option<i32>,
+    /// The zone it runs in (IANA name).
+    pub timezone: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Its parameters, a JSON object.
+    pub params: String,
+    /// The nominal instant it was due at, when it was due at one.
+    pub scheduled_at_us: Option<i64>,
+    /// When it was queued.
+    pub queued_at_us: i64,
+}
+
+/// A stored execution, field for field as in the `executions` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRow {
+    /// UUID v7 text.
+    pub id: String,
+    /// The job it runs.
+    pub job_id: String,
+    /// The job version it runs; set when it starts.
+    pub job_version: Option<i64>,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or
+    /// `timed_out`.
+    pub status: String,
+    /// `manual`, `api`, `schedule`, `catch_up` or `backfill`.
+    pub trigger: String,
+    /// The schedule whose fire queued it.
+    pub schedule_id: Option<String>,
+    /// That fire's nominal local date-time.
+    pub fire_nominal_local: Option<String>,
+    /// That fire's UTC offset.
+    pub fire_utc_offset_s: Option<i32>,
+    /// The zone it runs in.
+    pub timezone: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Its parameters, a JSON object.
+    pub params: String,
+    /// The nominal instant it was due at.
+    pub scheduled_at_us: Option<i64>,
+    /// When it was queued.
+    pub queued_at_us: i64,
+    /// When it first started (a recovered execution keeps it).
+    pub started_at_us: Option<i64>,
+    /// When it finished.
+    pub finished_at_us: Option<i64>,
+    /// Why it did not succeed, JSON.
+    pub error: Option<String>,
+    /// How many step runs it has had so far.
+    pub step_runs: i64,
+    /// How many times recovery queued it again.
+    pub recoveries: i64,
+    /// Whether a cancellation was asked for.
+    pub cancel_requested: bool,
+    /// When the row last changed.
+    pub updated_at_us: i64,
+}
+
+/// A stored step run, field for field as in the `step_runs` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRunRow {
+    /// The execution it belongs to.
+    pub execution_id: String,
+    /// 1-based order of this run within the execution.
+    pub seq: i64,
+    /// The step's id in the job.
+    pub step_id: String,
+    /// The step's type.
+    pub step_type: String,
+    /// `running`, `succeeded`, `failed`, `cancelled`, `timed_out` or
+    /// `interrupted`.
+    pub status: String,
+    /// How many attempts it has had so far.
+    pub attempts: i64,
+    /// When its first attempt started.
+    pub started_at_us: i64,
+    /// When it ended.
+    pub finished_at_us: Option<i64>,
+    /// The output of the attempt that ended it, JSON.
+    pub output: Option<String>,
+    /// The exports of the attempt that ended it, JSON.
+    pub exports: Option<String>,
+    /// The error of the attempt that ended it, JSON.
+    pub error: Option<String>,
+}
+
+/// A stored attempt, field for field as in the `attempts` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    /// The execution it belongs to.
+    pub execution_id: String,
+    /// Its step run's seq.
+    pub seq: i64,
+    /// 1-based number of this attempt within its step run.
+    pub attempt: i64,
+    /// `running`, `succeeded`, `failed`, `cancelled`, `timed_out` or
+    /// `interrupted`.
+    pub status: String,
+    /// When it started.
+    pub started_at_us: i64,
+    /// When it ended.
+    pub finished_at_us: Option<i64>,
+    /// How long it ran.
+    pub duration_us: Option<i64>,
+    /// Its output, JSON.
+    pub output: Option<String>,
+    /// Its exports, JSON.
+    pub exports: Option<String>,
+    /// Its error, JSON.
+    pub error: Option<String>,
+    /// Its log records, a JSON array.
+    pub logs: Option<String>,
+    /// How many host calls it made.
+    pub host_calls: i64,
+}
+
+/// An attempt starting: [`Store::start_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptStart {
+    /// The running execution.
+    pub execution_id: String,
+    /// The step run's seq: the next one for a new run.
+    pub seq: i64,
+    /// The step's id in the job.
+    pub step_id: String,
+    /// The step's type.
+    pub step_type: String,
+    /// 1 for a new step run; the next number for a retry.
+    pub attempt: i64,
+    /// Now.
+    pub now_us: i64,
+}
+
+/// An attempt ending: [`Store::finish_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFinish {
+    /// The execution.
+    pub execution_id: String,
+    /// The step run's seq.
+    pub seq: i64,
+    /// The attempt's number.
+    pub attempt: i64,
+    /// `succeeded`, `failed`, `cancelled` or `timed_out`.
+    pub status: String,
+    /// Now.
+    pub now_us: i64,
+    /// How long it ran.
+    pub duration_us: i64,
+    /// Its output, JSON.
+    pub output: Option<String>,
+    /// Its exports, JSON.
+    pub exports: Option<String>,
+    /// Its error, JSON.
+    pub error: Option<String>,
+    /// Its log records, a JSON array.
+    pub logs: Option<String>,
+    /// How many host calls it made.
+    pub host_calls: i64,
+    /// Whether this attempt ends the step run (no retry follows): the
+    /// run then takes the attempt's status, output, exports and error.
+    pub step_done: bool,
+}
+
+/// Which executions [`Store::list_executions`] returns. `None` fields do
+/// not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    /// Of this job.
+    pub job_id: Option<String>,
+    /// With this status.
+    pub status: Option<String>,
+    /// Queued by this schedule.
+    pub schedule_id: Option<String>,
+    /// Queued at or after this instant.
+    pub since_us: Option<i64>,
+    /// Queued before this instant.
+    pub until_us: Option<i64>,
+    /// Older than this execution (keyset cursor: pass the last id of the
+    /// previous page).
+    pub before_id: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The error an attempt or step run gets when the node stopped while it
+/// ran.
+const INTERRUPTED: &str =
+    r#"{"kind":"interrupted","message":"the node stopped while this attempt ran"}"#;
+
+/// Rows per multi-row insert of executions (see [`Values`]).
+const EXECUTIONS_PER_INSERT: usize = 100;
+
+const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, trigger, schedule_id, \
+     fire_nominal_local, fire_utc_offset_s, timezone, priority, params, scheduled_at_us, \
+     queued_at_us, started_at_us, finished_at_us, error, step_runs, recoveries, \
+     cancel_requested, updated_at_us";
+
+/// The columns a new execution sets; the others start NULL or at their
+/// defaults.
+const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trigger, \
+     schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
+     scheduled_at_us, queued_at_us, updated_at_us) VALUES ";
+
+/// [`Store::start_attempt`] of attempt 1, a batch: `$1` execution id,
+/// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
+/// `RETURNING` row says the execution was running; the inserts check the
+/// same.
+const START_FIRST_ATTEMPT: &str = "BEGIN; \
+     UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
+     updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
+     INSERT INTO step_runs (execution_id, seq, step_id, step_type, status, attempts, \
+     started_at_us) SELECT $1, $2, $3, $4, 'running', $5, $6 \
+     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     INSERT INTO attempts (execution_id, seq, attempt, status, started_at_us) \
+     SELECT $1, $2, $5, 'running', $6 \
+     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     COMMIT";
+
+/// [`Store::start_attempt`] of a later attempt, a batch with the same
+/// parameters. A missing step run fails the attempt's foreign key.
+const START_RETRY: &str = "BEGIN; \
+     UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
+     updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
+     UPDATE step_runs SET attempts = $5, status = 'running' \
+     WHERE execution_id = $1 AND seq = $2 \
+     AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     INSERT INTO attempts (execution_id, seq, attempt, status, started_at_us) \
+     SELECT $1, $2, $5, 'running', $6 \
+     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     COMMIT";
+
+/// [`Store::finish_attempt`] of an attempt a retry follows: `$1` execution
+/// id, `$2` seq, `$3` attempt, `$4` status, `$5` now, `$6` duration, `$7`
+/// output, `$8` exports, `$9` error, `$10` logs, `$11` host calls.
+const FINISH_ATTEMPT: &str = "UPDATE attempts SET status = $4, finished_at_us = $5, \
+     duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
+     WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running'";
+
+/// [`Store::finish_attempt`] of the attempt that ends its step run, a batch
+/// with the same parameters. The step run ends only when the first
+/// statement ended its latest attempt (which now shows this end).
+const FINISH_LAST_ATTEMPT: &str = "BEGIN; \
+     UPDATE attempts SET status = $4, finished_at_us = $5, \
+     duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
+     WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running' \
+     RETURNING attempt; \
+     UPDATE step_runs SET status = $4, finished_at_us = $5, output = $7, exports = $8, \
+     error = $9 WHERE execution_id = $1 AND seq = $2 AND attempts = $3 AND status = 'running' \
+     AND EXISTS (SELECT 1 FROM attempts WHERE execution_id = $1 AND seq = $2 \
+     AND attempt = $3 AND status = $4 AND finished_at_us = $5); \
+     COMMIT";
+
+const STEP_RUN_COLUMNS: &str = "execution_id, seq, step_id, step_type, status, attempts, \
+     started_at_us, finished_at_us, output, exports, error";
+
+const ATTEMPT_COLUMNS: &str = "execution_id, seq, attempt, status, started_at_us, \
+     finished_at_us, duration_us, output, exports, error, logs, host_calls";
+
+impl Store {
+    /// Queues one execution. An id already stored is a
+    /// [`StoreError::Conflict`].
+    pub async fn insert_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
+        let sql = format!(
+            "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+        );
+        sqlx::query(&sql)
+            .bind(&e.id)
+            .bind(&e.job_id)
+            .bind(&e.trigger)
+            .bind(&e.schedule_id)
+            .bind(&e.fire_nominal_local)
+            .bind(e.fire_utc_offset_s)
+            .bind(&e.timezone)
+            .bind(e.priority)
+            .bind(&e.params)
+            .bind(e.scheduled_at_us)
+            .bind(e.queued_at_us)
+            .execute(&self.pool)
+            .await
+            .map_err(|err| conflict_on_unique(err, &e.id))?;
+        Ok(())
+    }
+
+    /// Queues many executions in one transaction, with multi-row inserts:
+    /// all of them, or none when one fails (an id already stored is a
+    /// [`StoreError::Conflict`] naming the first id of the failing
+    /// insert).
+    pub async fn insert_executions(&self, executions: &[NewExecution]) -> Result<(), StoreError> {
+        if executions.is_empty() {
+            return Ok(());
+        }
+        let executions: Vec<&NewExecution> = executions.iter().collect();
+        let mut tx = self.pool.begin().await?;
+        insert_executions_on(&mut tx, &executions).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts a queued execution: `queued → running`, running
+    /// `job_version`. `started_at_us` is set only the first time (a
+    /// recovered execution keeps its first start). Returns false, changing
+    /// nothing, unless it was queued.
+    pub async fn start_execution(
+        &self,
+        id: &str,
+        job_version: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'running', job_version = $2, \
+             started_at_us = COALESCE(started_at_us, $3), updated_at_us = $3 \
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(job_version)
+        .bind(now_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Finishes a running (or still queued) execution with `status`, its
+    /// `error` (JSON) and how many step runs it had. Returns false,
+    /// changing nothing, when it had finished already (or does not exist).
+    pub async fn finish_execution(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+        step_runs: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE executions SET status = $2, error = $3, step_runs = $4, \
+             finished_at_us = $5, updated_at_us = $5 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(error)
+        .bind(step_runs)
+        .bind(now_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records an attempt starting, in one transaction: attempt 1 creates
+    /// the step run, a later attempt moves its count on; the attempt is
+    /// stored as running, and the execution's step-run count becomes at
+    /// least `seq`. Returns false, writing nothing, unless the execution
+    /// is running. An attempt stored already (so also attempt 1 of a step
+    /// run stored already) is a [`StoreError::Conflict`]; a later attempt
+    /// of a step run never started is a [`StoreError::NotFound`].
+    ///
+    /// One round trip to SQLite: a batch of statements (see `run_batch`).
+    pub async fn start_attempt(&self, a: &AttemptStart) -> Result<bool, StoreError> {
+        let step_run = if a.attempt == 1 {
+            START_FIRST_ATTEMPT
+        } else {
+            START_RETRY
+        };
+        let query = sqlx::query(step_run)
+            .bind(a.execution_id.clone())
+            .bind(a.seq)
+            .bind(a.step_id.clone())
+            .bind(a.step_type.clone())
+            .bind(a.attempt)
+            .bind(a.now_us);
+        let id = || format!("{}#{}#{}", a.execution_id, a.seq, a.attempt);
+        match self.run_batch(query).await {
+            Ok(rows) => Ok(!rows.is_empty()),
+            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                Err(StoreError::Conflict {
+                    what: "attempt",
+                    id: id(),
+                })
+            }
+            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_foreign_key_violation() => {
+                Err(StoreError::NotFound {
+                    what: "step run",
+                    id: id(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a running attempt's end; when `step_done`, its step run
+    /// ends with the same status, output, exports and error, in the same
+    /// transaction. Returns false, writing nothing, when that attempt is
+    /// not running (it ended already, was interrupted, or does not exist).
+    ///
+    /// One round trip to SQLite: a single statement, or with `step_done` a
+    /// batch of statements (see `run_batch`).
+    pub async fn finish_attempt(&self, a: &AttemptFinish) -> Result<bool, StoreError> {
+        let sql = if a.step_done {
+            FINISH_LAST_ATTEMPT
+        } else {
+            FINISH_ATTEMPT
+        };
+        let query = sqlx::query(sql)
+            .bind(a.execution_id.clone())
+            .bind(a.seq)
+            .bind(a.attempt)
+            .bind(a.status.clone())
+            .bind(a.now_us)
+            .bind(a.duration_us)
+            .bind(a.output.clone())
+            .bind(a.exports.clone())
+            .bind(a.error.clone())
+            .bind(a.logs.clone())
+            .bind(a.host_calls);
+        if a.step_done {
+            Ok(!self.run_batch(query).await?.is_empty())
+        } else {
+            let done = query.execute(&self.pool).await?;
+            Ok(done.rows_affected() == 1)
+        }
+    }
+
+    /// Runs `query`, statements from `BEGIN` to `COMMIT`, in one round
+    /// trip to SQLite's worker thread, and returns the rows of its
+    /// `RETURNING` clauses.
+    ///
+    /// sqlx runs a multi-statement query on SQLite statement by statement,
+    /// `$N` naming the N-th bound value across all of them. The batch
+    /// cannot branch, so each statement guards itself (`WHERE EXISTS …`)
+    /// on what the earlier ones did. Two things would stop a batch midway
+    /// and leave its transaction open on a pooled connection, and both are
+    /// handled here: a failing statement (the transaction is then rolled
+    /// back), and a caller that stops waiting (sqlx would stop between
+    /// statements: the batch runs in a task of its own, to its end).
+    ///
+    /// Not portable as such: a PostgreSQL store would send the same
+    /// statements one by one in a transaction.
+    async fn run_batch(
+        &self,
+        query: super::SqliteQuery<'static>,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let pool = self.pool.clone();
+        let batch = tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            match query.fetch_all(&mut *conn).await {
+                Ok(rows) => Ok(rows),
+                Err(e) => {
+                    // Fails only when no transaction is open: nothing to do.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(StoreError::from(e))
+                }
+            }
+        });
+        batch
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
+    }
+
+    /// One execution.
+    pub async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| execution_from_row(&r)).transpose()
+    }
+
+    /// An execution's step runs, in seq order.
+    pub async fn list_step_runs(&self, execution_id: &str) -> Result<Vec<StepRunRow>, StoreError> {
+        let sql = format!(
+            "SELECT {STEP_RUN_COLUMNS} FROM step_runs WHERE execution_id = $1 ORDER BY seq"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepRunRow {
+                    execution_id: r.try_get("execution_id")?,
+                    seq: r.try_get("seq")?,
+                    step_id: r.try_get("step_id")?,
+                    step_type: r.try_get("step_type")?,
+                    status: r.try_get("status")?,
+                    attempts: r.try_get("attempts")?,
+                    started_at_us: r.try_get("started_at_us")?,
+                    finished_at_us: r.try_get("finished_at_us")?,
+                    output: r.try_get("output")?,
+                    exports: r.try_get("exports")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// An execution's attempts, by step run then attempt.
+    pub async fn list_attempts(&self, execution_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE execution_id = $1 \
+             ORDER BY seq, attempt"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(execution_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptRow {
+                    execution_id: r.try_get("execution_id")?,
+                    seq: r.try_get("seq")?,
+                    attempt: r.try_get("attempt")?,
+                    status: r.try_get("status")?,
+                    started_at_us: r.try_get("started_at_us")?,
+                    finished_at_us: r.try_get("finished_at_us")?,
+                    duration_us: r.try_get("duration_us")?,
+                    output: r.try_get("output")?,
+                    exports: r.try_get("exports")?,
+                    error: r.try_get("error")?,
+                    logs: r.try_get("logs")?,
+                    host_calls: r.try_get("host_calls")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Executions matching `filter`, newest first (by id: UUID v7 ids sort
+    /// by time), at most `filter.limit`.
+    pub async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<ExecutionRow>, StoreError> {
+        // Only the shape of the statement varies; every value is bound.
+        let mut conditions: Vec<String> = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        let mut ints: Vec<i64> = Vec::new();
+        // Bound in this order: texts, then ints, then the limit.
+        let text_filters = [
+            ("job_id =", &filter.job_id),
+            ("status =", &filter.status),
+            ("schedule_id =", &filter.schedule_id),
+            ("id <", &filter.before_id),
+        ];
+        for (condition, value) in text_filters {
+            if let Some(value) = value {
+                texts.push(value);
+                conditions.push(format!("{condition} ${}", texts.len()));
+            }
+        }
+        let int_filters = [
+            ("queued_at_us >=", filter.since_us),
+            ("queued_at_us <", filter.until_us),
+        ];
+        for (condition, value) in int_filters {
+            if let Some(value) = value {
+                ints.push(value);
+                conditions.push(format!("{condition} ${}", texts.len() + ints.len()));
+            }
+        }
+        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT ${}",
+            texts.len() + ints.len() + 1
+        ));
+        let mut query = sqlx::query(&sql);
+        for text in texts {
+            query = query.bind(text);
+        }
+        for int in ints {
+            query = query.bind(int);
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
+        rows.iter().map(execution_from_row).collect()
+    }
+
+    /// Asks a queued or running execution to cancel (the engine acts on
+    /// it). Returns its status, also when it has finished (nothing
+    /// changes then); `None` when it does not exist.
+    pub async fn request_cancel(
+        &self,
+        id: &str,
+        now_us: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE executions SET cancel_requested = TRUE, updated_at_us = $2 \
+             WHERE id = $1 AND status IN ('queued', 'running') RETURNING status",
+        )
+        .bind(id)
+        .bind(now_us)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = match row {
+            Some(row) => Some(row),
+            None => {
+                sqlx::query("SELECT status FROM executions WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        Ok(row.map(|r| r.try_get("status")).transpose()?)
+    }
+
+    /// Cancels a queued execution: `queued → cancelled`, with `error`
+    /// (JSON). Returns false, changing nothing, unless it was queued.
+    pub async fn cancel_queued(
+        &self,
+        id: &str,
+        error: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'cancelled', error = $2, finished_at_us = $3, \
+             updated_at_us = $3 WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(now_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The executions queued or running (recovery, at start-up), by the
+    /// time they were queued, then id.
+    pub async fn unfinished_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN ('queued', 'running') \
+             ORDER BY queued_at_us, id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(execution_from_row).collect()
+    }
+
+    /// Marks what of an execution was still running when the node stopped
+    /// as `interrupted`, in one transaction: its running attempts (with
+    /// their duration so far) and step runs get that status, the end time
+    /// `now_us` and an `interrupted` error. Returns the (seq, attempt) of
+    /// the attempts interrupted, in order.
+    pub async fn interrupt_running(
+        &self,
+        execution_id: &str,
+        now_us: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE attempts SET status = 'interrupted', finished_at_us = $2, \
+             duration_us = $2 - started_at_us, error = $3 \
+             WHERE execution_id = $1 AND status = 'running' RETURNING seq, attempt",
+        )
+        .bind(execution_id)
+        .bind(now_us)
+        .bind(INTERRUPTED)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE step_runs SET status = 'interrupted', finished_at_us = $2, error = $3 \
+             WHERE execution_id = $1 AND status = 'running'",
+        )
+        .bind(execution_id)
+        .bind(now_us)
+        .bind(INTERRUPTED)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut interrupted = rows
+            .iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("attempt")?)))
+            .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
+        interrupted.sort_unstable();
+        Ok(interrupted)
+    }
+
+    /// Puts a running execution back in the queue after its node stopped:
+    /// `running → queued`, one more recovery. Returns false, changing
+    /// nothing, unless it was running.
+    pub async fn requeue_execution(&self, id: &str, now_us: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'queued', recoveries = recoveries + 1, \
+             updated_at_us = $2 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(now_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a job's finished executions (with their step runs and
+    /// attempts) beyond its newest `keep_last` finished ones and/or that
+    /// finished before `now_us - max_age_us`, in one transaction. Queued
+    /// and running executions are never touched, nor counted. Returns how
+    /// many executions were deleted.
+    pub async fn apply_retention(
+        &self,
+        job_id: &str,
+        keep_last: Option<i64>,
+        max_age_us: Option<i64>,
+        now_us: i64,
+    ) -> Result<u64, StoreError> {
+        if keep_last.is_none() && max_age_us.is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        if let Some(keep_last) = keep_last {
+            // Everything from the (keep_last + 1)-th newest finished one
+            // back; nothing when there are not that many.
+            let done = sqlx::query(
+                "DELETE FROM executions WHERE job_id = $1 \
+                 AND status NOT IN ('queued', 'running') \
+                 AND id <= (SELECT id FROM executions WHERE job_id = $1 \
+                 AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(job_id)
+            .bind(keep_last.max(0))
+            .execute(&mut *tx)
+            .await?;
+            deleted += done.rows_affected();
+        }
+        if let Some(max_age_us) = max_age_us {
+            let done = sqlx::query(
+                "DELETE FROM executions WHERE job_id = $1 \
+                 AND status NOT IN ('queued', 'running') AND finished_at_us < $2",
+            )
+            .bind(job_id)
+            .bind(now_us.saturating_sub(max_age_us))
+            .execute(&mut *tx)
+            .await?;
+            deleted += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}
+
+/// Inserts executions with multi-row inserts of [`EXECUTIONS_PER_INSERT`]
+/// rows, on `conn` (the caller's transaction).
+pub(super) async fn insert_executions_on(
+    conn: &mut sqlx::SqliteConnection,
+    executions: &[&NewExecution],
+) -> Result<(), StoreError> {
+    for chunk in executions.chunks(EXECUTIONS_PER_INSERT) {
+        let mut values = Values::new(INSERT_EXECUTION);
+        for e in chunk {
+            values.row(&[
+                Some(Value::Text(&e.id)),
+                Some(Value::Text(&e.job_id)),
+                Some(Value::Text("queued")),
+                Some(Value::Text(&e.trigger)),
+                e.schedule_id.as_deref().map(Value::Text),
+                e.fire_nominal_local.as_deref().map(Value::Text),
+                e.fire_utc_offset_s.map(|o| Value::Int(i64::from(o))),
+                Some(Value::Text(&e.timezone)),
+                Some(Value::Int(i64::from(e.priority))),
+                Some(Value::Text(&e.params)),
+                e.scheduled_at_us.map(Value::Int),
+                Some(Value::Int(e.queued_at_us)),
+                Some(Value::Int(e.queued_at_us)),
+            ]);
+        }
+        let statement = values.finish("");
+        let first = chunk.first().map(|e| e.id.as_str()).unwrap_or_default();
+        statement
+            .query()
+            .execute(&mut *conn)
+            .await
+            .map_err(|err| conflict_on_unique(err, first))?;
+    }
+    Ok(())
+}
+
+fn conflict_on_unique(e: sqlx::Error, id: &str) -> StoreError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+            what: "execution",
+            id: id.to_string(),
+        },
+        other => other.into(),
+    }
+}
+
+fn execution_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow, StoreError> {
+    Ok(ExecutionRow {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        job_version: r.try_get("job_version")?,
+        status: r.try_get("status")?,
+        trigger: r.try_get("trigger")?,
+        schedule_id: r.try_get("schedule_id")?,
+        fire_nominal_local: r.try_get("fire_nominal_local")?,
+        fire_utc_offset_s: r.try_get("fire_utc_offset_s")?,
+        timezone: r.try_get("timezone")?,
+        priority: r.try_get("priority")?,
+        params: r.try_get("params")?,
+        scheduled_at_us: r.try_get("scheduled_at_us")?,
+        queued_at_us: r.try_get("queued_at_us")?,
+        started_at_us: r.try_get("started_at_us")?,
+        finished_at_us: r.try_get("finished_at_us")?,
+        error: r.try_get("error")?,
+        step_runs: r.try_get("step_runs")?,
+        recoveries: r.try_get("recoveries")?,
+        cancel_requested: r.try_get("cancel_requested")?,
+        updated_at_us: r.try_get("updated_at_us")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FireRow, ScheduleRow};
+
+    fn new_execution(id: &str, job: &str, queued_at_us: i64) -> NewExecution {
+        NewExecution {
+            id: id.into(),
+            job_id: job.into(),
+            trigger: "api".into(),
+            schedule_id: None,
+            fire_nominal_local: None,
+            fire_utc_offset_s: None,
+            timezone: "Europe/Berlin".into(),
+            priority: 0,
+            params: "{}".into(),
+            scheduled_at_us: None,
+            queued_at_us,
+        }
+    }
+
+    fn attempt_start(id: &str, seq: i64, step: &str, attempt: i64, now_us: i64) -> AttemptStart {
+        AttemptStart {
+            execution_id: id.into(),
+            seq,
+            step_id: step.into(),
+            step_type: "http".into(),
+            attempt,
+            now_us,
+        }
+    }
+
+    fn attempt_finish(id: &str, seq: i64, attempt: i64, status: &str, done: bool) -> AttemptFinish {
+        AttemptFinish {
+            execution_id: id.into(),
+            seq,
+            attempt,
+            status: status.into(),
+            now_us: 1_000 * seq + attempt,
+            duration_us: 7,
+            output: Some(format!(r#"{{"seq":{seq},"attempt":{attempt}}}"#)),
+            exports: Some("{}".into()),
+            error: (status != "succeeded").then(|| r#"{"kind":"failed"}"#.into()),
+            logs: Some("[]".into()),
+            host_calls: 3,
+            step_done: done,
+        }
+    }
+
+    /// A running execution `id` of job `job`.
+    async fn running(store: &Store, id: &str, job: &str, queued_at_us: i64) {
+        store
+            .insert_execution(&new_execution(id, job, queued_at_us))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .start_execution(id, 1, queued_at_us + 1)
+                .await
+                .unwrap()
+        );
+    }
+
+    /// A finished execution `id` of job `job`, with one step run.
+    async fn finished(store: &Store, id: &str, job: &str, at_us: i64) {
+        running(store, id, job, at_us).await;
+        assert!(
+            store
+                .start_attempt(&attempt_start(id, 1, "a", 1, at_us))
+                .await
+                .unwrap()
+        );
+        let done = attempt_finish(id, 1, 1, "succeeded", true);
+        assert!(store.finish_attempt(&done).await.unwrap());
+        assert!(
+            store
+                .finish_execution(id, "succeeded", None, 1, at_us)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_execution_goes_from_queued_to_running_to_finished_once() {
+        let store = Store::open_memory().await.unwrap();
+        let new = NewExecution {
+            trigger: "schedule".into(),
+            schedule_id: Some("s1".into()),
+            fire_nominal_local: Some("2026-03-29T02:30:00".into()),
+            fire_utc_offset_s: Some(7200),
+            priority: -3,
+            params: r#"{"x":1}"#.into(),
+            scheduled_at_us: Some(90),
+            ..new_execution("e1", "job", 100)
+        };
+        store.insert_execution(&new).await.unwrap();
+        assert!(matches!(
+            store.insert_execution(&new).await,
+            Err(StoreError::Conflict {
+                what: "execution",
+                ..
+            })
+        ));
+        let queued = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!(
+            queued,
+            ExecutionRow {
+                id: "e1".into(),
+                job_id: "job".into(),
+                job_version: None,
+                status: "queued".into(),
+                trigger: "schedule".into(),
+                schedule_id: Some("s1".into()),
+                fire_nominal_local: Some("2026-03-29T02:30:00".into()),
+                fire_utc_offset_s: Some(7200),
+                timezone: "Europe/Berlin".into(),
+                priority: -3,
+                params: r#"{"x":1}"#.into(),
+                scheduled_at_us: Some(90),
+                queued_at_us: 100,
+                started_at_us: None,
+                finished_at_us: None,
+                error: None,
+                step_runs: 0,
+                recoveries: 0,
+                cancel_requested: false,
+                updated_at_us: 100,
+            }
+        );
+        assert!(store.start_execution("e1", 4, 110).await.unwrap());
+        assert!(!store.start_execution("e1", 5, 120).await.unwrap());
+        assert!(!store.start_execution("missing", 1, 120).await.unwrap());
+        let started = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!(started.status, "running");
+        assert_eq!(started.job_version, Some(4));
+        assert_eq!(started.started_at_us, Some(110));
+        assert!(
+            store
+                .finish_execution("e1", "succeeded", None, 2, 130)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .finish_execution("e1", "failed", Some("{}"), 3, 140)
+                .await
+                .unwrap()
+        );
+        assert!(!store.start_execution("e1", 4, 150).await.unwrap());
+        let done = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                done.status.as_str(),
+                done.error,
+                done.step_runs,
+                done.finished_at_us
+            ),
+            ("succeeded", None, 2, Some(130))
+        );
+        assert_eq!(done.updated_at_us, 130);
+        // A queued execution can finish without starting (e.g. invalid).
+        store
+            .insert_execution(&new_execution("e2", "job", 200))
+            .await
+            .unwrap();
+        let error = r#"{"kind":"invalid"}"#;
+        assert!(
+            store
+                .finish_execution("e2", "failed", Some(error), 0, 210)
+                .await
+                .unwrap()
+        );
+        let e2 = store.get_execution("e2").await.unwrap().unwrap();
+        assert_eq!(
+            (e2.status.as_str(), e2.error.as_deref()),
+            ("failed", Some(error))
+        );
+        assert_eq!(store.get_execution("missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn retries_count_attempts_and_gotos_add_step_runs() {
+        let store = Store::open_memory().await.unwrap();
+        store
+            .insert_execution(&new_execution("e1", "job", 1))
+            .await
+            .unwrap();
+        // Not running yet: nothing is written.
+        assert!(
+            !store
+                .start_attempt(&attempt_start("e1", 1, "a", 1, 2))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .start_attempt(&attempt_start("nope", 1, "a", 1, 2))
+                .await
+                .unwrap()
+        );
+        assert!(store.list_step_runs("e1").await.unwrap().is_empty());
+        assert!(store.start_execution("e1", 1, 2).await.unwrap());
+
+        // Step a: fails once, then succeeds.
+        assert!(
+            store
+                .start_attempt(&attempt_start("e1", 1, "a", 1, 10))
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            store
+                .start_attempt(&attempt_start("e1", 1, "a", 1, 15))
+                .await,
+            Err(StoreError::Conflict {
+                what: "attempt",
+                ..
+            })
+        ));
+        // The failed batch was rolled back, its first statement included.
+        assert_eq!(
+            store
+                .get_execution("e1")
+                .await
+                .unwrap()
+                .unwrap()
+                .updated_at_us,
+            10
+        );
+        assert!(
+            store
+                .finish_attempt(&attempt_finish("e1", 1, 1, "failed", false))
+                .await
+                .unwrap()
+        );
+        // Finishing it again changes nothing.
+        assert!(
+            !store
+                .finish_attempt(&attempt_finish("e1", 1, 1, "succeeded", true))
+                .await
+                .unwrap()
+        );
+        let runs = store.list_step_runs("e1").await.unwrap();
+        assert_eq!((runs[0].status.as_str(), runs[0].attempts), ("running", 1));
+        assert_eq!(runs[0].finished_at_us, None);
+        assert!(
+            store
+                .start_attempt(&attempt_start("e1", 1, "a", 2, 20))
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            store
+                .start_attempt(&attempt_start("e1", 1, "a", 2, 20))
+                .await,
+            Err(StoreError::Conflict {
+                what: "attempt",
+                ..
+            })
+        ));
+        assert!(
+            store
+                .finish_attempt(&attempt_finish("e1", 1, 2, "succeeded", true))
+                .await
+                .unwrap()
+        );
+        // Step b, then a goto back to a: a new run of a, seq 3.
+        for (seq, step) in [(2, "b"), (3, "a")] {
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", seq, step, 1, 10 * seq))
+                    .await
+                    .unwrap()
+            );
+            let finish = attempt_finish("e1", seq, 1, "succeeded", true);
+            assert!(store.finish_attempt(&finish).await.unwrap());
+        }
+        assert!(matches!(
+            store
+                .start_attempt(&attempt_start("e1", 9, "a", 2, 99))
+                .await,
+            Err(StoreError::NotFound {
+                what: "step run",
+                ..
+            })
+        ));
+
+        let runs = store.list_step_runs("e1").await.unwrap();
+        assert_eq!(
+            runs.iter()
+                .map(|r| (r.seq, r.step_id.as_str(), r.status.as_str(), r.attempts))
+                .collect::<Vec<_>>(),
+            [
+                (1, "a", "succeeded", 2),
+                (2, "b", "succeeded", 1),
+                (3, "a", "succeeded", 1)
+            ]
+        );
+        assert_eq!(
+            runs[0],
+            StepRunRow {
+                execution_id: "e1".into(),
+                seq: 1,
+                step_id: "a".into(),
+                step_type: "http".into(),
+                status: "succeeded".into(),
+                attempts: 2,
+                started_at_us: 10,
+                finished_at_us: Some(1_002),
+                output: Some(r#"{"seq":1,"attempt":2}"#.into()),
+                exports: Some("{}".into()),
+                error: None,
+            }
+        );
+        let attempts = store.list_attempts("e1").await.unwrap();
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| (a.seq, a.attempt))
+                .collect::<Vec<_>>(),
+            [(1, 1), (1, 2), (2, 1), (3, 1)]
+        );
+        assert_eq!(
+            attempts[0],
+            AttemptRow {
+                execution_id: "e1".into(),
+                seq: 1,
+                attempt: 1,
+                status: "failed".into(),
+                started_at_us: 10,
+                finished_at_us: Some(1_001),
+                duration_us: Some(7),
+                output: Some(r#"{"seq":1,"attempt":1}"#.into()),
+                exports: Some("{}".into()),
+                error: Some(r#"{"kind":"failed"}"#.into()),
+                logs: Some("[]".into()),
+                host_calls: 3,
+            }
+        );
+        let e1 = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!((e1.step_runs, e1.updated_at_us), (3, 30));
+        // Finished: no more attempts.
+        assert!(
+            store
+                .finish_execution("e1", "succeeded", None, 3, 40)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .start_attempt(&attempt_start("e1", 4, "c", 1, 50))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_filters_and_pages_newest_first() {
+        let store = Store::open_memory().await.unwrap();
+        // Ids sort like the time they were made, as UUID v7 do.
+        let batch: Vec<NewExecution> = (0..2 * EXECUTIONS_PER_INSERT + 5)
+            .map(|i| NewExecution {
+                schedule_id: (i % 5 == 0).then(|| "s1".to_string()),
+                ..new_execution(
+                    &format!("e{i:04}"),
+                    if i % 2 == 0 { "even" } else { "odd" },
+                    i as i64,
+                )
+            })
+            .collect();
+        store.insert_executions(&batch).await.unwrap();
+        for id in ["e0004", "e0006"] {
+            assert!(store.start_execution(id, 1, 1_000).await.unwrap());
+        }
+        let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = ExecutionFilter {
+            limit: 1_000,
+            ..ExecutionFilter::default()
+        };
+        let everything = ids(store.list_executions(&all).await.unwrap());
+        assert_eq!(everything.len(), batch.len());
+        assert_eq!(everything[0], "e0204");
+        assert!(everything.windows(2).all(|w| w[0] > w[1]));
+
+        let even = ExecutionFilter {
+            job_id: Some("even".into()),
+            limit: 3,
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_executions(&even).await.unwrap()),
+            ["e0204", "e0202", "e0200"]
+        );
+        let page2 = ExecutionFilter {
+            before_id: Some("e0200".into()),
+            ..even.clone()
+        };
+        assert_eq!(
+            ids(store.list_executions(&page2).await.unwrap()),
+            ["e0198", "e0196", "e0194"]
+        );
+
+        let running = ExecutionFilter {
+            status: Some("running".into()),
+            limit: 10,
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_executions(&running).await.unwrap()),
+            ["e0006", "e0004"]
+        );
+
+        // Every filter at once: [since, until) on the queue time.
+        let narrow = ExecutionFilter {
+            job_id: Some("even".into()),
+            status: Some("queued".into()),
+            schedule_id: Some("s1".into()),
+            since_us: Some(10),
+            until_us: Some(60),
+            before_id: Some("e0050".into()),
+            limit: 10,
+        };
+        assert_eq!(
+            ids(store.list_executions(&narrow).await.unwrap()),
+            ["e0040", "e0030", "e0020", "e0010"]
+        );
+        let window = ExecutionFilter {
+            since_us: Some(100),
+            until_us: Some(103),
+            limit: 10,
+            ..ExecutionFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_executions(&window).await.unwrap()),
+            ["e0102", "e0101", "e0100"]
+        );
+        // A value that looks like SQL is only ever a value.
+        let odd = ExecutionFilter {
+            job_id: Some("even' OR '1'='1".into()),
+            limit: 10,
+            ..ExecutionFilter::default()
+        };
+        assert!(store.list_executions(&odd).await.unwrap().is_empty());
+
+        // A batch with an id already stored stores nothing.
+        let again = vec![new_execution("fresh", "job", 1), batch[150].clone()];
+        assert!(matches!(
+            store.insert_executions(&again).await,
+            Err(StoreError::Conflict {
+                what: "execution",
+                ..
+            })
+        ));
+        assert_eq!(store.get_execution("fresh").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn cancelling_queued_and_running_executions() {
+        let store = Store::open_memory().await.unwrap();
+        store
+            .insert_execution(&new_execution("q", "job", 1))
+            .await
+            .unwrap();
+        running(&store, "r", "job", 2).await;
+        finished(&store, "f", "job", 3).await;
+
+        assert_eq!(store.request_cancel("missing", 10).await.unwrap(), None);
+        assert_eq!(
+            store.request_cancel("q", 10).await.unwrap().as_deref(),
+            Some("queued")
+        );
+        assert_eq!(
+            store.request_cancel("r", 11).await.unwrap().as_deref(),
+            Some("running")
+        );
+        assert_eq!(
+            store.request_cancel("f", 12).await.unwrap().as_deref(),
+            Some("succeeded")
+        );
+        let q = store.get_execution("q").await.unwrap().unwrap();
+        assert!(q.cancel_requested);
+        assert_eq!(q.updated_at_us, 10);
+        assert!(
+            store
+                .get_execution("r")
+                .await
+                .unwrap()
+                .unwrap()
+                .cancel_requested
+        );
+        // A finished execution is left as it was.
+        assert!(
+            !store
+                .get_execution("f")
+                .await
+                .unwrap()
+                .unwrap()
+                .cancel_requested
+        );
+
+        let error = r#"{"kind":"cancelled"}"#;
+        assert!(store.cancel_queued("q", error, 20).await.unwrap());
+        assert!(!store.cancel_queued("q", error, 21).await.unwrap());
+        assert!(!store.cancel_queued("r", error, 21).await.unwrap());
+        assert!(!store.cancel_queued("missing", error, 21).await.unwrap());
+        let q = store.get_execution("q").await.unwrap().unwrap();
+        assert_eq!(
+            (q.status.as_str(), q.error.as_deref(), q.finished_at_us),
+            ("cancelled", Some(error), Some(20))
+        );
+        assert!(!store.start_execution("q", 1, 22).await.unwrap());
+        // The running one is cancelled by the engine, through finish.
+        assert!(
+            store
+                .finish_execution("r", "cancelled", Some(error), 0, 23)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.request_cancel("r", 24).await.unwrap().as_deref(),
+            Some("cancelled")
+        );
+        assert!(store.unfinished_executions().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn recovery_interrupts_what_ran_and_requeues() {
+        let store = Store::open_memory().await.unwrap();
+        running(&store, "e1", "job", 5).await;
+        // Step 1 done; step 2 failed once and is on its second attempt.
+        assert!(
+            store
+                .start_attempt(&attempt_start("e1", 1, "a", 1, 10))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_attempt(&attempt_finish("e1", 1, 1, "succeeded", true))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .start_attempt(&attempt_start("e1", 2, "b", 1, 20))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .finish_attempt(&attempt_finish("e1", 2, 1, "failed", false))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .start_attempt(&attempt_start("e1", 2, "b", 2, 30))
+                .await
+                .unwrap()
+        );
+        store
+            .insert_execution(&new_execution("e0", "job", 1))
+            .await
+            .unwrap();
+        store
+            .insert_execution(&new_execution("e2", "job", 5))
+            .await
+            .unwrap();
+        finished(&store, "done", "job", 0).await;
+
+        let unfinished = store.unfinished_executions().await.unwrap();
+        assert_eq!(
+            unfinished.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["e0", "e1", "e2"]
+        );
+
+        assert_eq!(store.interrupt_running("e1", 100).await.unwrap(), [(2, 2)]);
+        assert!(store.interrupt_running("e1", 101).await.unwrap().is_empty());
+        let attempts = store.list_attempts("e1").await.unwrap();
+        let statuses: Vec<_> = attempts.iter().map(|a| a.status.as_str()).collect();
+        assert_eq!(statuses, ["succeeded", "failed", "interrupted"]);
+        assert_eq!(
+            (
+                attempts[2].finished_at_us,
+                attempts[2].duration_us,
+                attempts[2].error.as_deref()
+            ),
+            (Some(100), Some(70), Some(INTERRUPTED))
+        );
+        let runs = store.list_step_runs("e1").await.unwrap();
+        assert_eq!(runs[0].status, "succeeded");
+        assert_eq!(
+            (
+                runs[1].status.as_str(),
+                runs[1].finished_at_us,
+                runs[1].error.as_deref()
+            ),
+            ("interrupted", Some(100), Some(INTERRUPTED))
+        );
+        // A late finish of the interrupted attempt changes nothing.
+        assert!(
+            !store
+                .finish_attempt(&attempt_finish("e1", 2, 2, "succeeded", true))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.list_step_runs("e1").await.unwrap()[1].status,
+            "interrupted"
+        );
+
+        assert!(store.requeue_execution("e1", 110).await.unwrap());
+        assert!(!store.requeue_execution("e1", 111).await.unwrap());
+        assert!(!store.requeue_execution("e0", 111).await.unwrap());
+        let e1 = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!(
+            (e1.status.as_str(), e1.recoveries, e1.updated_at_us),
+            ("queued", 1, 110)
+        );
+        // Started again, it keeps its first start.
+        assert!(store.start_execution("e1", 2, 120).await.unwrap());
+        let e1 = store.get_execution("e1").await.unwrap().unwrap();
+        assert_eq!((e1.started_at_us, e1.job_version), (Some(6), Some(2)));
+        assert!(
+            store
+                .start_attempt(&attempt_start("e1", 3, "b", 1, 130))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_execution("e1").await.unwrap().unwrap().step_runs,
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_only_finished_executions() {
+        let store = Store::open_memory().await.unwrap();
+        for i in 0..6 {
+            finished(&store, &format!("e{i}"), "job", 100 * i).await;
+        }
+        // Unfinished ones, older than every finished one, and another job's.
+        store
+            .insert_execution(&new_execution("a-queued", "job", 0))
+            .await
+            .unwrap();
+        running(&store, "a-running", "job", 0).await;
+        finished(&store, "other", "other", 0).await;
+        let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let job = ExecutionFilter {
+            job_id: Some("job".into()),
+            limit: 100,
+            ..ExecutionFilter::default()
+        };
+
+        assert_eq!(
+            store
+                .apply_retention("job", None, None, 1_000)
+                .await
+                .unwrap(),
+            0
+        );
+        // By count: the 4 newest finished stay.
+        assert_eq!(
+            store
+                .apply_retention("job", Some(4), None, 1_000)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            ids(store.list_executions(&job).await.unwrap()),
+            ["e5", "e4", "e3", "e2", "a-running", "a-queued"]
+        );
+        // Cascade: their step runs and attempts went with them.
+        assert!(store.list_step_runs("e0").await.unwrap().is_empty());
+        assert!(store.list_attempts("e1").await.unwrap().is_empty());
+        assert_eq!(store.list_step_runs("e2").await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .apply_retention("job", Some(4), None, 1_000)
+                .await
+                .unwrap(),
+            0
+        );
+        // By age: finished before 1000 - 650 = 350 (e2 and e3 finished at
+        // 200 and 300).
+        assert_eq!(
+            store
+                .apply_retention("job", None, Some(650), 1_000)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            ids(store.list_executions(&job).await.unwrap()),
+            ["e5", "e4", "a-running", "a-queued"]
+        );
+        // Both at once: the count takes e4, the age (before 400) nothing.
+        assert_eq!(
+            store
+                .apply_retention("job", Some(1), Some(600), 1_000)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            ids(store.list_executions(&job).await.unwrap()),
+            ["e5", "a-running", "a-queued"]
+        );
+        // Then the age alone takes the last finished one.
+        assert_eq!(
+            store
+                .apply_retention("job", Some(5), Some(0), 1_000)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            ids(store.list_executions(&job).await.unwrap()),
+            ["a-running", "a-queued"]
+        );
+        assert!(store.get_execution("other").await.unwrap().is_some());
+        assert_eq!(
+            store
+                .apply_retention("other", Some(0), None, 1_000)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    fn schedule() -> ScheduleRow {
+        ScheduleRow {
+            id: "s1".into(),
+            job_id: "job".into(),
+            cron: "* * * * *".into(),
+            timezone: "UTC".into(),
+            enabled: true,
+            start_at_us: None,
+            end_at_us: None,
+            misfire_window_s: 60,
+            misfire_policy: "latest".into(),
+            overlap_policy: "allow".into(),
+            dst_gap: "shift".into(),
+            dst_overlap: "first".into(),
+            jitter_s: 0,
+            priority: 0,
+            cursor_us: None,
+            created_at_us: 0,
+            updated_at_us: 0,
+        }
+    }
+
+    fn fire_with_run(minute: usize, run_id: &str) -> FireRow {
+        FireRow {
+            schedule_id: "s1".into(),
+            nominal_local: format!("2026-01-01T{:02}:{:02}:00", minute / 60, minute % 60),
+            utc_offset_s: 0,
+            fire_at_us: minute as i64 * 60_000_000,
+            origin: "scheduled".into(),
+            outcome: "enqueued".into(),
+            run_id: Some(run_id.into()),
+            created_at_us: 1,
+        }
+    }
+
+    fn fired_execution(run_id: &str, fire: &FireRow) -> NewExecution {
+        NewExecution {
+            trigger: "schedule".into(),
+            schedule_id: Some(fire.schedule_id.clone()),
+            fire_nominal_local: Some(fire.nominal_local.clone()),
+            fire_utc_offset_s: Some(fire.utc_offset_s),
+            scheduled_at_us: Some(fire.fire_at_us),
+            ..new_execution(run_id, "job", fire.fire_at_us)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fire_and_its_execution_are_stored_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("meridian.db"))
+            .await
+            .unwrap();
+        store.insert_schedule(&schedule()).await.unwrap();
+        let f1 = fire_with_run(1, "r1");
+        let f2 = fire_with_run(2, "r2");
+        let stray = new_execution("no-fire", "job", 0);
+        let executions = [
+            fired_execution("r1", &f1),
+            fired_execution("r2", &f2),
+            stray,
+        ];
+        let accepted = store
+            .record_fires_with_executions(&[f1.clone(), f2.clone()], &executions)
+            .await
+            .unwrap();
+        assert_eq!(accepted, [true, true]);
+        let r1 = store.get_execution("r1").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                r1.status.as_str(),
+                r1.schedule_id.as_deref(),
+                r1.fire_nominal_local.as_deref()
+            ),
+            ("queued", Some("s1"), Some("2026-01-01T00:01:00"))
+        );
+        assert!(store.get_execution("r2").await.unwrap().is_some());
+        // Only executions of fires are stored.
+        assert_eq!(store.get_execution("no-fire").await.unwrap(), None);
+        assert_eq!(
+            store.get_schedule("s1").await.unwrap().unwrap().cursor_us,
+            Some(f2.fire_at_us)
+        );
+
+        // The same fire again (another node, a restart), with a new run id:
+        // refused, and its execution is not stored; a new fire beside it is.
+        let again = fire_with_run(1, "r1-again");
+        let f3 = fire_with_run(3, "r3");
+        let executions = [
+            fired_execution("r1-again", &again),
+            fired_execution("r3", &f3),
+        ];
+        let accepted = store
+            .record_fires_with_executions(&[again, f3.clone()], &executions)
+            .await
+            .unwrap();
+        assert_eq!(accepted, [false, true]);
+        assert_eq!(store.get_execution("r1-again").await.unwrap(), None);
+        assert!(store.get_execution("r3").await.unwrap().is_some());
+
+        // Atomic: when the execution cannot be stored, neither is its fire.
+        let f4 = fire_with_run(4, "r3");
+        let clash = [fired_execution("r3", &f4)];
+        assert!(matches!(
+            store
+                .record_fires_with_executions(std::slice::from_ref(&f4), &clash)
+                .await,
+            Err(StoreError::Conflict {
+                what: "execution",
+                ..
+            })
+        ));
+        assert_eq!(store.list_fires("s1", 10).await.unwrap().len(), 3);
+        assert_eq!(
+            store.get_schedule("s1").await.unwrap().unwrap().cursor_us,
+            Some(f3.fire_at_us)
+        );
+        assert_eq!(store.record_fires(&[f4]).await.unwrap(), [true]);
+
+        // A burst: more fires than one multi-row insert, some stored already.
+        let fires: Vec<FireRow> = (10..10 + 2 * EXECUTIONS_PER_INSERT + 3)
+            .map(|m| fire_with_run(m, &format!("b{m}")))
+            .collect();
+        let executions: Vec<NewExecution> = fires
+            .iter()
+            .map(|f| fired_execution(f.run_id.as_deref().unwrap(), f))
+            .collect();
+        assert_eq!(
+            store.record_fires(&fires[5..7]).await.unwrap(),
+            [true, true]
+        );
+        let accepted = store
+            .record_fires_with_executions(&fires, &executions)
+            .await
+            .unwrap();
+        let expected: Vec<bool> = (0..fires.len()).map(|i| !(5..7).contains(&i)).collect();
+        assert_eq!(accepted, expected);
+        for (e, new) in executions.iter().zip(&accepted) {
+            assert_eq!(
+                store.get_execution(&e.id).await.unwrap().is_some(),
+                *new,
+                "{}",
+                e.id
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_lifecycle_persists_in_the_file_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.db");
+        {
+            let store = Store::open_sqlite(&path).await.unwrap();
+            running(&store, "e1", "job", 1).await;
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 1, "a", 1, 2))
+                    .await
+                    .unwrap()
+            );
+            finished(&store, "e2", "job", 3).await;
+        }
+        let store = Store::open_sqlite(&path).await.unwrap();
+        let unfinished = store.unfinished_executions().await.unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(store.interrupt_running("e1", 9).await.unwrap(), [(1, 1)]);
+        assert!(store.requeue_execution("e1", 9).await.unwrap());
+        assert_eq!(
+            store.list_attempts("e2").await.unwrap()[0].status,
+            "succeeded"
+        );
+        assert_eq!(
+            store
+                .apply_retention("job", Some(0), None, 10)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.list_attempts("e2").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_caller_stops_waiting_still_runs_to_its_end() {
+        let store = Store::open_memory().await.unwrap();
+        running(&store, "e1", "job", 1).await;
+        // Polled once (the batch starts), then dropped.
+        let attempt = attempt_start("e1", 1, "a", 1, 10);
+        let start = store.start_attempt(&attempt);
+        tokio::select! {
+            biased;
+            _ = start => panic!("a batch is not done on its first poll"),
+            _ = std::future::ready(()) => {}
+        }
+        // It runs on, and commits (no transaction is left open on the one
+        // connection: the next batch could not begin).
+        for _ in 0..1_000 {
+            if !store.list_step_runs("e1").await.unwrap().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.list_step_runs("e1").await.unwrap().len(), 1);
+        assert_eq!(store.list_attempts("e1").await.unwrap().len(), 1);
+        let finish = attempt_finish("e1", 1, 1, "succeeded", true);
+        assert!(store.finish_attempt(&finish).await.unwrap());
+        assert_eq!(
+            store.list_step_runs("e1").await.unwrap()[0].status,
+            "succeeded"
+        );
+    }
+
+    /// The engine's writes for one-step executions, on the file store, a
+    /// few at a time (`MERIDIAN_BENCH_WORKERS`, 8 by default):
+    /// `cargo test -p meridian --release --lib one_step_executions -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn one_step_executions_per_second() {
+        /// This process's CPU time so far, where /proc tells it.
+        fn cpu_s() -> Option<f64> {
+            let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            let ticks: f64 =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("meridian.db"))
+            .await
+            .unwrap();
+        let total = 20_000;
+        let workers: usize = std::env::var("MERIDIAN_BENCH_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(8);
+        let cpu_before = cpu_s();
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..workers)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in (w..total).step_by(workers) {
+                        let id = format!("e{i:08}");
+                        let now = i as i64;
+                        store
+                            .insert_execution(&new_execution(&id, "job", now))
+                            .await
+                            .unwrap();
+                        assert!(store.start_execution(&id, 1, now).await.unwrap());
+                        let attempt = attempt_start(&id, 1, "a", 1, now);
+                        assert!(store.start_attempt(&attempt).await.unwrap());
+                        let done = attempt_finish(&id, 1, 1, "succeeded", true);
+                        assert!(store.finish_attempt(&done).await.unwrap());
+                        let finish = store.finish_execution(&id, "succeeded", None, 1, now);
+                        assert!(finish.await.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "{total} one-step executions, {workers} at a time, in {elapsed:?}: {:.0}/s",
+            total as f64 / elapsed.as_secs_f64()
+        );
+        if let (Some(before), Some(after)) = (cpu_before, cpu_s()) {
+            let per = (after - before) * 1e6 / total as f64;
+            println!("CPU (all threads): {per:.0} µs per execution");
+        }
+    }
+}
