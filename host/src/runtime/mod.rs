@@ -163,6 +163,14 @@ pub struct LoadedPlugin {
     schema: jsonschema::Validator,
 }
 
+impl LoadedPlugin {
+    /// What this plugin may use: what it asked for, intersected with its
+    /// grants.
+    pub fn grants(&self) -> &EffectiveGrants {
+        &self.grants
+    }
+}
+
 impl fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadedPlugin")
@@ -266,6 +274,41 @@ fn format_issues(issues: &[ConfigIssue]) -> String {
 }
 
 impl StepFailure {
+    /// Every failure kind, as [`StepFailure::kind`] names it; a job's retry
+    /// policy may list any of them in `never_retry`.
+    pub const KINDS: &'static [&'static str] = &[
+        "invalid_config",
+        "denied",
+        "failed",
+        "retryable",
+        "timed_out",
+        "timeout",
+        "memory_limit",
+        "host_call_budget",
+        "output_too_large",
+        "crashed",
+        "bad_output",
+        "unavailable",
+    ];
+
+    /// The failure's kind: the `kind` field of its JSON form.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidConfig { .. } => "invalid_config",
+            Self::Denied { .. } => "denied",
+            Self::Failed { .. } => "failed",
+            Self::Retryable { .. } => "retryable",
+            Self::TimedOut { .. } => "timed_out",
+            Self::Timeout { .. } => "timeout",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::HostCallBudget { .. } => "host_call_budget",
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::Crashed { .. } => "crashed",
+            Self::BadOutput { .. } => "bad_output",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
     /// Whether a retry could help (invalid config and denials never do).
     pub fn is_retryable(&self) -> bool {
         matches!(
