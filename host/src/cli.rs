@@ -2,7 +2,8 @@
 //! tests drive it in-process exactly as a user would.
 
 use crate::config::{Config, Overrides};
-use crate::engine::{self, ExecutionStatus};
+use crate::engine::service::Executions;
+use crate::engine::{Engine, ExecutionReport, ExecutionStatus, SystemTimer};
 use crate::runtime::{PluginSource, Runtime};
 use crate::{api, model};
 use anyhow::Context as _;
@@ -47,14 +48,23 @@ enum Command {
         #[arg(long, env = "MERIDIAN_LISTEN")]
         listen: Option<String>,
     },
-    /// Run a job's steps once, here and now, and print each step's result.
+    /// Run a job once, here and now, and print each step's result. The job
+    /// is stored (a new version if it changed) and the execution recorded in
+    /// the store like any other; Ctrl-C cancels it.
     Run {
         /// Job definition (JSON).
         job: PathBuf,
+        /// A job parameter, NAME=VALUE; VALUE is read as JSON when it parses
+        /// (`n=3` is a number), else as a string. Repeatable.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
         /// Print the execution as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Inspect and cancel executions in the store.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
     /// Check a job definition and print every problem with its JSON path.
     Validate { job: PathBuf },
     /// Inspect and list plugins.
@@ -94,6 +104,31 @@ enum ScheduleCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        #[arg(long)]
+        job: Option<String>,
+        /// queued, running, succeeded, failed, cancelled or timed_out.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One execution with its step runs and attempts.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel an execution: a queued one at once; a running one is stopped
+    /// by the node running it (within half a second) through the store.
+    Cancel { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginsCommand {
     /// List the loaded step types.
     List {
@@ -107,6 +142,28 @@ enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The whole `meridian` command: logging to stderr, a tokio runtime, the
+/// process's arguments, stdout and stderr. (The binary is this one call; the
+/// test suite's `meridian-node` binary is the same call.)
+pub fn main() -> ExitCode {
+    crate::logging::init_stderr();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_args(
+        std::env::args_os(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ))
 }
 
 /// Parses the arguments and runs the command, printing to `out` (errors
@@ -160,7 +217,8 @@ async fn run(
     )?;
     match cli.command {
         Command::Serve { .. } => serve(config, err).await,
-        Command::Run { job, json } => run_job(config, job, json, out, err).await,
+        Command::Run { job, params, json } => run_job(config, job, params, json, out, err).await,
+        Command::Executions(command) => executions(config, command, out, err).await,
         Command::Validate { job } => validate(config, job, out, err).await,
         Command::Plugins(PluginsCommand::List { json }) => list_plugins(config, json, out).await,
         Command::Schedule(ScheduleCommand::Preview {
@@ -199,9 +257,26 @@ async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<E
     let store = crate::store::Store::open_sqlite(&config.store_path())
         .await
         .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
+    let steps = StepRuntime::new()?;
+    let engine = Arc::new(
+        Engine::new(Arc::clone(&runtime), store.clone(), Arc::new(SystemTimer))
+            .with_step_runtime(steps.handle()),
+    );
+    let (executions, recovered) = Executions::start(
+        engine,
+        crate::queue::QueueConfig::default(),
+        Arc::new(crate::scheduler::SystemClock),
+        crate::scheduler::SchedulerConfig {
+            shutdown_grace: SHUTDOWN_GRACE,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let executions = Arc::new(executions);
     let state = Arc::new(api::AppState {
         runtime,
         store,
+        executions: Arc::clone(&executions),
         started: std::time::Instant::now(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -209,11 +284,62 @@ async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<E
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "meridian serving");
+    if recovered != crate::engine::service::RecoveryReport::default() {
+        writeln!(
+            err,
+            "recovered executions: {} queued again, {} resumed, {} failed (interrupted), {} cancelled",
+            recovered.requeued.len(),
+            recovered.resumed.len(),
+            recovered.failed.len(),
+            recovered.cancelled.len()
+        )?;
+    }
     writeln!(err, "meridian listening on http://{addr}")?;
     err.flush()?;
-    api::serve(listener, state, shutdown_signal()).await?;
+    api::serve(listener, Arc::clone(&state), shutdown_signal()).await?;
+    drop(state);
+    match Arc::try_unwrap(executions) {
+        Ok(executions) => executions.shutdown().await,
+        Err(_) => tracing::warn!("executions still referenced at shutdown"),
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The tokio runtime that step attempts run on in `serve`, apart from the
+/// API's; shut down without blocking when dropped.
+struct StepRuntime(Option<tokio::runtime::Runtime>);
+
+impl StepRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("meridian-step")
+            .enable_all()
+            .build()
+            .context("cannot start the step runtime")?;
+        Ok(StepRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for StepRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// How long running executions get to finish at shutdown; the rest are
+/// recovered at the next start.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves on Ctrl-C or SIGTERM: stop accepting, finish what is in flight.
 async fn shutdown_signal() {
@@ -277,11 +403,12 @@ fn print_issues(
 async fn run_job(
     config: Config,
     path: PathBuf,
+    params: Vec<String>,
     json: bool,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let runtime = crate::build_runtime(&config).await?;
+    let runtime = Arc::new(crate::build_runtime(&config).await?);
     let job = match load_job(&runtime, &path).await? {
         Ok(job) => job,
         Err(issues) => {
@@ -289,22 +416,88 @@ async fn run_job(
             return Ok(ExitCode::from(2));
         }
     };
-    let execution = engine::run_job(&runtime, &job).await;
+    let mut supplied = serde_json::Map::new();
+    for p in &params {
+        let Some((name, value)) = p.split_once('=') else {
+            writeln!(err, "--param {p:?}: expected NAME=VALUE")?;
+            return Ok(ExitCode::from(2));
+        };
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        supplied.insert(name.to_owned(), value);
+    }
+    let params = match model::resolve_params(&job, &supplied) {
+        Ok(p) => p,
+        Err(issues) => {
+            print_issues(err, &path, &issues)?;
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let store = crate::store::Store::open_sqlite(&config.store_path())
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    store
+        .put_job(&job.id, &serde_json::to_string(&job)?, now_us)
+        .await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    store
+        .insert_execution(&crate::store::NewExecution {
+            id: id.clone(),
+            job_id: job.id.clone(),
+            trigger: "cli".into(),
+            schedule_id: None,
+            fire_nominal_local: None,
+            fire_utc_offset_s: None,
+            timezone: job.timezone.clone(),
+            priority: job.priority,
+            params: serde_json::Value::Object(params).to_string(),
+            scheduled_at_us: Some(now_us),
+            queued_at_us: now_us,
+        })
+        .await?;
+    let engine = Engine::new(Arc::clone(&runtime), store, Arc::new(SystemTimer));
+    let cancel = crate::engine::Cancel::new();
+    let on_signal = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let report = engine.run(&id, cancel).await;
+    watcher.abort();
+    let report = report?;
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&execution)?)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        writeln!(
-            out,
-            "execution {} of job {}",
-            execution.execution_id, execution.job_id
-        )?;
-        for s in &execution.steps {
-            let ms = s.run.duration.as_secs_f64() * 1000.0;
-            match &s.run.result {
+        print_report(out, &report)?;
+    }
+    Ok(match report.status {
+        ExecutionStatus::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn print_report(out: &mut (dyn Write + Send), report: &ExecutionReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "execution {} of job {} (version {})",
+        report.execution_id,
+        report.job_id,
+        report.job_version.unwrap_or(0)
+    )?;
+    for s in &report.steps {
+        for a in &s.attempts {
+            let ms = a.run.duration.as_secs_f64() * 1000.0;
+            let retry = if a.attempt > 1 {
+                format!(" attempt {} after {} ms", a.attempt, a.waited_ms)
+            } else {
+                String::new()
+            };
+            match &a.run.result {
                 Ok(ok) => {
                     writeln!(
                         out,
-                        "  ok      {} ({}) in {ms:.1} ms",
+                        "  ok      {} ({}){retry} in {ms:.1} ms",
                         s.step_id, s.step_type
                     )?;
                     writeln!(out, "          output: {}", ok.output)?;
@@ -314,18 +507,20 @@ async fn run_job(
                 }
                 Err(e) => writeln!(
                     out,
-                    "  FAILED  {} ({}) in {ms:.1} ms: {e}",
-                    s.step_id, s.step_type
+                    "  {:<7} {} ({}){retry} in {ms:.1} ms: {e}",
+                    a.status.as_str().to_uppercase(),
+                    s.step_id,
+                    s.step_type
                 )?,
             }
-            for line in &s.run.logs {
+            for line in &a.run.logs {
                 writeln!(
                     out,
                     "          [{:?} {:?}] {}",
                     line.source, line.level, line.message
                 )?;
             }
-            for ev in &s.run.events {
+            for ev in &a.run.events {
                 writeln!(
                     out,
                     "          {} {} -> {:?}",
@@ -333,12 +528,131 @@ async fn run_job(
                 )?;
             }
         }
-        writeln!(out, "status: {:?}", execution.status)?;
     }
-    Ok(match execution.status {
-        ExecutionStatus::Succeeded => ExitCode::SUCCESS,
-        ExecutionStatus::Failed => ExitCode::FAILURE,
-    })
+    match &report.error {
+        Some(e) => writeln!(
+            out,
+            "status: {} ({})",
+            report.status.as_str(),
+            e.get("message").and_then(|m| m.as_str()).unwrap_or("")
+        ),
+        None => writeln!(out, "status: {}", report.status.as_str()),
+    }
+}
+
+async fn executions(
+    config: Config,
+    command: ExecutionsCommand,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open_sqlite(&config.store_path())
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
+    match command {
+        ExecutionsCommand::List {
+            job,
+            status,
+            limit,
+            json,
+        } => {
+            if let Some(s) = &status
+                && ExecutionStatus::parse(s).is_none()
+            {
+                writeln!(
+                    err,
+                    "--status {s:?}: expected queued, running, succeeded, failed, cancelled or timed_out"
+                )?;
+                return Ok(ExitCode::from(2));
+            }
+            let rows = store
+                .list_executions(&crate::store::ExecutionFilter {
+                    job_id: job,
+                    status,
+                    limit: limit.clamp(1, 10_000),
+                    ..Default::default()
+                })
+                .await?;
+            if json {
+                let all: Vec<_> = rows.iter().map(crate::engine::view::summary).collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            } else {
+                for r in &rows {
+                    let v = crate::engine::view::summary(r);
+                    writeln!(
+                        out,
+                        "{}  {:<10} {:<24} {:<9} queued {}",
+                        r.id,
+                        r.status,
+                        r.job_id,
+                        r.trigger,
+                        v["queued_at"].as_str().unwrap_or("")
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Show { id, json } => {
+            let Some(v) = crate::engine::view::detail(&store, &id).await? else {
+                writeln!(err, "no execution {id:?}")?;
+                return Ok(ExitCode::from(2));
+            };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "execution {} of job {} (version {}): {}",
+                    id, v["job_id"], v["job_version"], v["status"]
+                )?;
+                if !v["error"].is_null() {
+                    writeln!(out, "  error: {}", v["error"]["message"])?;
+                }
+                for s in v["steps"].as_array().into_iter().flatten() {
+                    writeln!(
+                        out,
+                        "  #{} {:<20} {:<10} attempts {}",
+                        s["seq"],
+                        s["step_id"].as_str().unwrap_or(""),
+                        s["status"].as_str().unwrap_or(""),
+                        s["attempt_count"]
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Cancel { id } => {
+            let now_us = chrono::Utc::now().timestamp_micros();
+            match store.request_cancel(&id, now_us).await? {
+                None => {
+                    writeln!(err, "no execution {id:?}")?;
+                    Ok(ExitCode::from(2))
+                }
+                Some(status)
+                    if ExecutionStatus::parse(&status).is_some_and(ExecutionStatus::is_final) =>
+                {
+                    writeln!(err, "execution {id} has already finished ({status})")?;
+                    Ok(ExitCode::FAILURE)
+                }
+                Some(status) if status == "queued" => {
+                    let error = serde_json::json!({"kind": "cancelled", "message": "cancelled while queued"});
+                    if store.cancel_queued(&id, &error.to_string(), now_us).await? {
+                        writeln!(out, "execution {id} cancelled")?;
+                    } else {
+                        writeln!(out, "execution {id}: cancel requested")?;
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(_) => {
+                    writeln!(
+                        out,
+                        "execution {id}: cancel requested; the node running it stops it"
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+    }
 }
 
 async fn validate(

@@ -3,6 +3,8 @@
 //! Errors are `application/problem+json` with a stable `code`; internal
 //! details are logged, never sent.
 
+mod executions;
+
 use crate::model::Issue;
 use crate::model::schedule::PreviewRequest;
 use crate::runtime::{PluginInfo, Runtime};
@@ -10,7 +12,7 @@ use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
@@ -23,6 +25,9 @@ use std::time::Instant;
 pub struct AppState {
     pub runtime: Arc<Runtime>,
     pub store: crate::store::Store,
+    /// Submits, cancels and recovers executions (the node's engine, queues
+    /// and scheduler).
+    pub executions: Arc<crate::engine::service::Executions>,
     pub started: Instant,
 }
 
@@ -32,6 +37,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v2/health", get(health))
         .route("/api/v2/steps/types", get(step_types))
         .route("/api/v2/schedules/preview", get(schedule_preview))
+        .route("/api/v2/jobs", post(executions::put_job))
+        .route("/api/v2/jobs/validate", post(executions::validate_job))
+        .route("/api/v2/jobs/execute", post(executions::execute))
+        .route("/api/v2/jobs/{id}", get(executions::get_job))
+        .route("/api/v2/executions", get(executions::list_executions))
+        .route("/api/v2/executions/{id}", get(executions::get_execution))
+        .route(
+            "/api/v2/executions/{id}/cancel",
+            post(executions::cancel_execution),
+        )
         .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)

@@ -1,107 +1,1091 @@
-//! Runs one execution of a job: its steps in order, each in the sandbox.
+//! Runs one execution of a job: its steps under flow control, each attempt
+//! in the sandbox, with retries, timeouts, cancellation and variables, and
+//! every transition recorded in the store before the engine moves on.
 //!
-//! Each step sees the job's identity and every earlier step's output and
-//! exported variables; the first step that fails ends the execution.
+//! # One execution
+//!
+//! An execution is a row in the store (`queued`) before the engine sees it:
+//! the API, the CLI and the scheduler create it, and the queue hands its id
+//! to [`Engine::run`]. The engine marks it `running` (only a `queued`
+//! execution starts, so a run cancelled while it waited never starts), loads
+//! the job version it runs (the current one, or on a resumed execution the
+//! one it started with), and walks the steps:
+//!
+//! - Each visit of a step is a **step run** (`seq` 1, 2, … in the order
+//!   they happen: a `goto` back makes a new step run of the same step).
+//!   Each step run has one or more **attempts**.
+//! - Before each attempt the step's config is resolved against the
+//!   variables ([`vars`]: `${params.x}`, `${steps.a.output.rows[0].id}`,
+//!   `${execution.scheduled_time}`, `${secrets.name}`). A `${secrets.*}`
+//!   reference needs the step's plugin to be granted that secret, exactly
+//!   as a call to the secrets capability would; otherwise the attempt fails
+//!   as `denied`.
+//! - The attempt row is written (`running`) before the plugin runs and
+//!   finished after it, so after a crash the store says which attempt was
+//!   in flight.
+//! - A failed attempt is retried when the step's [`RetryPolicy`] has
+//!   attempts left and the failure may be retried (`invalid_config` and
+//!   `denied` never are, nor the kinds listed in `never_retry`), after the
+//!   policy's backoff, waited on the engine's [`Timer`].
+//! - Then the step's flow action: `next`, `goto`, `quit_success`,
+//!   `quit_failure` (defaults: next on success, quit_failure on failure).
+//!   Running past the last step succeeds. The job's `max_step_runs` bounds
+//!   goto loops: the step run beyond it fails the execution.
+//!
+//! # Time limits and cancellation
+//!
+//! A step's `timeout_ms` bounds each attempt (epoch interruption inside
+//! wasm and a timer around host calls, in [`Runtime::execute`]). The job's
+//! `timeout_ms` bounds the whole execution, waits between retries
+//! included: when it passes, the running attempt is dropped (which stops
+//! the wasm and any host call in flight), recorded as `timed_out`, and the
+//! execution ends `timed_out`. A [`CancellationToken`] does the same with
+//! `cancelled`. Both are checked between attempts and during backoff.
+//!
+//! # What is stored
+//!
+//! Outputs, exports, errors and logs of each attempt, as JSON, each capped
+//! at [`EngineLimits`] (a larger value is stored as
+//! `{"truncated": true, "bytes": n}`); the in-memory variables keep the
+//! full value for later steps. Everything a plugin returns has already been
+//! through the runtime's secret masker, and a failure to resolve a variable
+//! names the expression, never its value: no secret reaches the store.
+//!
+//! # Resuming a recovered execution
+//!
+//! [`service::Executions::recover`] puts an execution found `running` at
+//! start-up back to `queued` (policy `retry_step`) after marking its
+//! in-flight attempt `interrupted`. When the engine runs it again it
+//! rebuilds the variables from the stored step runs and continues: an
+//! interrupted step counts the interrupted attempt as failed and retries it
+//! if its policy has attempts left (the step may run twice: at least once,
+//! visible as a second attempt), else applies its on-failure action; a
+//! finished last step run continues with its flow action.
 
-use crate::model::Job;
-use crate::runtime::{Invocation, Runtime, StepFailure, StepRun};
+pub mod service;
+pub mod vars;
+pub mod view;
+
+use crate::model::{self, FlowAction, Job, RetryPolicy, Step};
+use crate::runtime::{Invocation, LoadedPlugin, Runtime, StepFailure, StepRun};
+use crate::store::{AttemptFinish, AttemptStart, ExecutionRow, StepRunRow, Store, StoreError};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// How an execution ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub use tokio_util::sync::CancellationToken as Cancel;
+
+/// An execution's state, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
+    Queued,
+    Running,
     Succeeded,
     Failed,
+    Cancelled,
+    TimedOut,
 }
 
-/// One step's part of an execution.
+impl ExecutionStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "timed_out" => Self::TimedOut,
+            _ => return None,
+        })
+    }
+
+    /// Whether the execution has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+/// A step run's or an attempt's state, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    /// Its node stopped while it ran (found at start-up).
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The engine's clock: "now" for the records, and the waits between
+/// retries. Tests substitute one that records each wait and returns at once.
+pub trait Timer: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The system clock and tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemTimer;
+
+impl Timer for SystemTimer {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// Caps on what is stored per attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    /// Output and exports, each as JSON text.
+    pub max_stored_output_bytes: usize,
+    /// The attempt's log lines as a JSON array.
+    pub max_stored_log_bytes: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_stored_output_bytes: 64 * 1024,
+            max_stored_log_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The engine could not record an execution: the store failed. The
+/// execution stays as far as it was recorded (`running`) and is recovered
+/// at the next start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("execution {0:?} does not exist")]
+    NotFound(String),
+}
+
+/// One attempt, as the engine saw it.
 #[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    pub step_id: String,
-    pub step_type: String,
+pub struct AttemptReport {
+    pub attempt: u32,
+    pub status: RunStatus,
+    /// The backoff waited before this attempt.
+    pub waited_ms: u64,
     #[serde(flatten)]
     pub run: StepRun,
 }
 
-/// A finished execution.
+/// One step run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Execution {
-    pub execution_id: String,
-    pub job_id: String,
-    pub status: ExecutionStatus,
-    pub steps: Vec<StepRecord>,
+pub struct StepRunReport {
+    pub seq: i64,
+    pub step_id: String,
+    pub step_type: String,
+    pub status: RunStatus,
+    pub attempts: Vec<AttemptReport>,
 }
 
-/// Runs the job's steps in order; the job must have been validated.
-pub async fn run_job(runtime: &Runtime, job: &Job) -> Execution {
-    let execution_id = uuid::Uuid::now_v7().to_string();
-    let mut steps_seen = Map::new();
-    let mut records = Vec::new();
-    let mut status = ExecutionStatus::Succeeded;
-    for step in &job.steps {
-        let Some(plugin) = runtime.plugin(&step.step_type) else {
-            let run = StepRun {
-                result: Err(StepFailure::Unavailable {
-                    message: format!("step type {:?} is not loaded", step.step_type),
-                }),
-                logs: Vec::new(),
-                logs_dropped: 0,
-                events: Vec::new(),
-                host_calls: 0,
-                duration: Duration::ZERO,
-            };
-            records.push(StepRecord {
-                step_id: step.id.clone(),
-                step_type: step.step_type.clone(),
-                run,
-            });
-            status = ExecutionStatus::Failed;
-            break;
-        };
-        let variables = json!({
-            "job": { "id": job.id, "name": job.name, "timezone": job.timezone, "execution_id": execution_id },
-            "steps": Value::Object(steps_seen.clone()),
-        });
-        let run = runtime
-            .execute(
-                plugin,
-                Invocation {
-                    job_id: job.id.clone(),
-                    execution_id: execution_id.clone(),
-                    step_id: step.id.clone(),
-                    attempt: 1,
-                    timezone: job.timezone.clone(),
-                    scheduled_time: None,
-                    config: step.config.clone(),
-                    variables,
-                    timeout: step.timeout_ms.map(Duration::from_millis),
-                },
-            )
-            .await;
-        let failed = run.result.is_err();
-        if let Ok(success) = &run.result {
-            steps_seen.insert(
-                step.id.clone(),
-                json!({ "output": success.output, "exports": success.exports }),
-            );
-        }
-        records.push(StepRecord {
-            step_id: step.id.clone(),
-            step_type: step.step_type.clone(),
-            run,
-        });
-        if failed {
-            status = ExecutionStatus::Failed;
-            break;
+/// What [`Engine::run`] did (the store has the same, durably).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionReport {
+    pub execution_id: String,
+    pub job_id: String,
+    pub job_version: Option<i64>,
+    pub status: ExecutionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// The step runs of this call (a resumed execution's earlier ones are
+    /// in the store).
+    pub steps: Vec<StepRunReport>,
+}
+
+/// Runs executions; cheap to share.
+pub struct Engine {
+    runtime: Arc<Runtime>,
+    store: Store,
+    timer: Arc<dyn Timer>,
+    limits: EngineLimits,
+    /// Where attempts run, when not on the caller's runtime.
+    steps: Option<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// How one step run ended.
+enum StepOutcome {
+    Succeeded,
+    Failed(Value),
+    Cancelled,
+    TimedOut,
+}
+
+/// Where the execution goes next.
+enum Next {
+    Step(usize),
+    End(ExecutionStatus, Option<Value>),
+}
+
+impl Engine {
+    pub fn new(runtime: Arc<Runtime>, store: Store, timer: Arc<dyn Timer>) -> Self {
+        Engine {
+            runtime,
+            store,
+            timer,
+            limits: EngineLimits::default(),
+            steps: None,
         }
     }
-    Execution {
-        execution_id,
-        job_id: job.id.clone(),
-        status,
-        steps: records,
+
+    /// Runs every attempt on `handle`'s runtime instead of the caller's.
+    /// `meridian serve` gives steps a runtime of their own, so that wasm
+    /// burning CPU (it yields only at epoch ticks) cannot hold up the API's
+    /// tasks; the operating system shares the cores between the two.
+    pub fn with_step_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.steps = Some(handle);
+        self
+    }
+
+    /// One attempt, on the step runtime when there is one. Dropping the
+    /// returned future stops the attempt either way.
+    async fn execute(&self, plugin: &Arc<LoadedPlugin>, invocation: Invocation) -> StepRun {
+        let Some(handle) = &self.steps else {
+            return self.runtime.execute(plugin, invocation).await;
+        };
+        let runtime = Arc::clone(&self.runtime);
+        let plugin = Arc::clone(plugin);
+        let mut task =
+            AbortOnDrop(handle.spawn(async move { runtime.execute(&plugin, invocation).await }));
+        match (&mut task.0).await {
+            Ok(run) => run,
+            Err(e) => not_run(StepFailure::Crashed {
+                message: format!("the attempt's task ended abnormally: {e}"),
+            }),
+        }
+    }
+
+    /// Overrides the storage caps.
+    pub fn with_limits(mut self, limits: EngineLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn timer(&self) -> &Arc<dyn Timer> {
+        &self.timer
+    }
+
+    /// Runs the stored execution `execution_id` to its end. An execution
+    /// that is no longer `queued` (cancelled while it waited, or started
+    /// elsewhere) is not run: the report carries its stored status.
+    pub async fn run(
+        &self,
+        execution_id: &str,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionReport, EngineError> {
+        let row = self
+            .store
+            .get_execution(execution_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(execution_id.to_owned()))?;
+        let mut report = ExecutionReport {
+            execution_id: row.id.clone(),
+            job_id: row.job_id.clone(),
+            job_version: row.job_version,
+            status: ExecutionStatus::parse(&row.status).unwrap_or(ExecutionStatus::Failed),
+            error: None,
+            steps: Vec::new(),
+        };
+        if report.status != ExecutionStatus::Queued {
+            return Ok(report);
+        }
+        if row.cancel_requested {
+            let error = json!({"kind": "cancelled", "message": "cancelled before it started"});
+            let now_us = self.timer.now().timestamp_micros();
+            self.store
+                .cancel_queued(&row.id, &error.to_string(), now_us)
+                .await?;
+            report.status = ExecutionStatus::Cancelled;
+            report.error = Some(error);
+            return Ok(report);
+        }
+        let stored = match row.job_version {
+            Some(v) => self.store.get_job_version(&row.job_id, v).await?,
+            None => self.store.get_job(&row.job_id).await?,
+        };
+        let now_us = self.timer.now().timestamp_micros();
+        let Some(stored) = stored else {
+            return self
+                .fail_early(
+                    report,
+                    json!({"kind": "job_not_found", "message": format!("job {:?} does not exist", row.job_id)}),
+                    now_us,
+                )
+                .await;
+        };
+        let job = match model::parse_job(&stored.definition) {
+            Ok(job) => job,
+            Err(issues) => {
+                tracing::error!(job_id = %row.job_id, version = stored.version, ?issues, "stored job does not parse");
+                return self
+                    .fail_early(
+                        report,
+                        json!({"kind": "invalid_job", "message": "the stored job definition does not parse"}),
+                        now_us,
+                    )
+                    .await;
+            }
+        };
+        if !self
+            .store
+            .start_execution(&row.id, stored.version, now_us)
+            .await?
+        {
+            let now = self.store.get_execution(&row.id).await?;
+            report.status = now
+                .and_then(|r| ExecutionStatus::parse(&r.status))
+                .unwrap_or(report.status);
+            return Ok(report);
+        }
+        report.job_version = Some(stored.version);
+        report.status = ExecutionStatus::Running;
+        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = stored.version, zone = %job.timezone, "execution started");
+
+        let supplied: Map<String, Value> = serde_json::from_str(&row.params).unwrap_or_default();
+        let params = match model::resolve_params(&job, &supplied) {
+            Ok(p) => p,
+            Err(issues) => {
+                let error = json!({"kind": "invalid_params", "message": "the execution's parameters do not fit the job", "errors": issues});
+                return self
+                    .finish(report, &job, ExecutionStatus::Failed, Some(error), 0)
+                    .await;
+            }
+        };
+        // A resumed execution keeps its first start: its time limit counts
+        // from there, downtime included.
+        let now = self.timer.now();
+        let started = row
+            .started_at_us
+            .and_then(DateTime::from_timestamp_micros)
+            .unwrap_or(now);
+        let deadline = job.timeout_ms.map(|ms| {
+            let spent = (now - started).to_std().unwrap_or_default();
+            tokio::time::Instant::now() + Duration::from_millis(ms).saturating_sub(spent)
+        });
+        let mut run = Run {
+            engine: self,
+            job: &job,
+            version: stored.version,
+            row: &row,
+            params,
+            steps: Map::new(),
+            started,
+            deadline,
+            cancel: &cancel,
+            seq: 0,
+            reports: Vec::new(),
+        };
+        let (status, error) = run.drive().await?;
+        let seq = run.seq;
+        report.steps = std::mem::take(&mut run.reports);
+        self.finish(report, &job, status, error, seq).await
+    }
+
+    async fn fail_early(
+        &self,
+        mut report: ExecutionReport,
+        error: Value,
+        now_us: i64,
+    ) -> Result<ExecutionReport, EngineError> {
+        self.store
+            .finish_execution(
+                &report.execution_id,
+                ExecutionStatus::Failed.as_str(),
+                Some(&error.to_string()),
+                0,
+                now_us,
+            )
+            .await?;
+        tracing::warn!(execution_id = %report.execution_id, job_id = %report.job_id, %error, "execution failed before its first step");
+        report.status = ExecutionStatus::Failed;
+        report.error = Some(error);
+        Ok(report)
+    }
+
+    async fn finish(
+        &self,
+        mut report: ExecutionReport,
+        job: &Job,
+        status: ExecutionStatus,
+        error: Option<Value>,
+        step_runs: i64,
+    ) -> Result<ExecutionReport, EngineError> {
+        let now_us = self.timer.now().timestamp_micros();
+        let error_text = error.as_ref().map(Value::to_string);
+        self.store
+            .finish_execution(
+                &report.execution_id,
+                status.as_str(),
+                error_text.as_deref(),
+                step_runs,
+                now_us,
+            )
+            .await?;
+        match status {
+            ExecutionStatus::Succeeded => {
+                tracing::info!(execution_id = %report.execution_id, job_id = %report.job_id, step_runs, "execution succeeded")
+            }
+            _ => {
+                tracing::warn!(execution_id = %report.execution_id, job_id = %report.job_id, step_runs, status = status.as_str(), error = %error_text.as_deref().unwrap_or(""), "execution did not succeed")
+            }
+        }
+        if let Some(r) = job.retention {
+            let keep = r.keep_last.map(i64::from);
+            let age = r.max_age_days.map(|d| i64::from(d) * 86_400 * 1_000_000);
+            match self.store.apply_retention(&job.id, keep, age, now_us).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(job_id = %job.id, deleted = n, "execution history trimmed by the job's retention")
+                }
+                Err(e) => tracing::warn!(job_id = %job.id, "retention failed: {e}"),
+            }
+        }
+        report.status = status;
+        report.error = error;
+        Ok(report)
+    }
+}
+
+/// The state of one execution while it runs.
+struct Run<'a> {
+    engine: &'a Engine,
+    job: &'a Job,
+    version: i64,
+    row: &'a ExecutionRow,
+    params: Map<String, Value>,
+    /// `steps.<id>` variables: the latest step run of each step.
+    steps: Map<String, Value>,
+    started: DateTime<Utc>,
+    deadline: Option<tokio::time::Instant>,
+    cancel: &'a CancellationToken,
+    /// The latest step run's number.
+    seq: i64,
+    reports: Vec<StepRunReport>,
+}
+
+impl Run<'_> {
+    fn max_step_runs(&self) -> i64 {
+        i64::from(
+            self.job
+                .max_step_runs
+                .unwrap_or(model::DEFAULT_MAX_STEP_RUNS),
+        )
+    }
+
+    fn index_of(&self, id: &str) -> Option<usize> {
+        self.job.steps.iter().position(|s| s.id == id)
+    }
+
+    /// Runs steps until the flow ends the execution.
+    async fn drive(&mut self) -> Result<(ExecutionStatus, Option<Value>), EngineError> {
+        let (mut next, mut resume) = self.resume_point().await?;
+        loop {
+            let pos = match next {
+                Next::End(status, error) => return Ok((status, error)),
+                Next::Step(pos) if pos >= self.job.steps.len() => {
+                    return Ok((ExecutionStatus::Succeeded, None));
+                }
+                Next::Step(pos) => pos,
+            };
+            let (seq, first_attempt) = match resume.take() {
+                Some(r) => r,
+                None => (self.seq + 1, 1),
+            };
+            if seq > self.max_step_runs() {
+                let limit = self.max_step_runs();
+                return Ok((
+                    ExecutionStatus::Failed,
+                    Some(json!({
+                        "kind": "max_step_runs",
+                        "message": format!("the execution reached its limit of {limit} step runs (a goto loop?)"),
+                        "limit": limit,
+                    })),
+                ));
+            }
+            self.seq = seq;
+            let outcome = self.run_step(pos, seq, first_attempt).await?;
+            next = self.after(pos, outcome);
+        }
+    }
+
+    /// The flow action after step `pos` ended with `outcome`.
+    fn after(&self, pos: usize, outcome: StepOutcome) -> Next {
+        let step = &self.job.steps[pos];
+        let (action, failure) = match outcome {
+            StepOutcome::Cancelled => {
+                return Next::End(
+                    ExecutionStatus::Cancelled,
+                    Some(
+                        json!({"kind": "cancelled", "message": "the execution was cancelled", "step_id": step.id}),
+                    ),
+                );
+            }
+            StepOutcome::TimedOut => {
+                return Next::End(
+                    ExecutionStatus::TimedOut,
+                    Some(json!({
+                        "kind": "timed_out",
+                        "message": format!("the execution exceeded its time limit of {} ms", self.job.timeout_ms.unwrap_or(0)),
+                        "step_id": step.id,
+                    })),
+                );
+            }
+            StepOutcome::Succeeded => (step.success_action(), None),
+            StepOutcome::Failed(error) => (step.failure_action(), Some(error)),
+        };
+        match action {
+            FlowAction::Next => Next::Step(pos + 1),
+            FlowAction::QuitSuccess => Next::End(ExecutionStatus::Succeeded, None),
+            FlowAction::QuitFailure => Next::End(
+                ExecutionStatus::Failed,
+                Some(match failure {
+                    Some(error) => json!({
+                        "kind": "step_failed",
+                        "message": format!("step {:?} failed: {}", step.id, error.get("message").and_then(Value::as_str).unwrap_or("")),
+                        "step_id": step.id,
+                        "step_error": error,
+                    }),
+                    None => json!({
+                        "kind": "quit_failure",
+                        "message": format!("step {:?} succeeded and its on_success is quit_failure", step.id),
+                        "step_id": step.id,
+                    }),
+                }),
+            ),
+            FlowAction::Goto(target) => match self.index_of(&target) {
+                Some(i) => Next::Step(i),
+                None => Next::End(
+                    ExecutionStatus::Failed,
+                    Some(
+                        json!({"kind": "invalid_job", "message": format!("step {:?} goes to unknown step {target:?}", step.id)}),
+                    ),
+                ),
+            },
+        }
+    }
+
+    /// Where a (possibly resumed) execution starts: the first step, or
+    /// after the stored step runs of an earlier, interrupted run.
+    async fn resume_point(&mut self) -> Result<(Next, Option<(i64, u32)>), EngineError> {
+        if self.row.step_runs == 0 {
+            return Ok((Next::Step(0), None));
+        }
+        let runs = self.engine.store.list_step_runs(&self.row.id).await?;
+        let Some(last) = runs.last().cloned() else {
+            return Ok((Next::Step(0), None));
+        };
+        for r in &runs {
+            self.remember(r);
+        }
+        self.seq = last.seq;
+        let Some(pos) = self.index_of(&last.step_id) else {
+            return Ok((
+                Next::End(
+                    ExecutionStatus::Failed,
+                    Some(
+                        json!({"kind": "invalid_job", "message": format!("the resumed execution was at step {:?}, which its job version lacks", last.step_id)}),
+                    ),
+                ),
+                None,
+            ));
+        };
+        let step = &self.job.steps[pos];
+        tracing::info!(execution_id = %self.row.id, seq = last.seq, step_id = %last.step_id, status = %last.status, "resuming a recovered execution");
+        Ok(match last.status.as_str() {
+            "succeeded" => (self.after(pos, StepOutcome::Succeeded), None),
+            "cancelled" => (self.after(pos, StepOutcome::Cancelled), None),
+            "timed_out" if self.expired() => (self.after(pos, StepOutcome::TimedOut), None),
+            "interrupted" | "running" => {
+                let attempts = u32::try_from(last.attempts).unwrap_or(u32::MAX);
+                if attempts < step.retry_policy().max_attempts {
+                    (Next::Step(pos), Some((last.seq, attempts + 1)))
+                } else {
+                    let error = json!({"kind": "interrupted", "message": "the node stopped while this step ran, and its retry policy has no attempts left"});
+                    (self.after(pos, StepOutcome::Failed(error)), None)
+                }
+            }
+            _ => {
+                let error = last
+                    .error
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str(e).ok())
+                    .unwrap_or(Value::Null);
+                (self.after(pos, StepOutcome::Failed(error)), None)
+            }
+        })
+    }
+
+    /// Rebuilds `steps.<id>` from a stored step run.
+    fn remember(&mut self, r: &StepRunRow) {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                .unwrap_or(Value::Null)
+        };
+        self.steps.insert(
+            r.step_id.clone(),
+            json!({
+                "output": parse(&r.output),
+                "exports": match parse(&r.exports) { Value::Null => json!({}), v => v },
+                "status": r.status,
+                "error": parse(&r.error),
+                "attempts": r.attempts,
+            }),
+        );
+    }
+
+    /// The variables an attempt sees (secrets aside).
+    fn scope(&self, step: &Step, seq: i64, attempt: u32) -> Value {
+        let tz: chrono_tz::Tz = self.job.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let scheduled = self
+            .row
+            .scheduled_at_us
+            .and_then(DateTime::from_timestamp_micros);
+        json!({
+            "params": self.params,
+            "steps": self.steps,
+            "execution": {
+                "id": self.row.id,
+                "attempt": attempt,
+                "step_id": step.id,
+                "step_run": seq,
+                "trigger": self.row.trigger,
+                "scheduled_time": scheduled.map(|t| t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                "scheduled_time_utc": scheduled.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                "started_at": self.started.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "schedule_id": self.row.schedule_id,
+            },
+            "job": {
+                "id": self.job.id,
+                "name": self.job.name,
+                "version": self.version,
+                "timezone": self.job.timezone,
+                "priority": self.job.priority,
+                "owner": self.job.owner,
+                "tags": self.job.tags,
+            },
+        })
+    }
+
+    /// Resolves a step's config for one attempt; secrets need the plugin's
+    /// grant.
+    fn resolve(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &Value,
+        scope: &Value,
+    ) -> Result<Value, StepFailure> {
+        for name in vars::secret_names(config) {
+            plugin
+                .grants()
+                .check_secret(&name)
+                .map_err(|denial| StepFailure::Denied { denial })?;
+        }
+        let secrets = self.engine.runtime.secrets();
+        vars::resolve(config, scope, &mut |name| {
+            secrets
+                .get(name)
+                .map(|s| s.expose().to_owned())
+                .ok_or_else(|| vars::SecretError {
+                    message: format!("no secret {name:?} is configured"),
+                })
+        })
+        .map_err(|issues| StepFailure::InvalidConfig {
+            issues: issues
+                .into_iter()
+                .map(|i| crate::runtime::ConfigIssue {
+                    path: i.path,
+                    message: i.message,
+                })
+                .collect(),
+        })
+    }
+
+    /// Runs one step run: its attempts, with backoff between them.
+    async fn run_step(
+        &mut self,
+        pos: usize,
+        seq: i64,
+        first_attempt: u32,
+    ) -> Result<StepOutcome, EngineError> {
+        let engine = self.engine;
+        let step = &self.job.steps[pos];
+        let policy: RetryPolicy = step.retry_policy();
+        let plugin = engine.runtime.plugin(&step.step_type).cloned();
+        let mut report = StepRunReport {
+            seq,
+            step_id: step.id.clone(),
+            step_type: step.step_type.clone(),
+            status: RunStatus::Running,
+            attempts: Vec::new(),
+        };
+        let mut attempt = first_attempt;
+        let mut waited_ms = 0;
+        let outcome = loop {
+            if self.cancel.is_cancelled() {
+                break StepOutcome::Cancelled;
+            }
+            if self.expired() {
+                break StepOutcome::TimedOut;
+            }
+            let scope = self.scope(step, seq, attempt);
+            let started_at = engine.timer.now();
+            engine
+                .store
+                .start_attempt(&AttemptStart {
+                    execution_id: self.row.id.clone(),
+                    seq,
+                    step_id: step.id.clone(),
+                    step_type: step.step_type.clone(),
+                    attempt: i64::from(attempt),
+                    now_us: started_at.timestamp_micros(),
+                })
+                .await?;
+            let clock = std::time::Instant::now();
+            // Ok(run) ran; Err(outcome): cancelled or out of time mid-run.
+            let ran: Result<StepRun, StepOutcome> = match &plugin {
+                None => Ok(not_run(StepFailure::Unavailable {
+                    message: format!("step type {:?} is not loaded", step.step_type),
+                })),
+                Some(plugin) => match self.resolve(plugin, &step.config, &scope) {
+                    Err(failure) => Ok(not_run(failure)),
+                    Ok(config) => {
+                        let invocation = Invocation {
+                            job_id: self.job.id.clone(),
+                            execution_id: self.row.id.clone(),
+                            step_id: step.id.clone(),
+                            attempt,
+                            timezone: self.job.timezone.clone(),
+                            scheduled_time: scope["execution"]["scheduled_time"]
+                                .as_str()
+                                .map(str::to_owned),
+                            config,
+                            variables: scope,
+                            timeout: step.timeout_ms.map(Duration::from_millis),
+                        };
+                        let deadline = self.deadline;
+                        tokio::select! {
+                            biased;
+                            () = self.cancel.cancelled() => Err(StepOutcome::Cancelled),
+                            () = until(deadline) => Err(StepOutcome::TimedOut),
+                            run = engine.execute(plugin, invocation) => Ok(run),
+                        }
+                    }
+                },
+            };
+            let (run, status, done) = match ran {
+                Ok(run) => {
+                    let status = match &run.result {
+                        Ok(_) => RunStatus::Succeeded,
+                        Err(StepFailure::Timeout { .. } | StepFailure::TimedOut { .. }) => {
+                            RunStatus::TimedOut
+                        }
+                        Err(_) => RunStatus::Failed,
+                    };
+                    let done = match &run.result {
+                        Ok(_) => true,
+                        Err(f) => {
+                            plugin.is_none()
+                                || attempt >= policy.max_attempts
+                                || !policy.may_retry(f)
+                        }
+                    };
+                    (run, status, done)
+                }
+                Err(outcome) => {
+                    let (status, message) = match outcome {
+                        StepOutcome::Cancelled => {
+                            (RunStatus::Cancelled, "cancelled while the step ran")
+                        }
+                        _ => (
+                            RunStatus::TimedOut,
+                            "the execution's time limit passed while the step ran",
+                        ),
+                    };
+                    let mut run = not_run(StepFailure::Failed {
+                        message: message.to_owned(),
+                    });
+                    run.duration = clock.elapsed();
+                    (run, status, true)
+                }
+            };
+            let finished_at = engine.timer.now();
+            self.record(seq, attempt, &run, status, done, finished_at)
+                .await?;
+            let result = run.result.clone();
+            report.attempts.push(AttemptReport {
+                attempt,
+                status,
+                waited_ms,
+                run,
+            });
+            report.status = status;
+            match (status, result) {
+                (RunStatus::Cancelled, _) => break StepOutcome::Cancelled,
+                (RunStatus::Succeeded, Ok(success)) => {
+                    self.steps.insert(
+                        step.id.clone(),
+                        json!({
+                            "output": success.output,
+                            "exports": success.exports,
+                            "status": "succeeded",
+                            "error": null,
+                            "attempts": attempt,
+                        }),
+                    );
+                    break StepOutcome::Succeeded;
+                }
+                (RunStatus::TimedOut, _) if done && self.expired() => break StepOutcome::TimedOut,
+                (_, result) => {
+                    let error = match &result {
+                        Err(f) => failure_json(f),
+                        Ok(_) => Value::Null,
+                    };
+                    if done {
+                        self.steps.insert(
+                            step.id.clone(),
+                            json!({
+                                "output": null,
+                                "exports": {},
+                                "status": status.as_str(),
+                                "error": error,
+                                "attempts": attempt,
+                            }),
+                        );
+                        break StepOutcome::Failed(error);
+                    }
+                }
+            }
+            // A retry: wait the backoff, unless cancelled or out of time.
+            let unit = jitter_unit(&self.row.id, seq, attempt);
+            let delay = policy.delay_ms(attempt, unit);
+            tracing::info!(execution_id = %self.row.id, step_id = %step.id, attempt, delay_ms = delay, "step attempt failed; retrying");
+            let deadline = self.deadline;
+            let interrupted = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => Some(StepOutcome::Cancelled),
+                () = until(deadline) => Some(StepOutcome::TimedOut),
+                () = engine.timer.sleep(Duration::from_millis(delay)) => None,
+            };
+            if let Some(outcome) = interrupted {
+                // The step run ends with its last (failed) attempt.
+                if let Some(last) = report.attempts.last() {
+                    let run = last.run.clone();
+                    let now = engine.timer.now();
+                    self.record(seq, attempt, &run, last.status, true, now)
+                        .await?;
+                }
+                break outcome;
+            }
+            waited_ms = delay;
+            attempt += 1;
+        };
+        if report.attempts.is_empty() {
+            // Cancelled or out of time before the step started: no step run.
+            self.seq -= 1;
+        } else {
+            self.reports.push(report);
+        }
+        Ok(outcome)
+    }
+
+    fn expired(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+    }
+
+    /// Finishes an attempt row (and the step run when `done`).
+    async fn record(
+        &self,
+        seq: i64,
+        attempt: u32,
+        run: &StepRun,
+        status: RunStatus,
+        done: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let limits = self.engine.limits;
+        let (output, exports, error) = match &run.result {
+            Ok(s) => (
+                Some(capped(&s.output, limits.max_stored_output_bytes)),
+                Some(capped(
+                    &serde_json::to_value(&s.exports).unwrap_or(Value::Null),
+                    limits.max_stored_output_bytes,
+                )),
+                None,
+            ),
+            Err(f) => (None, None, Some(failure_json(f).to_string())),
+        };
+        let logs = if run.logs.is_empty() {
+            None
+        } else {
+            Some(capped(
+                &serde_json::to_value(&run.logs).unwrap_or(Value::Null),
+                limits.max_stored_log_bytes,
+            ))
+        };
+        self.engine
+            .store
+            .finish_attempt(&AttemptFinish {
+                execution_id: self.row.id.clone(),
+                seq,
+                attempt: i64::from(attempt),
+                status: status.as_str().to_owned(),
+                now_us: at.timestamp_micros(),
+                duration_us: i64::try_from(run.duration.as_micros()).unwrap_or(i64::MAX),
+                output,
+                exports,
+                error,
+                logs,
+                host_calls: i64::from(run.host_calls),
+                step_done: done,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Aborts a spawned attempt when its awaiting future is dropped
+/// (cancellation, the execution's time limit).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A step run that never reached the plugin.
+fn not_run(failure: StepFailure) -> StepRun {
+    StepRun {
+        result: Err(failure),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        events: Vec::new(),
+        host_calls: 0,
+        duration: Duration::ZERO,
+    }
+}
+
+/// A failure as stored and as `${steps.<id>.error}`: its JSON form plus a
+/// `message`.
+fn failure_json(f: &StepFailure) -> Value {
+    let mut v = serde_json::to_value(f).unwrap_or_else(|_| json!({"kind": f.kind()}));
+    if let Value::Object(m) = &mut v {
+        m.insert("message".into(), Value::String(f.to_string()));
+    }
+    v
+}
+
+/// JSON text of `value`, or a truncation marker when longer than `cap`.
+fn capped(value: &Value, cap: usize) -> String {
+    let text = value.to_string();
+    if text.len() <= cap {
+        text
+    } else {
+        json!({"truncated": true, "bytes": text.len()}).to_string()
+    }
+}
+
+/// Resolves at `deadline`, never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A number in [0, 1) fixed by the execution, step run and attempt: the
+/// jitter of one backoff, the same if the history is replayed.
+fn jitter_unit(execution_id: &str, seq: i64, attempt: u32) -> f64 {
+    let mut h = Sha256::new();
+    h.update(execution_id.as_bytes());
+    h.update(seq.to_le_bytes());
+    h.update(attempt.to_le_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_units_are_stable_and_in_range() {
+        let a = jitter_unit("e", 1, 1);
+        assert_eq!(a, jitter_unit("e", 1, 1));
+        assert_ne!(a, jitter_unit("e", 1, 2));
+        for i in 0..1000 {
+            let u = jitter_unit("x", i, 3);
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn large_values_are_stored_as_a_marker() {
+        let v = json!({"a": "x".repeat(100)});
+        assert_eq!(capped(&v, 1000), v.to_string());
+        let m: Value = serde_json::from_str(&capped(&v, 10)).unwrap();
+        assert_eq!(m["truncated"], true);
     }
 }

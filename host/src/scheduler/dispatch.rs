@@ -189,6 +189,9 @@ pub struct Dispatcher {
     schedules: HashMap<Arc<str>, Activity>,
     /// Active run id → its schedule.
     owners: HashMap<String, Arc<str>>,
+    /// Runs `cancel_other` took out before they started (queued or
+    /// buffered), for the caller to record: [`Dispatcher::take_dropped`].
+    dropped: Vec<String>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -220,6 +223,7 @@ impl Dispatcher {
             ended,
             schedules: HashMap::new(),
             owners: HashMap::new(),
+            dropped: Vec::new(),
         })
     }
 
@@ -291,6 +295,13 @@ impl Dispatcher {
             run_id = %plan.run.run_id,
             "fire already recorded; its plan is abandoned"
         );
+    }
+
+    /// The runs that `cancel_other` took out of the queues or the buffer
+    /// since the last call: they never started, and their stored
+    /// executions are still `queued`.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// Waits for the next run to end and returns its id (for
@@ -393,16 +404,19 @@ impl Dispatcher {
         let Some(activity) = self.schedules.get_mut(schedule) else {
             return;
         };
-        let dropped = std::mem::take(&mut activity.pending).len();
-        if dropped > 0 {
-            tracing::info!(schedule_id = %schedule, dropped, "cancel_other drops buffered fires");
+        let pending = std::mem::take(&mut activity.pending);
+        if !pending.is_empty() {
+            tracing::info!(schedule_id = %schedule, dropped = pending.len(), "cancel_other drops buffered fires");
         }
+        self.dropped
+            .extend(pending.into_iter().map(|run| run.run_id));
         let mut still_running = Vec::new();
         for run_id in std::mem::take(&mut activity.active) {
             match self.queues.cancel(&run_id) {
                 Ok(_) => {
                     tracing::info!(schedule_id = %schedule, %run_id, "cancel_other: queued run cancelled");
                     self.owners.remove(&run_id);
+                    self.dropped.push(run_id);
                 }
                 Err(QueueError::Running(_)) => {
                     if self.queues.abort_running(&run_id).is_ok() {

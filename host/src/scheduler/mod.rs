@@ -16,7 +16,7 @@
 //! takes **all** of them as one batch (at most one fire per schedule), asks
 //! the [`Dispatcher`] for a [`Plan`](dispatch::Plan) per fire under the
 //! schedule's overlap policy, stores the batch with one
-//! [`Store::record_fires`] transaction, commits the plans of the fires the
+//! [`Store::record_fires_with_executions`] transaction, commits the plans of the fires the
 //! store accepted and abandons the others, then computes each schedule's
 //! next fire and pushes it. A stale heap entry (the schedule was reloaded,
 //! paused or removed) is recognised by its generation number and dropped when
@@ -58,13 +58,14 @@
 //! whatever the schedule's overlap policy; they do count as active runs for
 //! the schedule's own later fires.
 //!
-//! # Known gap
+//! # Executions
 //!
-//! Runs are not persisted yet: a crash (or a shutdown whose grace period
-//! runs out) between storing a fire and the queue finishing its run loses
-//! that run, although its fire is recorded as `enqueued` and will not fire
-//! again. The engine issue will store the execution in the same transaction
-//! as the fire and recover unfinished executions at start-up.
+//! Each fire that will run (outcome `enqueued` or `buffered`) is stored with
+//! its `queued` execution row (id = the run id) in the same transaction
+//! ([`Store::record_fires_with_executions`]); a manual run stores its
+//! execution before it is queued. A crash after that loses nothing: the
+//! engine's service ([`crate::engine::service`]) queues stored executions
+//! again at start-up.
 //!
 //! # Example
 //!

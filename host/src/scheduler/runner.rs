@@ -9,7 +9,7 @@ use super::slot::{self, Load, Slot};
 use super::{BackfillReport, Clock, Command, SchedulerConfig, SchedulerError};
 use crate::model::schedule::{RunOverlap, ScheduleDef};
 use crate::schedule::Fire;
-use crate::store::{FireRow, ScheduleRow, Store};
+use crate::store::{FireRow, NewExecution, ScheduleRow, Store};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -236,18 +236,29 @@ impl Runner {
         }
         let mut plans = Vec::with_capacity(batch.len());
         let mut rows = Vec::with_capacity(batch.len());
+        let mut executions = Vec::with_capacity(batch.len());
         for id in &batch {
             let Some(slot) = self.slots.get(id) else {
                 continue;
             };
             let plan = self.dispatcher.plan(slot.request(), slot.overlap);
             rows.push(fire_row(id, &slot.next, slot.origin(), &plan, now_us));
+            executions.extend(execution_row(
+                &plan,
+                Some(&slot.next),
+                slot.origin(),
+                now_us,
+            ));
             plans.push(plan);
         }
         if rows.is_empty() {
             return;
         }
-        match self.store.record_fires(&rows).await {
+        match self
+            .store
+            .record_fires_with_executions(&rows, &executions)
+            .await
+        {
             Ok(inserted) => {
                 for (plan, new) in plans.into_iter().zip(inserted) {
                     if new {
@@ -262,6 +273,7 @@ impl Runner {
                         self.dispatcher.abandon(plan);
                     }
                 }
+                self.record_dropped(now_us).await;
                 for id in &batch {
                     self.advance(id);
                 }
@@ -285,6 +297,26 @@ impl Runner {
                         }));
                     }
                 }
+            }
+        }
+    }
+
+    /// Records the runs `cancel_other` dropped before they started as
+    /// cancelled executions (they were stored `queued` with their fires).
+    async fn record_dropped(&mut self, now_us: i64) {
+        let dropped = self.dispatcher.take_dropped();
+        self.cancel_dropped(dropped, now_us).await;
+    }
+
+    async fn cancel_dropped(&mut self, dropped: Vec<String>, now_us: i64) {
+        let error = serde_json::json!({
+            "kind": "cancelled",
+            "message": "replaced before it started by a newer fire of its schedule (overlap policy cancel_other)",
+        })
+        .to_string();
+        for id in dropped {
+            if let Err(e) = self.store.cancel_queued(&id, &error, now_us).await {
+                tracing::warn!(execution_id = %id, "cannot record a dropped run as cancelled: {e}");
             }
         }
     }
@@ -415,6 +447,13 @@ impl Runner {
             origin: Origin::Manual,
         });
         let run_id = plan.run().run_id.clone();
+        let now_us = self.clock.now().timestamp_micros();
+        if let Some(execution) = execution_row(&plan, None, Origin::Manual, now_us)
+            && let Err(e) = self.store.insert_execution(&execution).await
+        {
+            self.dispatcher.abandon(plan);
+            return Err(e.into());
+        }
         self.dispatcher.commit(plan)?;
         tracing::info!(schedule_id = %id, %run_id, "manual run queued");
         Ok(run_id)
@@ -459,6 +498,7 @@ impl Runner {
         let now_us = now.timestamp_micros();
         let mut plans = Vec::with_capacity(fires.len());
         let mut rows = Vec::with_capacity(fires.len());
+        let mut executions = Vec::with_capacity(fires.len());
         for fire in &fires {
             let request = RunRequest {
                 schedule_id: Arc::clone(&schedule_id),
@@ -476,9 +516,13 @@ impl Runner {
                 &plan,
                 now_us,
             ));
+            executions.extend(execution_row(&plan, Some(fire), Origin::Backfill, now_us));
             plans.push(plan);
         }
-        let inserted = self.store.record_fires(&rows).await?;
+        let inserted = self
+            .store
+            .record_fires_with_executions(&rows, &executions)
+            .await?;
         let mut report = BackfillReport {
             fires: fires.len(),
             already_recorded: 0,
@@ -506,6 +550,38 @@ impl Runner {
 
 fn created_at(row: &ScheduleRow) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(row.created_at_us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The `queued` execution stored with a fire (or a manual run), in the same
+/// transaction: a fire whose identity is stored always has its execution.
+/// `None` for a skipped fire.
+fn execution_row(
+    plan: &super::dispatch::Plan,
+    fire: Option<&Fire>,
+    origin: Origin,
+    now_us: i64,
+) -> Option<NewExecution> {
+    let id = plan.run_id()?;
+    let run = plan.run();
+    Some(NewExecution {
+        id: id.to_owned(),
+        job_id: run.job_id.clone(),
+        trigger: match origin {
+            Origin::Scheduled => "schedule",
+            Origin::CatchUp => "catch_up",
+            Origin::Backfill => "backfill",
+            Origin::Manual => "manual",
+        }
+        .to_owned(),
+        schedule_id: Some(run.payload.schedule_id.to_string()),
+        fire_nominal_local: fire.map(|f| f.nominal.format("%Y-%m-%dT%H:%M:%S").to_string()),
+        fire_utc_offset_s: fire.map(|f| f.offset_seconds),
+        timezone: run.zone.name().to_owned(),
+        priority: run.priority,
+        params: "{}".to_owned(),
+        scheduled_at_us: Some(fire.map_or(now_us, |f| f.instant.timestamp_micros())),
+        queued_at_us: now_us,
+    })
 }
 
 fn fire_row(

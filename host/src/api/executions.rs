@@ -1,0 +1,315 @@
+//! Jobs and executions: store a job (a new version on each change),
+//! validate one, run one now, watch and cancel executions.
+//!
+//! Bodies are parsed here rather than by axum's `Json` extractor so that a
+//! malformed or mistyped body gets a problem document naming the JSON path.
+
+use super::{AppState, Problem};
+use crate::engine::service::{CancelOutcome, SubmitError};
+use crate::engine::view;
+use crate::model::{self, Issue};
+use crate::store::ExecutionFilter;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Parses a JSON body into `T`; errors name the path where it broke.
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let path = if path == "." { String::new() } else { path };
+        if inner.is_syntax() || inner.is_eof() {
+            let mut p = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "The request body is not valid JSON",
+            );
+            p.detail = Some(inner.to_string());
+            p
+        } else {
+            Problem::validation(vec![Issue {
+                path,
+                message: inner.to_string(),
+            }])
+        }
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Problem {
+    tracing::error!(error = %e, "request failed");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "The request could not be completed",
+    )
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Validates a job and stores it; returns the version.
+async fn store_job(state: &AppState, job: &model::Job) -> Result<i64, Problem> {
+    let issues = model::validate_job(job, &state.runtime).await;
+    if !issues.is_empty() {
+        return Err(Problem::validation(issues));
+    }
+    let text = serde_json::to_string(job).map_err(internal)?;
+    state
+        .store
+        .put_job(&job.id, &text, now_us())
+        .await
+        .map_err(internal)
+}
+
+fn job_body(body: &[u8]) -> Result<model::Job, Problem> {
+    let value: Value = parse_body(body)?;
+    model::job_from_value(value).map_err(Problem::validation)
+}
+
+/// POST /api/v2/jobs — create a job, or a new version of it.
+pub(super) async fn put_job(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let result = async {
+        let job = job_body(&body)?;
+        let version = store_job(&state, &job).await?;
+        Ok::<_, Problem>(
+            (
+                StatusCode::OK,
+                [(header::LOCATION, format!("/api/v2/jobs/{}", job.id))],
+                Json(json!({ "id": job.id, "version": version })),
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// GET /api/v2/jobs/{id}
+pub(super) async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.store.get_job(&id).await {
+        Ok(Some(row)) => {
+            let definition: Value = serde_json::from_str(&row.definition).unwrap_or(Value::Null);
+            Json(json!({
+                "id": row.job_id,
+                "version": row.version,
+                "created_at": view::instant(Some(row.created_at_us)),
+                "definition": definition,
+            }))
+            .into_response()
+        }
+        Ok(None) => {
+            Problem::new(StatusCode::NOT_FOUND, "job_not_found", "No such job").into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// POST /api/v2/jobs/validate — every problem, stores nothing.
+pub(super) async fn validate_job(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let job = match job_body(&body) {
+        Ok(job) => job,
+        Err(p) if p.code == "validation_failed" => {
+            return Json(json!({ "valid": false, "errors": p.errors })).into_response();
+        }
+        Err(p) => return p.into_response(),
+    };
+    let issues = model::validate_job(&job, &state.runtime).await;
+    Json(json!({ "valid": issues.is_empty(), "errors": issues })).into_response()
+}
+
+/// The body of POST /api/v2/jobs/execute.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteRequest {
+    /// A stored job.
+    #[serde(default)]
+    job_id: Option<String>,
+    /// Or a job definition, stored (as a new version if it changed) first.
+    #[serde(default)]
+    job: Option<Value>,
+    #[serde(default)]
+    params: Map<String, Value>,
+}
+
+/// POST /api/v2/jobs/execute — run now: 202 with the execution id.
+pub(super) async fn execute(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let result = async {
+        let request: ExecuteRequest = parse_body(&body)?;
+        let job_id = match (request.job_id, request.job) {
+            (Some(id), None) => id,
+            (None, Some(def)) => {
+                let job = model::job_from_value(def).map_err(|issues| {
+                    Problem::validation(
+                        issues
+                            .into_iter()
+                            .map(|i| Issue {
+                                path: model::join_path("job", &i.path),
+                                message: i.message,
+                            })
+                            .collect(),
+                    )
+                })?;
+                store_job(&state, &job).await.map_err(|mut p| {
+                    for i in &mut p.errors {
+                        i.path = model::join_path("job", &i.path);
+                    }
+                    p
+                })?;
+                job.id
+            }
+            _ => {
+                return Err(Problem::validation(vec![Issue {
+                    path: String::new(),
+                    message: "give either job_id (a stored job) or job (a definition)".into(),
+                }]));
+            }
+        };
+        let id = state
+            .executions
+            .submit(&job_id, &request.params, "api")
+            .await
+            .map_err(|e| match e {
+                SubmitError::JobNotFound(_) => Problem::validation(vec![Issue {
+                    path: "job_id".into(),
+                    message: format!("no job has the id {job_id:?}"),
+                }]),
+                SubmitError::Invalid(issues) => Problem::validation(issues),
+                SubmitError::ShuttingDown => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "The node is shutting down",
+                ),
+                other => internal(other),
+            })?;
+        let url = format!("/api/v2/executions/{id}");
+        Ok::<_, Problem>(
+            (
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, url.clone())],
+                Json(json!({ "execution_id": id, "status": "queued", "status_url": url })),
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// GET /api/v2/executions/{id} — with step runs and attempts.
+pub(super) async fn get_execution(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    match view::detail(&state.store, &id).await {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "execution_not_found",
+            "No such execution",
+        )
+        .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// GET /api/v2/executions?job_id=&status=&schedule_id=&limit=&before=
+pub(super) async fn list_executions(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut issues = Vec::new();
+    let mut filter = ExecutionFilter {
+        limit: 50,
+        ..ExecutionFilter::default()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "job_id" => filter.job_id = Some(v.clone()),
+            "schedule_id" => filter.schedule_id = Some(v.clone()),
+            "before" => filter.before_id = Some(v.clone()),
+            "status" => {
+                if crate::engine::ExecutionStatus::parse(v).is_none() {
+                    issues.push(Issue {
+                        path: "status".into(),
+                        message: format!(
+                            "{v:?} is not one of queued, running, succeeded, failed, cancelled, timed_out"
+                        ),
+                    });
+                }
+                filter.status = Some(v.clone());
+            }
+            "limit" => match v.parse::<i64>() {
+                Ok(n) if (1..=500).contains(&n) => filter.limit = n,
+                _ => issues.push(Issue {
+                    path: "limit".into(),
+                    message: "must be a whole number from 1 to 500".into(),
+                }),
+            },
+            _ => issues.push(Issue {
+                path: k.clone(),
+                message: "unknown parameter".into(),
+            }),
+        }
+    }
+    if !issues.is_empty() {
+        return Problem::validation(issues).into_response();
+    }
+    match state.store.list_executions(&filter).await {
+        Ok(rows) => {
+            let next = (rows.len() as i64 == filter.limit)
+                .then(|| rows.last().map(|r| r.id.clone()))
+                .flatten();
+            Json(json!({
+                "executions": rows.iter().map(view::summary).collect::<Vec<_>>(),
+                "next_before": next,
+            }))
+            .into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// POST /api/v2/executions/{id}/cancel
+pub(super) async fn cancel_execution(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.executions.cancel(&id).await {
+        Ok(Some(CancelOutcome::Cancelled)) => {
+            Json(json!({ "execution_id": id, "status": "cancelled" })).into_response()
+        }
+        Ok(Some(CancelOutcome::Cancelling)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "execution_id": id, "status": "cancelling" })),
+        )
+            .into_response(),
+        Ok(Some(CancelOutcome::AlreadyFinished(status))) => {
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "execution_finished",
+                "The execution has already finished",
+            );
+            p.detail = Some(format!("it ended {}", status.as_str()));
+            p.into_response()
+        }
+        Ok(None) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "execution_not_found",
+            "No such execution",
+        )
+        .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
