@@ -121,7 +121,7 @@ async fn run_executes_a_job_against_a_real_server() {
     assert!(out.contains("ok      first (http)"), "{out}");
     assert!(out.contains("ok      second (http)"), "{out}");
     assert!(out.contains("\"indicator\":\"none\""), "{out}");
-    assert!(out.contains("status: Succeeded"), "{out}");
+    assert!(out.contains("status: succeeded"), "{out}");
 
     // The same job with a step outside the grant fails with a denial.
     std::fs::write(&config, server.grant("http", &["GET"], "/json")).unwrap();
@@ -129,6 +129,40 @@ async fn run_executes_a_job_against_a_real_server() {
     assert_eq!(code, ExitCode::FAILURE, "{out}");
     assert!(out.contains("FAILED  second (http)"), "{out}");
     assert!(out.contains("denied"), "{out}");
+
+    // Both runs are in the store's history, newest first, with their steps.
+    let d = data.to_str().unwrap();
+    let (code, out, err) = meridian(&[
+        "--data-dir",
+        d,
+        "executions",
+        "list",
+        "--job",
+        "cli-job",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, ExitCode::SUCCESS, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "succeeded"], "{out}");
+    assert_eq!(list[0]["trigger"], "cli");
+    let id = list[0]["id"].as_str().unwrap();
+    let (code, out, _) = meridian(&["--data-dir", d, "executions", "show", id, "--json"]).await;
+    assert_eq!(code, ExitCode::SUCCESS);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["steps"][1]["error"]["kind"], "denied", "{out}");
+    // A finished execution cannot be cancelled; an unknown one is bad input.
+    let (code, _, err) = meridian(&["--data-dir", d, "executions", "cancel", id]).await;
+    assert_eq!(code, ExitCode::FAILURE, "{err}");
+    assert!(err.contains("already finished"), "{err}");
+    let (code, _, _) = meridian(&["--data-dir", d, "executions", "cancel", "nope"]).await;
+    assert_eq!(code, ExitCode::from(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 
 mod api;
 mod cli;
+mod engine;
 mod examples;
 mod http_step;
+mod recovery;
 mod sandbox;
