@@ -78,6 +78,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use tokio_util::sync::CancellationToken as Cancel;
 
@@ -384,9 +385,33 @@ impl Engine {
                     .await;
             }
         };
+        // Everything from here on is about this execution in the job's zone:
+        // the log router files it under both (see `crate::logging`).
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %row.id,
+            job_id = %row.job_id,
+            zone = %job.timezone,
+        );
+        self.started(report, &row, stored.version, job, cancel)
+            .instrument(span)
+            .await
+    }
+
+    /// The part of [`Engine::run`] inside the execution's span.
+    async fn started(
+        &self,
+        mut report: ExecutionReport,
+        row: &ExecutionRow,
+        version: i64,
+        job: Job,
+        cancel: CancellationToken,
+    ) -> Result<ExecutionReport, EngineError> {
+        let now_us = self.timer.now().timestamp_micros();
+        let stored_version = version;
         if !self
             .store
-            .start_execution(&row.id, stored.version, now_us)
+            .start_execution(&row.id, stored_version, now_us)
             .await?
         {
             let now = self.store.get_execution(&row.id).await?;
@@ -395,9 +420,9 @@ impl Engine {
                 .unwrap_or(report.status);
             return Ok(report);
         }
-        report.job_version = Some(stored.version);
+        report.job_version = Some(stored_version);
         report.status = ExecutionStatus::Running;
-        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = stored.version, zone = %job.timezone, "execution started");
+        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = stored_version, zone = %job.timezone, "execution started");
 
         let supplied: Map<String, Value> = serde_json::from_str(&row.params).unwrap_or_default();
         let params = match model::resolve_params(&job, &supplied) {
@@ -423,8 +448,8 @@ impl Engine {
         let mut run = Run {
             engine: self,
             job: &job,
-            version: stored.version,
-            row: &row,
+            version: stored_version,
+            row,
             params,
             steps: Map::new(),
             started,
@@ -870,6 +895,7 @@ impl Run<'_> {
             let finished_at = engine.timer.now();
             self.record(seq, attempt, &run, status, done, finished_at)
                 .await?;
+            trace_attempt(step, seq, attempt, status, &run);
             let result = run.result.clone();
             report.attempts.push(AttemptReport {
                 attempt,
@@ -1000,6 +1026,77 @@ impl Run<'_> {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// The attempt as log events, inside the execution's span: what the step
+/// logged (and printed), each capability call with its decision, and the
+/// outcome. Everything here was masked by the runtime.
+fn trace_attempt(step: &Step, seq: i64, attempt: u32, status: RunStatus, run: &StepRun) {
+    use crate::capabilities::log::{Level, Source};
+    let (step_id, step_type) = (step.id.as_str(), step.step_type.as_str());
+    for line in &run.logs {
+        let source = match line.source {
+            Source::Step => "step",
+            Source::Stdout => "stdout",
+            Source::Stderr => "stderr",
+        };
+        let message = line.message.as_str();
+        match line.level {
+            Level::Error => {
+                tracing::error!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
+            }
+            Level::Trace => {
+                tracing::trace!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
+            }
+        }
+    }
+    if run.logs_dropped > 0 {
+        tracing::warn!(target: "meridian::step", step_id, seq, attempt, dropped = run.logs_dropped, "log lines dropped over the step's log cap");
+    }
+    for ev in &run.events {
+        let decision = match ev.decision {
+            crate::capabilities::Decision::Allowed => "allowed",
+            crate::capabilities::Decision::Denied => "denied",
+            crate::capabilities::Decision::Failed => "failed",
+        };
+        tracing::info!(
+            target: "meridian::capability",
+            step_id,
+            seq,
+            attempt,
+            capability = ev.capability,
+            target_resource = %ev.target,
+            decision,
+            detail = ev.detail.as_deref().unwrap_or(""),
+            duration_us = ev.duration.as_micros() as u64,
+            "capability call"
+        );
+    }
+    let duration_ms = run.duration.as_secs_f64() * 1000.0;
+    match &run.result {
+        Ok(_) => tracing::info!(
+            step_id,
+            step_type,
+            seq,
+            attempt,
+            status = status.as_str(),
+            duration_ms,
+            host_calls = run.host_calls,
+            "attempt succeeded"
+        ),
+        Err(f) => {
+            tracing::warn!(step_id, step_type, seq, attempt, status = status.as_str(), duration_ms, kind = f.kind(), error = %f, "attempt did not succeed")
+        }
     }
 }
 
