@@ -1,13 +1,16 @@
 //! Executions, the runs of their steps, and the attempts of each run.
 //!
-//! The engine writes here for every execution, so each of its calls is one
-//! round trip to SQLite: a single statement, or (for the two that change
-//! several tables) a batch of statements from `BEGIN` to `COMMIT` (see
-//! `run_batch`), prepared once per connection, with no reads beyond what
-//! the call returns. State changes are guarded by the status they start
-//! from (`… WHERE status = 'queued'`) and report whether they happened, so
-//! a late or repeated call changes nothing.
+//! The engine writes here for every execution. Its five hot-path writes
+//! (insert, start and finish an execution, start and finish an attempt)
+//! go through the store's group-commit writer (`writer.rs`): many callers'
+//! writes share one transaction, each answered once it is committed. Each
+//! is a single statement or, for the two that change several tables, a
+//! batch of statements in its own savepoint, with no reads beyond what the
+//! call returns. State changes are guarded by the status they start from
+//! (`… WHERE status = 'queued'`) and report whether they happened, so a
+//! late or repeated call changes nothing.
 
+use super::writer::Op;
 use super::{Store, StoreError, Value, Values};
 use sqlx::Row;
 
@@ -225,7 +228,7 @@ const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, trigger, sched
 
 /// The columns a new execution sets; the others start NULL or at their
 /// defaults.
-const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trigger, \
+pub(super) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trigger, \
      schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
      scheduled_at_us, queued_at_us, updated_at_us) VALUES ";
 
@@ -233,7 +236,7 @@ const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trig
 /// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
 /// `RETURNING` row says the execution was running; the inserts check the
 /// same.
-const START_FIRST_ATTEMPT: &str = "BEGIN; \
+pub(super) const START_FIRST_ATTEMPT: &str = "BEGIN; \
      UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
      updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
      INSERT INTO step_runs (execution_id, seq, step_id, step_type, status, attempts, \
@@ -246,7 +249,7 @@ const START_FIRST_ATTEMPT: &str = "BEGIN; \
 
 /// [`Store::start_attempt`] of a later attempt, a batch with the same
 /// parameters. A missing step run fails the attempt's foreign key.
-const START_RETRY: &str = "BEGIN; \
+pub(super) const START_RETRY: &str = "BEGIN; \
      UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
      updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
      UPDATE step_runs SET attempts = $5, status = 'running' \
@@ -260,14 +263,14 @@ const START_RETRY: &str = "BEGIN; \
 /// [`Store::finish_attempt`] of an attempt a retry follows: `$1` execution
 /// id, `$2` seq, `$3` attempt, `$4` status, `$5` now, `$6` duration, `$7`
 /// output, `$8` exports, `$9` error, `$10` logs, `$11` host calls.
-const FINISH_ATTEMPT: &str = "UPDATE attempts SET status = $4, finished_at_us = $5, \
+pub(super) const FINISH_ATTEMPT: &str = "UPDATE attempts SET status = $4, finished_at_us = $5, \
      duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
      WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running'";
 
 /// [`Store::finish_attempt`] of the attempt that ends its step run, a batch
 /// with the same parameters. The step run ends only when the first
 /// statement ended its latest attempt (which now shows this end).
-const FINISH_LAST_ATTEMPT: &str = "BEGIN; \
+pub(super) const FINISH_LAST_ATTEMPT: &str = "BEGIN; \
      UPDATE attempts SET status = $4, finished_at_us = $5, \
      duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
      WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running' \
@@ -288,24 +291,9 @@ impl Store {
     /// Queues one execution. An id already stored is a
     /// [`StoreError::Conflict`].
     pub async fn insert_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
-        let sql = format!(
-            "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
-        );
-        sqlx::query(&sql)
-            .bind(&e.id)
-            .bind(&e.job_id)
-            .bind(&e.trigger)
-            .bind(&e.schedule_id)
-            .bind(&e.fire_nominal_local)
-            .bind(e.fire_utc_offset_s)
-            .bind(&e.timezone)
-            .bind(e.priority)
-            .bind(&e.params)
-            .bind(e.scheduled_at_us)
-            .bind(e.queued_at_us)
-            .execute(&self.pool)
-            .await
-            .map_err(|err| conflict_on_unique(err, &e.id))?;
+        self.writer
+            .write(|reply| Op::InsertExecution(Box::new(e.clone()), reply))
+            .await?;
         Ok(())
     }
 
@@ -334,17 +322,14 @@ impl Store {
         job_version: i64,
         now_us: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE executions SET status = 'running', job_version = $2, \
-             started_at_us = COALESCE(started_at_us, $3), updated_at_us = $3 \
-             WHERE id = $1 AND status = 'queued'",
-        )
-        .bind(id)
-        .bind(job_version)
-        .bind(now_us)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.writer
+            .write(|reply| Op::StartExecution {
+                id: id.to_owned(),
+                job_version,
+                now_us,
+                reply,
+            })
+            .await
     }
 
     /// Finishes a running (or still queued) execution with `status`, its
@@ -358,19 +343,16 @@ impl Store {
         step_runs: i64,
         now_us: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE executions SET status = $2, error = $3, step_runs = $4, \
-             finished_at_us = $5, updated_at_us = $5 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(id)
-        .bind(status)
-        .bind(error)
-        .bind(step_runs)
-        .bind(now_us)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.writer
+            .write(|reply| Op::FinishExecution {
+                id: id.to_owned(),
+                status: status.to_owned(),
+                error: error.map(str::to_owned),
+                step_runs,
+                now_us,
+                reply,
+            })
+            .await
     }
 
     /// Records an attempt starting, in one transaction: attempt 1 creates
@@ -380,107 +362,62 @@ impl Store {
     /// is running. An attempt stored already (so also attempt 1 of a step
     /// run stored already) is a [`StoreError::Conflict`]; a later attempt
     /// of a step run never started is a [`StoreError::NotFound`].
-    ///
-    /// One round trip to SQLite: a batch of statements (see `run_batch`).
     pub async fn start_attempt(&self, a: &AttemptStart) -> Result<bool, StoreError> {
-        let step_run = if a.attempt == 1 {
-            START_FIRST_ATTEMPT
-        } else {
-            START_RETRY
-        };
-        let query = sqlx::query(step_run)
-            .bind(a.execution_id.clone())
-            .bind(a.seq)
-            .bind(a.step_id.clone())
-            .bind(a.step_type.clone())
-            .bind(a.attempt)
-            .bind(a.now_us);
-        let id = || format!("{}#{}#{}", a.execution_id, a.seq, a.attempt);
-        match self.run_batch(query).await {
-            Ok(rows) => Ok(!rows.is_empty()),
-            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                Err(StoreError::Conflict {
-                    what: "attempt",
-                    id: id(),
-                })
-            }
-            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_foreign_key_violation() => {
-                Err(StoreError::NotFound {
-                    what: "step run",
-                    id: id(),
-                })
-            }
-            Err(e) => Err(e),
-        }
+        self.writer
+            .write(|reply| Op::StartAttempt(Box::new(a.clone()), reply))
+            .await
     }
 
     /// Records a running attempt's end; when `step_done`, its step run
     /// ends with the same status, output, exports and error, in the same
     /// transaction. Returns false, writing nothing, when that attempt is
     /// not running (it ended already, was interrupted, or does not exist).
-    ///
-    /// One round trip to SQLite: a single statement, or with `step_done` a
-    /// batch of statements (see `run_batch`).
     pub async fn finish_attempt(&self, a: &AttemptFinish) -> Result<bool, StoreError> {
-        let sql = if a.step_done {
-            FINISH_LAST_ATTEMPT
-        } else {
-            FINISH_ATTEMPT
-        };
-        let query = sqlx::query(sql)
-            .bind(a.execution_id.clone())
-            .bind(a.seq)
-            .bind(a.attempt)
-            .bind(a.status.clone())
-            .bind(a.now_us)
-            .bind(a.duration_us)
-            .bind(a.output.clone())
-            .bind(a.exports.clone())
-            .bind(a.error.clone())
-            .bind(a.logs.clone())
-            .bind(a.host_calls);
-        if a.step_done {
-            Ok(!self.run_batch(query).await?.is_empty())
-        } else {
-            let done = query.execute(&self.pool).await?;
-            Ok(done.rows_affected() == 1)
-        }
+        self.writer
+            .write(|reply| Op::FinishAttempt(Box::new(a.clone()), reply))
+            .await
     }
 
-    /// Runs `query`, statements from `BEGIN` to `COMMIT`, in one round
-    /// trip to SQLite's worker thread, and returns the rows of its
-    /// `RETURNING` clauses.
-    ///
-    /// sqlx runs a multi-statement query on SQLite statement by statement,
-    /// `$N` naming the N-th bound value across all of them. The batch
-    /// cannot branch, so each statement guards itself (`WHERE EXISTS …`)
-    /// on what the earlier ones did. Two things would stop a batch midway
-    /// and leave its transaction open on a pooled connection, and both are
-    /// handled here: a failing statement (the transaction is then rolled
-    /// back), and a caller that stops waiting (sqlx would stop between
-    /// statements: the batch runs in a task of its own, to its end).
-    ///
-    /// Not portable as such: a PostgreSQL store would send the same
-    /// statements one by one in a transaction.
-    async fn run_batch(
+    /// One execution with the job version it runs: the one it started with,
+    /// or (not started yet) its job's current one; `None` for the job when
+    /// that job is gone. One query, for the engine's start.
+    pub async fn get_execution_with_job(
         &self,
-        query: super::SqliteQuery<'static>,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-        let pool = self.pool.clone();
-        let batch = tokio::spawn(async move {
-            let mut conn = pool.acquire().await?;
-            match query.fetch_all(&mut *conn).await {
-                Ok(rows) => Ok(rows),
-                Err(e) => {
-                    // Fails only when no transaction is open: nothing to do.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(StoreError::from(e))
-                }
-            }
-        });
-        batch
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
+        id: &str,
+    ) -> Result<Option<(ExecutionRow, Option<super::JobVersionRow>)>, StoreError> {
+        let columns: String = EXECUTION_COLUMNS
+            .split(',')
+            .map(|c| format!("e.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, v.version AS v_version, v.definition AS v_definition, \
+             v.created_at_us AS v_created_at_us \
+             FROM executions e \
+             LEFT JOIN jobs j ON j.id = e.job_id AND j.deleted_at_us IS NULL \
+             LEFT JOIN job_versions v ON v.job_id = e.job_id \
+             AND v.version = COALESCE(e.job_version, j.current_version) \
+             WHERE e.id = $1"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let execution = execution_from_row(&row)?;
+        let version: Option<i64> = row.try_get("v_version")?;
+        let job = match version {
+            Some(version) => Some(super::JobVersionRow {
+                job_id: execution.job_id.clone(),
+                version,
+                definition: row.try_get("v_definition")?,
+                created_at_us: row.try_get("v_created_at_us")?,
+            }),
+            None => None,
+        };
+        Ok(Some((execution, job)))
     }
 
     /// One execution.

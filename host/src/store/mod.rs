@@ -22,6 +22,7 @@ pub use executions::*;
 pub use jobs::*;
 
 mod control;
+mod writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -81,6 +82,8 @@ pub struct FireRow {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Group commit for the execution hot path (`writer.rs`).
+    writer: writer::Writer,
 }
 
 const SCHEDULE_COLUMNS: &str = "id, job_id, cron, timezone, enabled, start_at_us, end_at_us, \
@@ -132,7 +135,8 @@ impl Store {
 
     async fn with_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let writer = writer::Writer::spawn(pool.clone());
+        Ok(Self { pool, writer })
     }
 
     /// Checks that the database answers (for health checks).

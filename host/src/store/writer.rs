@@ -1,0 +1,329 @@
+//! Group commit for the execution hot path.
+//!
+//! Every execution makes a handful of small writes (queued, started, each
+//! attempt started and finished, finished). Done one transaction each from
+//! many tasks, they spend their time not in SQLite but in waiting: SQLite
+//! has one writer at a time, the pool's other connections sleep in its
+//! busy handler, and each commit is a round trip to a connection's thread
+//! plus a WAL append (see BENCHMARKS.md, "Engine").
+//!
+//! So these writes go to one task instead. It takes every write waiting
+//! (up to [`MAX_BATCH`]), applies them in **one** `BEGIN IMMEDIATE` …
+//! `COMMIT`, and only then answers each caller: a caller never goes on
+//! before its write is durable (as durable as `synchronous = NORMAL` makes
+//! any commit), and a write that fails is undone alone — single statements
+//! by SQLite's statement rollback, multi-statement writes by their own
+//! `SAVEPOINT` — without failing the others. Under load a batch holds
+//! dozens of writes; alone, a write waits for nobody.
+//!
+//! A caller that stops waiting does not stop its write: the writer owns it.
+
+use super::StoreError;
+use super::executions::{
+    AttemptFinish, AttemptStart, FINISH_ATTEMPT, FINISH_LAST_ATTEMPT, INSERT_EXECUTION,
+    NewExecution, START_FIRST_ATTEMPT, START_RETRY,
+};
+use sqlx::SqliteConnection;
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most writes in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// Writes waiting for the writer before callers wait to hand theirs over.
+const CAPACITY: usize = 8192;
+
+type Reply = oneshot::Sender<Result<bool, StoreError>>;
+
+/// One write and who waits for it.
+pub(super) enum Op {
+    InsertExecution(Box<NewExecution>, Reply),
+    StartExecution {
+        id: String,
+        job_version: i64,
+        now_us: i64,
+        reply: Reply,
+    },
+    FinishExecution {
+        id: String,
+        status: String,
+        error: Option<String>,
+        step_runs: i64,
+        now_us: i64,
+        reply: Reply,
+    },
+    StartAttempt(Box<AttemptStart>, Reply),
+    FinishAttempt(Box<AttemptFinish>, Reply),
+}
+
+impl Op {
+    fn take_reply(self) -> Reply {
+        match self {
+            Op::InsertExecution(_, r)
+            | Op::StartAttempt(_, r)
+            | Op::FinishAttempt(_, r)
+            | Op::StartExecution { reply: r, .. }
+            | Op::FinishExecution { reply: r, .. } => r,
+        }
+    }
+}
+
+/// The handle the store keeps: hands writes to the writer task.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current tokio runtime.
+    pub(super) fn spawn(pool: SqlitePool) -> Self {
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        tokio::spawn(run(pool, rx));
+        Writer { tx }
+    }
+
+    /// Hands `op` over (built with `reply`) and waits until it is committed
+    /// or has failed.
+    pub(super) async fn write(&self, op: impl FnOnce(Reply) -> Op) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(op(reply))
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
+    }
+}
+
+/// The writer: one batch per turn, until every handle is gone.
+async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let ops = std::mem::take(&mut batch);
+        commit(&pool, ops).await;
+    }
+}
+
+/// Applies `ops` in one transaction and answers each.
+async fn commit(pool: &SqlitePool, ops: Vec<Op>) {
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            let message = e.to_string();
+            for op in ops {
+                let _ = op.take_reply().send(Err(failed(&message)));
+            }
+            return;
+        }
+    };
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let message = e.to_string();
+        for op in ops {
+            let _ = op.take_reply().send(Err(failed(&message)));
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(ops.len());
+    for op in ops {
+        let result = apply(&mut conn, &op).await;
+        done.push((op.take_reply(), result));
+    }
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => {
+            for (reply, result) in done {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let message = e.to_string();
+            tracing::error!(
+                writes = done.len(),
+                "a batch of execution writes failed to commit: {message}"
+            );
+            for (reply, _) in done {
+                let _ = reply.send(Err(failed(&message)));
+            }
+        }
+    }
+}
+
+/// An error for each write of a batch that could not commit (the cause is
+/// logged once).
+fn failed(message: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!(
+        "the batch of writes could not commit: {message}"
+    )))
+}
+
+/// Statements of a multi-statement write, inside its own savepoint.
+fn in_savepoint(batch: &str) -> String {
+    let body = batch
+        .trim()
+        .trim_start_matches("BEGIN;")
+        .trim_end_matches("COMMIT")
+        .trim();
+    format!("SAVEPOINT op; {body} RELEASE op")
+}
+
+/// Runs a multi-statement write; on failure undoes it alone.
+async fn run_in_savepoint(
+    conn: &mut SqliteConnection,
+    query: super::SqliteQuery<'_>,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+    match query.fetch_all(&mut *conn).await {
+        Ok(rows) => Ok(rows),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK TO op; RELEASE op")
+                .execute(&mut *conn)
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Applies one write; `Ok(false)` when its guard found nothing to change.
+async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
+    match op {
+        Op::InsertExecution(e, _) => {
+            let sql = format!(
+                "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+            );
+            sqlx::query(&sql)
+                .bind(&e.id)
+                .bind(&e.job_id)
+                .bind(&e.trigger)
+                .bind(&e.schedule_id)
+                .bind(&e.fire_nominal_local)
+                .bind(e.fire_utc_offset_s)
+                .bind(&e.timezone)
+                .bind(e.priority)
+                .bind(&e.params)
+                .bind(e.scheduled_at_us)
+                .bind(e.queued_at_us)
+                .execute(&mut *conn)
+                .await
+                .map_err(|err| match err {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+                        what: "execution",
+                        id: e.id.clone(),
+                    },
+                    other => other.into(),
+                })?;
+            Ok(true)
+        }
+        Op::StartExecution {
+            id,
+            job_version,
+            now_us,
+            ..
+        } => {
+            let done = sqlx::query(
+                "UPDATE executions SET status = 'running', job_version = $2, \
+                 started_at_us = COALESCE(started_at_us, $3), updated_at_us = $3 \
+                 WHERE id = $1 AND status = 'queued'",
+            )
+            .bind(id)
+            .bind(job_version)
+            .bind(now_us)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+        Op::FinishExecution {
+            id,
+            status,
+            error,
+            step_runs,
+            now_us,
+            ..
+        } => {
+            let done = sqlx::query(
+                "UPDATE executions SET status = $2, error = $3, step_runs = $4, \
+                 finished_at_us = $5, updated_at_us = $5 \
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(error)
+            .bind(step_runs)
+            .bind(now_us)
+            .execute(&mut *conn)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+        Op::StartAttempt(a, _) => {
+            let sql = in_savepoint(if a.attempt == 1 {
+                START_FIRST_ATTEMPT
+            } else {
+                START_RETRY
+            });
+            let query = sqlx::query(&sql)
+                .bind(&a.execution_id)
+                .bind(a.seq)
+                .bind(&a.step_id)
+                .bind(&a.step_type)
+                .bind(a.attempt)
+                .bind(a.now_us);
+            let id = || format!("{}#{}#{}", a.execution_id, a.seq, a.attempt);
+            match run_in_savepoint(conn, query).await {
+                Ok(rows) => Ok(!rows.is_empty()),
+                Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                    Err(StoreError::Conflict {
+                        what: "attempt",
+                        id: id(),
+                    })
+                }
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if e.is_foreign_key_violation() =>
+                {
+                    Err(StoreError::NotFound {
+                        what: "step run",
+                        id: id(),
+                    })
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Op::FinishAttempt(a, _) => {
+            let last = in_savepoint(FINISH_LAST_ATTEMPT);
+            let sql = if a.step_done {
+                last.as_str()
+            } else {
+                FINISH_ATTEMPT
+            };
+            let query = sqlx::query(sql)
+                .bind(&a.execution_id)
+                .bind(a.seq)
+                .bind(a.attempt)
+                .bind(&a.status)
+                .bind(a.now_us)
+                .bind(a.duration_us)
+                .bind(&a.output)
+                .bind(&a.exports)
+                .bind(&a.error)
+                .bind(&a.logs)
+                .bind(a.host_calls);
+            if a.step_done {
+                Ok(!run_in_savepoint(conn, query).await?.is_empty())
+            } else {
+                let done = query.execute(&mut *conn).await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_lose_their_own_transaction() {
+        let s = in_savepoint(START_FIRST_ATTEMPT);
+        assert!(s.starts_with("SAVEPOINT op; UPDATE executions"), "{s}");
+        assert!(s.ends_with("; RELEASE op"), "{s}");
+        assert!(!s.contains("BEGIN") && !s.contains("COMMIT"), "{s}");
+    }
+}
