@@ -215,8 +215,14 @@ async fn run(
             plugins_dir: cli.global.plugins_dir,
         },
     )?;
-    match cli.command {
-        Command::Serve { .. } => serve(config, err).await,
+    // The log files (crate::logging) of the commands that run jobs: kept for
+    // the whole command, flushed before it returns.
+    let logs = match &cli.command {
+        Command::Serve { .. } | Command::Run { .. } => install_logs(&config)?,
+        _ => None,
+    };
+    let result = match cli.command {
+        Command::Serve { .. } => serve(config, logs.as_ref(), err).await,
         Command::Run { job, params, json } => run_job(config, job, params, json, out, err).await,
         Command::Executions(command) => executions(config, command, out, err).await,
         Command::Validate { job } => validate(config, job, out, err).await,
@@ -249,18 +255,45 @@ async fn run(
         Command::Plugins(PluginsCommand::Inspect { file, json }) => {
             inspect(config, file, json, out).await
         }
+    };
+    if let Some(logs) = &logs
+        && let Err(e) = logs.flush_async().await
+    {
+        let _ = writeln!(err, "warning: {e}");
+    }
+    result
+}
+
+/// Adds the log files to the subscriber `main` installed; `None` when the
+/// command is driven in-process without it (tests), whose subscriber is
+/// left alone.
+fn install_logs(config: &Config) -> anyhow::Result<Option<crate::logging::LogHandle>> {
+    match crate::logging::install(
+        &config.logging,
+        Arc::clone(config.secrets.masker()),
+        &config.data_dir,
+    ) {
+        Ok(handle) => Ok(Some(handle)),
+        Err(crate::logging::LogError::NotInitialised) => Ok(None),
+        Err(e) => Err(e).context("cannot set up the log files"),
     }
 }
 
-async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: Config,
+    logs: Option<&crate::logging::LogHandle>,
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(crate::build_runtime(&config).await?);
     let store = crate::store::Store::open_sqlite(&config.store_path())
         .await
         .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
     let steps = StepRuntime::new()?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let engine = Arc::new(
         Engine::new(Arc::clone(&runtime), store.clone(), Arc::new(SystemTimer))
-            .with_step_runtime(steps.handle()),
+            .with_step_runtime(steps.handle())
+            .with_metrics(Arc::clone(&metrics)),
     );
     let (executions, recovered) = Executions::start(
         engine,
@@ -278,6 +311,8 @@ async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<E
         store,
         executions: Arc::clone(&executions),
         started: std::time::Instant::now(),
+        log_dir: config.logging.root(&config.data_dir),
+        metrics: Arc::clone(&metrics),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -296,7 +331,15 @@ async fn serve(config: Config, err: &mut (dyn Write + Send)) -> anyhow::Result<E
     }
     writeln!(err, "meridian listening on http://{addr}")?;
     err.flush()?;
+    let every = std::time::Duration::from_secs(60);
+    let snapshots = crate::metrics::spawn_snapshots(metrics, executions.queues().clone(), every);
+    // Log retention: now, then every `logging.cleanup_interval_s`.
+    let cleanup = logs.map(crate::logging::LogHandle::spawn_cleanup);
     api::serve(listener, Arc::clone(&state), shutdown_signal()).await?;
+    if let Some(cleanup) = cleanup {
+        cleanup.abort();
+    }
+    snapshots.abort();
     drop(state);
     match Arc::try_unwrap(executions) {
         Ok(executions) => executions.shutdown().await,

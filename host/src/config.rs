@@ -4,10 +4,13 @@
 //! Precedence: flag > `MERIDIAN_*` environment variable > file > default.
 //! Relative paths in the file are relative to the file's directory. Secrets
 //! may be given literally, by environment variable or by file, and also as
-//! `MERIDIAN_SECRET_<NAME>` variables (the name lower-cased).
+//! `MERIDIAN_SECRET_<NAME>` variables (the name lower-cased). The log files
+//! (`[logging]`, see [`crate::logging`]) also take `MERIDIAN_LOG_DIR`,
+//! `MERIDIAN_LOG` (filter directives) and `MERIDIAN_LOG_FORMAT`.
 
 use crate::capabilities::http::HttpLimits;
 use crate::grants::{GrantSpec, Grants};
+use crate::logging::{Category, LogConfig, LogFormat};
 use crate::runtime::SandboxLimits;
 use crate::secrets::{SecretStore, SecretValue};
 use serde::Deserialize;
@@ -42,6 +45,59 @@ struct FileConfig {
     secrets: BTreeMap<String, SecretSource>,
     #[serde(default)]
     grants: Vec<GrantSpec>,
+    #[serde(default)]
+    logging: LoggingFile,
+}
+
+/// `[logging]` as written; checked into a [`LogConfig`] by [`logging_config`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoggingFile {
+    dir: Option<PathBuf>,
+    level: Option<String>,
+    format: Option<String>,
+    stderr: Option<bool>,
+    max_file_bytes: Option<u64>,
+    compress: Option<bool>,
+    cleanup_interval_s: Option<u64>,
+    #[serde(default)]
+    retention_days: RetentionFile,
+}
+
+/// `[logging.retention_days]`: days per category.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFile {
+    timezones: Option<u32>,
+    executions: Option<u32>,
+    audit: Option<u32>,
+    performance: Option<u32>,
+    system: Option<u32>,
+}
+
+/// The logging variables of the environment, read once (empty ones are
+/// unset), so tests can give their own.
+#[derive(Debug, Default)]
+struct LogEnv {
+    /// `MERIDIAN_LOG_DIR`
+    dir: Option<PathBuf>,
+    /// `MERIDIAN_LOG`
+    level: Option<String>,
+    /// `MERIDIAN_LOG_FORMAT`
+    format: Option<String>,
+}
+
+impl LogEnv {
+    fn from_process() -> Self {
+        let text = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            dir: std::env::var_os("MERIDIAN_LOG_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            level: text("MERIDIAN_LOG"),
+            format: text("MERIDIAN_LOG_FORMAT"),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +156,8 @@ pub struct Config {
     pub http: HttpLimits,
     pub secrets: SecretStore,
     pub grants: Grants,
+    /// Log files: where, in what format, rotated and kept how long.
+    pub logging: LogConfig,
 }
 
 /// A configuration problem, naming the file and the field.
@@ -158,6 +216,8 @@ impl Config {
             )
         })?;
         let plugins_dir = overrides.plugins_dir.or(parsed.plugins_dir.map(resolve));
+        let logging = logging_config(parsed.logging, LogEnv::from_process(), &resolve)
+            .map_err(|(name, message)| field(&name, message))?;
 
         let mut sandbox = SandboxLimits::default();
         let s = parsed.sandbox;
@@ -278,6 +338,7 @@ impl Config {
             http,
             secrets: SecretStore::new(secrets),
             grants,
+            logging,
         })
     }
 
@@ -290,6 +351,82 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("components")
     }
+}
+
+/// Checks `[logging]` with the environment's overrides; a problem is the
+/// field's name (or the variable's) and what is wrong.
+fn logging_config(
+    file: LoggingFile,
+    env: LogEnv,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<LogConfig, (String, String)> {
+    let mut config = LogConfig::default();
+    let err = |name: &str, message: String| (name.to_string(), message);
+    config.dir = env.dir.or(file.dir.map(resolve));
+    let (level_field, level) = match (env.level, file.level) {
+        (Some(l), _) => ("MERIDIAN_LOG", Some(l)),
+        (None, l) => ("logging.level", l),
+    };
+    if let Some(level) = level {
+        crate::logging::check_filter(&level).map_err(|m| err(level_field, m))?;
+        config.level = level;
+    }
+    let (format_field, format) = match (env.format, file.format) {
+        (Some(f), _) => ("MERIDIAN_LOG_FORMAT", Some(f)),
+        (None, f) => ("logging.format", f),
+    };
+    if let Some(format) = format {
+        config.format = LogFormat::parse(&format)
+            .ok_or_else(|| err(format_field, format!("{format:?} is not json or text")))?;
+    }
+    if let Some(stderr) = file.stderr {
+        config.stderr = stderr;
+    }
+    if let Some(bytes) = file.max_file_bytes {
+        if bytes < crate::logging::MIN_MAX_FILE_BYTES {
+            return Err(err(
+                "logging.max_file_bytes",
+                format!(
+                    "must be at least {} bytes",
+                    crate::logging::MIN_MAX_FILE_BYTES
+                ),
+            ));
+        }
+        config.max_file_bytes = bytes;
+    }
+    if let Some(compress) = file.compress {
+        config.compress = compress;
+    }
+    if let Some(s) = file.cleanup_interval_s {
+        if s == 0 {
+            return Err(err(
+                "logging.cleanup_interval_s",
+                "must be at least 1 second".into(),
+            ));
+        }
+        config.cleanup_interval = Duration::from_secs(s);
+    }
+    let r = file.retention_days;
+    for (category, days) in [
+        (Category::Timezones, r.timezones),
+        (Category::Executions, r.executions),
+        (Category::Audit, r.audit),
+        (Category::Performance, r.performance),
+        (Category::System, r.system),
+    ] {
+        let Some(days) = days else { continue };
+        if !(1..=crate::logging::MAX_RETENTION_DAYS).contains(&days) {
+            return Err(err(
+                &format!("logging.retention_days.{}", category.dir_name()),
+                format!(
+                    "must be between 1 and {} days",
+                    crate::logging::MAX_RETENTION_DAYS
+                ),
+            ));
+        }
+        *config.retention.days_mut(category) = days;
+    }
+    Ok(config)
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -371,5 +508,98 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("grants[0].http[0].host"), "{e}");
+    }
+
+    fn logging(text: &str, env: LogEnv) -> Result<LogConfig, (String, String)> {
+        let file: FileConfig = toml::from_str(text).unwrap();
+        logging_config(file.logging, env, &|p| Path::new("/conf").join(p))
+    }
+
+    #[test]
+    fn logging_section_and_its_overrides() {
+        let c = logging("", LogEnv::default()).unwrap();
+        assert_eq!(c, LogConfig::default());
+        assert_eq!(c.root(Path::new("/data")), PathBuf::from("/data/logs"));
+        let c = logging(
+            r#"
+            [logging]
+            dir = "logs"
+            level = "info,meridian::engine=debug"
+            format = "text"
+            stderr = false
+            max_file_bytes = 1048576
+            compress = false
+            cleanup_interval_s = 600
+            [logging.retention_days]
+            audit = 3650
+            performance = 7
+            "#,
+            LogEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(c.dir, Some(PathBuf::from("/conf/logs")));
+        assert_eq!(c.level, "info,meridian::engine=debug");
+        assert_eq!(c.format, LogFormat::Text);
+        assert!(!c.stderr && !c.compress);
+        assert_eq!(c.max_file_bytes, 1 << 20);
+        assert_eq!(c.cleanup_interval, Duration::from_secs(600));
+        assert_eq!((c.retention.audit, c.retention.performance), (3650, 7));
+        assert_eq!(c.retention.timezones, 90);
+        // The environment wins over the file.
+        let c = logging(
+            "[logging]\nlevel = \"info\"\nformat = \"text\"\ndir = \"x\"\n",
+            LogEnv {
+                dir: Some("/env/logs".into()),
+                level: Some("debug".into()),
+                format: Some("json".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(c.dir, Some(PathBuf::from("/env/logs")));
+        assert_eq!(c.level, "debug");
+        assert_eq!(c.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn logging_errors_name_the_field() {
+        let field = |text: &str, env| logging(text, env).unwrap_err().0;
+        let none = LogEnv::default;
+        assert_eq!(
+            field("[logging]\nlevel = \"info,x=loud\"", none()),
+            "logging.level"
+        );
+        assert_eq!(
+            field("[logging]\nformat = \"yaml\"", none()),
+            "logging.format"
+        );
+        assert_eq!(
+            field("[logging]\nmax_file_bytes = 10", none()),
+            "logging.max_file_bytes"
+        );
+        assert_eq!(
+            field("[logging]\ncleanup_interval_s = 0", none()),
+            "logging.cleanup_interval_s"
+        );
+        assert_eq!(
+            field("[logging.retention_days]\nsystem = 0", none()),
+            "logging.retention_days.system"
+        );
+        let env = LogEnv {
+            format: Some("xml".into()),
+            ..LogEnv::default()
+        };
+        assert_eq!(field("", env), "MERIDIAN_LOG_FORMAT");
+        let env = LogEnv {
+            level: Some("=".into()),
+            ..LogEnv::default()
+        };
+        assert_eq!(field("", env), "MERIDIAN_LOG");
+        // Unknown keys are refused by name, through `Config::load`.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "m.toml", "[logging]\nretention = 3\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention"), "{e}");
     }
 }

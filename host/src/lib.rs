@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod grants;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod runtime;

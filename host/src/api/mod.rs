@@ -4,6 +4,8 @@
 //! details are logged, never sent.
 
 mod executions;
+mod logs;
+mod performance;
 
 use crate::model::Issue;
 use crate::model::schedule::PreviewRequest;
@@ -29,6 +31,11 @@ pub struct AppState {
     /// and scheduler).
     pub executions: Arc<crate::engine::service::Executions>,
     pub started: Instant,
+    /// The log root: `executions/<id>.log` is served from here.
+    pub log_dir: std::path::PathBuf,
+    /// Recent latencies, throughput and error rates per queue and step
+    /// type, for `/api/v2/performance/summary` (the engine records them).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The API router.
@@ -37,12 +44,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v2/health", get(health))
         .route("/api/v2/steps/types", get(step_types))
         .route("/api/v2/schedules/preview", get(schedule_preview))
+        .route("/api/v2/performance/summary", get(performance::summary))
         .route("/api/v2/jobs", post(executions::put_job))
         .route("/api/v2/jobs/validate", post(executions::validate_job))
         .route("/api/v2/jobs/execute", post(executions::execute))
         .route("/api/v2/jobs/{id}", get(executions::get_job))
         .route("/api/v2/executions", get(executions::list_executions))
         .route("/api/v2/executions/{id}", get(executions::get_execution))
+        .route("/api/v2/executions/{id}/logs", get(logs::execution_logs))
         .route(
             "/api/v2/executions/{id}/cancel",
             post(executions::cancel_execution),

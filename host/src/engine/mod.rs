@@ -246,6 +246,8 @@ pub struct Engine {
     limits: EngineLimits,
     /// Where attempts run, when not on the caller's runtime.
     steps: Option<tokio::runtime::Handle>,
+    /// Where attempt and execution latencies go, when measured (`serve`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -276,7 +278,21 @@ impl Engine {
             timer,
             limits: EngineLimits::default(),
             steps: None,
+            metrics: None,
         }
+    }
+
+    /// Records every attempt's duration and outcome per step type in
+    /// `metrics` (and, through [`service::EngineHandler`], every
+    /// execution's wait and run time per zone).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics given by [`Engine::with_metrics`].
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Runs every attempt on `handle`'s runtime instead of the caller's.
@@ -332,9 +348,9 @@ impl Engine {
         execution_id: &str,
         cancel: CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
-        let row = self
+        let (row, stored) = self
             .store
-            .get_execution(execution_id)
+            .get_execution_with_job(execution_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(execution_id.to_owned()))?;
         let mut report = ExecutionReport {
@@ -358,10 +374,6 @@ impl Engine {
             report.error = Some(error);
             return Ok(report);
         }
-        let stored = match row.job_version {
-            Some(v) => self.store.get_job_version(&row.job_id, v).await?,
-            None => self.store.get_job(&row.job_id).await?,
-        };
         let now_us = self.timer.now().timestamp_micros();
         let Some(stored) = stored else {
             return self
@@ -896,6 +908,10 @@ impl Run<'_> {
             self.record(seq, attempt, &run, status, done, finished_at)
                 .await?;
             trace_attempt(step, seq, attempt, status, &run);
+            let succeeded = status == RunStatus::Succeeded;
+            if let Some(metrics) = &engine.metrics {
+                metrics.record_attempt(&step.step_type, run.duration, succeeded);
+            }
             let result = run.result.clone();
             report.attempts.push(AttemptReport {
                 attempt,

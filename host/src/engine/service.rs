@@ -163,6 +163,7 @@ impl Drop for AbortGuard {
 
 impl RunHandler<RunPayload> for EngineHandler {
     async fn handle(&self, run: QueuedRun<RunPayload>) -> RunOutcome {
+        let (waited, started) = (run.enqueued_at.elapsed(), tokio::time::Instant::now());
         let token = self.running.insert(&run.run_id);
         let mut guard = AbortGuard {
             engine: Arc::clone(&self.engine),
@@ -173,6 +174,10 @@ impl RunHandler<RunPayload> for EngineHandler {
         let result = self.engine.run(&run.run_id, token).await;
         guard.armed = false;
         self.running.remove(&run.run_id);
+        if let Some(metrics) = self.engine.metrics() {
+            let ok = matches!(&result, Ok(r) if r.status == ExecutionStatus::Succeeded);
+            metrics.record_execution(run.zone.name(), waited, started.elapsed(), ok);
+        }
         match result {
             Ok(report) => match report.status {
                 ExecutionStatus::Succeeded => RunOutcome::Succeeded,
