@@ -13,11 +13,15 @@ async fn state() -> (TestRuntime, Arc<AppState>) {
     let store = meridian::store::Store::open_sqlite(&rt.data_dir.path().join("meridian.db"))
         .await
         .unwrap();
-    let engine = Arc::new(meridian::engine::Engine::new(
-        rt.runtime.clone(),
-        store.clone(),
-        Arc::new(meridian::engine::SystemTimer),
-    ));
+    let metrics = Arc::new(meridian::metrics::Metrics::new());
+    let engine = Arc::new(
+        meridian::engine::Engine::new(
+            rt.runtime.clone(),
+            store.clone(),
+            Arc::new(meridian::engine::SystemTimer),
+        )
+        .with_metrics(Arc::clone(&metrics)),
+    );
     let (executions, _) = meridian::engine::service::Executions::start(
         engine,
         meridian::queue::QueueConfig::default(),
@@ -31,6 +35,8 @@ async fn state() -> (TestRuntime, Arc<AppState>) {
         store,
         executions: Arc::new(executions),
         started: std::time::Instant::now(),
+        log_dir: rt.data_dir.path().join("logs"),
+        metrics,
     });
     (rt, state)
 }
@@ -322,4 +328,168 @@ async fn schedule_preview_lists_fires_with_offsets_and_flags() {
         .collect();
     paths.sort();
     assert_eq!(paths, ["colour", "count", "cron", "gap", "tz"], "{body}");
+}
+
+#[tokio::test]
+async fn performance_summary_answers_json_with_no_data() {
+    let (_rt, state) = state().await;
+    let (status, ctype, body) = get(state, "/api/v2/performance/summary").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ctype, "application/json");
+    assert_eq!(body["windows"], serde_json::json!(["1m", "5m", "15m"]));
+    assert_eq!(body["queues"], serde_json::json!([]));
+    assert_eq!(body["step_types"], serde_json::json!([]));
+    let generated = body["generated_at"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(generated).unwrap();
+}
+
+#[tokio::test]
+async fn performance_summary_reports_queues_and_step_types() {
+    let (_rt, state) = state().await;
+    let job = |id: &str, config: Value| {
+        serde_json::json!({ "job": {
+            "id": id, "name": id, "timezone": "America/Chicago",
+            "steps": [ { "id": "only", "type": "script", "config": config } ]
+        }})
+        .to_string()
+    };
+    let runs = [
+        (
+            "perf-ok",
+            serde_json::json!({ "sleep_ms": 30 }),
+            "succeeded",
+        ),
+        (
+            "perf-ok",
+            serde_json::json!({ "sleep_ms": 30 }),
+            "succeeded",
+        ),
+        (
+            "perf-bad",
+            serde_json::json!({ "fail": { "kind": "failed" } }),
+            "failed",
+        ),
+    ];
+    for (id, config, want) in runs {
+        let (status, _, body) = post(state.clone(), "/api/v2/jobs/execute", &job(id, config)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let execution = body["execution_id"].as_str().unwrap().to_owned();
+        wait_status(&state, &execution, want).await;
+    }
+    // The queue's figures are recorded just after the execution's status.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let (status, _, body) = get(state.clone(), "/api/v2/performance/summary").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["queues"][0]["windows"]["1m"]["count"] == 3 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let sane = |p: &Value| {
+        let [p50, p90, p99, max] =
+            ["p50", "p90", "p99", "max"].map(|k| p[k].as_f64().unwrap_or_else(|| panic!("{p}")));
+        assert!(0.0 <= p50 && p50 <= p90 && p90 <= p99 && p99 <= max, "{p}");
+        assert!(max < 30_000.0, "{p}");
+    };
+
+    let queue = &body["queues"][0];
+    assert_eq!(body["queues"].as_array().unwrap().len(), 1, "{body:#}");
+    assert_eq!(queue["zone"], "America/Chicago");
+    assert_eq!(queue["depth"], 0);
+    assert_eq!(queue["running"], 0);
+    assert!(queue["oldest_wait_ms"].is_null(), "{queue}");
+    for window in ["1m", "5m", "15m"] {
+        let w = &queue["windows"][window];
+        assert_eq!(w["count"], 3, "{w}");
+        let error_rate = w["error_rate"].as_f64().unwrap();
+        assert!((error_rate - 1.0 / 3.0).abs() < 1e-9, "{w}");
+        assert!(w["throughput_per_s"].as_f64().unwrap() > 0.0, "{w}");
+        sane(&w["wait_ms"]);
+        sane(&w["run_ms"]);
+        // Two of the three runs busy-waited 30 ms.
+        assert!(w["run_ms"]["p90"].as_f64().unwrap() >= 29.0, "{w}");
+    }
+
+    let script = body["step_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_type"] == "script")
+        .unwrap_or_else(|| panic!("{body:#}"));
+    let w = &script["windows"]["1m"];
+    assert_eq!(w["count"], 3, "{w}");
+    assert!(
+        (w["error_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+        "{w}"
+    );
+    sane(&w["duration_ms"]);
+    assert!(w["duration_ms"]["max"].as_f64().unwrap() >= 29.0, "{w}");
+    assert_eq!(script["windows"]["15m"]["count"], 3);
+}
+
+async fn get_text(state: Arc<AppState>, uri: &str) -> (StatusCode, String, String) {
+    let res = router(state)
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The log file is written by the log router (tested in `meridian::logging`
+/// and end to end by `recovery::`); here it is written as the router
+/// would, to check how the API serves it: JSON lines, text, and a followed
+/// stream that ends once the execution has.
+#[tokio::test]
+async fn execution_logs_are_served_as_json_text_and_a_followed_stream() {
+    let (_rt, state) = state().await;
+    let body = serde_json::json!({ "job": {
+        "id": "logged", "name": "logged",
+        "steps": [ { "id": "a", "type": "script", "config": { "output": 1 } } ]
+    }});
+    let (status, _, body) = post(state.clone(), "/api/v2/jobs/execute", &body.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["execution_id"].as_str().unwrap().to_owned();
+    wait_status(&state, &id, "succeeded").await;
+    let file = meridian::logging::execution_log_path(&state.log_dir, &id).unwrap();
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let lines = [
+        r#"{"ts":"2026-03-30T05:20:00.000Z","level":"info","target":"meridian::engine","message":"execution started","fields":{},"span":{}}"#,
+        r#"{"ts":"2026-03-30T05:20:00.100Z","level":"info","target":"meridian::engine","message":"attempt succeeded","fields":{"step_id":"a","attempt":1},"span":{}}"#,
+    ];
+    std::fs::write(&file, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+
+    let uri = format!("/api/v2/executions/{id}/logs");
+    let (status, ctype, text) = get_text(state.clone(), &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "application/x-ndjson");
+    assert_eq!(text.lines().collect::<Vec<_>>(), lines);
+    let (_, ctype, text) = get_text(state.clone(), &format!("{uri}?format=text")).await;
+    assert!(ctype.starts_with("text/plain"));
+    assert!(
+        text.contains("INFO  attempt succeeded attempt=1 step_id=a"),
+        "{text}"
+    );
+    let (_, ctype, text) = get_text(state.clone(), &format!("{uri}?follow=true")).await;
+    assert_eq!(ctype, "text/event-stream");
+    assert_eq!(text.matches("event: line").count(), 2, "{text}");
+    assert!(text.contains(&format!("event: end\ndata: {id}")), "{text}");
+
+    let (status, ctype, _) = get_text(state.clone(), &format!("{uri}?format=xml")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ctype, "application/problem+json");
+    let (status, _, _) = get_text(state.clone(), "/api/v2/executions/nope/logs").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get_text(state, "/api/v2/executions/..%2F..%2Fetc/logs").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -522,6 +522,30 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     assert!(!attempt["finished_at"].is_null(), "{f:#}");
     assert!(!f["finished_at"].is_null(), "{f:#}");
 
+    // Its log, written by both nodes (the router flushes as it goes), is
+    // served by the API: node A's first attempt and node B's second, each
+    // in the execution's log; and the zone's log of the day has them too.
+    let text = http
+        .get(b.url(&format!("/api/v2/executions/{resumable}/logs?format=text")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("execution started"), "{text}");
+    assert!(text.contains("resuming a recovered execution"), "{text}");
+    assert!(text.contains("attempt succeeded"), "{text}");
+    let zone_dir = data.join("logs").join("timezones").join("UTC");
+    let zone_files: Vec<_> = std::fs::read_dir(&zone_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        !zone_files.is_empty(),
+        "no zone log in {}",
+        zone_dir.display()
+    );
+
     // The store, read directly while B still runs (WAL), is consistent.
     let store = Store::open_sqlite(&data.join("meridian.db")).await.unwrap();
     assert_eq!(assert_store_consistent(&store).await, 2);
