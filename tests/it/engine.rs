@@ -502,6 +502,18 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::Path
 #[tokio::test]
 async fn secrets_resolve_for_granted_steps_and_never_reach_the_store() {
     let h = harness().await;
+    // The log router writes this test's events (a current-thread runtime:
+    // the engine runs on this thread) into the data directory's logs/.
+    let (layer, logs) = meridian::logging::RouterLayer::builder(
+        h.rt.data_dir.path().join("logs"),
+        &meridian::logging::LogConfig::default(),
+        std::sync::Arc::clone(h.rt.runtime.secrets().masker()),
+    )
+    .build()
+    .unwrap();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer),
+    );
     let (report, detail) = h
         .run(job(json!([
             { "id": "use", "type": "script", "config": { "echo": true,
@@ -522,7 +534,14 @@ async fn secrets_resolve_for_granted_steps_and_never_reach_the_store() {
     assert!(api_text.contains("cannot log in with ***"), "{api_text}");
     let report_text = serde_json::to_string(&report).unwrap();
     assert!(!report_text.contains(SECRET));
-    // Checkpoint the WAL too, then search every file of the data dir.
+    // Flush the logs and checkpoint the WAL, then search every file of the
+    // data dir: database, WAL, zone and execution logs.
+    logs.flush_async().await.unwrap();
+    let execution_log =
+        meridian::logging::execution_log_path(&h.rt.data_dir.path().join("logs"), &report.execution_id)
+            .unwrap();
+    let logged = std::fs::read_to_string(&execution_log).unwrap();
+    assert!(logged.contains("cannot log in with ***"), "{logged}");
     drop(h.engine);
     h.store.close().await;
     let leaks = files_containing(h.rt.data_dir.path(), SECRET.as_bytes());
