@@ -601,9 +601,10 @@ impl Store {
     }
 
     /// Marks what of an execution was still running when the node stopped
-    /// as `interrupted`, in one transaction: its running attempts (with
-    /// their duration so far) and step runs get that status, the end time
-    /// `now_us` and an `interrupted` error. Returns the (seq, attempt) of
+    /// as `interrupted`, in one transaction: its running attempts and step
+    /// runs get that status, the end time `now_us` (when recovery found
+    /// them) and an `interrupted` error. An interrupted attempt's duration
+    /// is unknown (NULL): it ended somewhere in the node's downtime. Returns the (seq, attempt) of
     /// the attempts interrupted, in order.
     pub async fn interrupt_running(
         &self,
@@ -613,7 +614,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE attempts SET status = 'interrupted', finished_at_us = $2, \
-             duration_us = $2 - started_at_us, error = $3 \
+             duration_us = NULL, error = $3 \
              WHERE execution_id = $1 AND status = 'running' RETURNING seq, attempt",
         )
         .bind(execution_id)
@@ -1360,7 +1361,7 @@ mod tests {
                 attempts[2].duration_us,
                 attempts[2].error.as_deref()
             ),
-            (Some(100), Some(70), Some(INTERRUPTED))
+            (Some(100), None, Some(INTERRUPTED))
         );
         let runs = store.list_step_runs("e1").await.unwrap();
         assert_eq!(runs[0].status, "succeeded");
