@@ -511,9 +511,10 @@ async fn secrets_resolve_for_granted_steps_and_never_reach_the_store() {
     )
     .build()
     .unwrap();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer),
-    );
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        layer,
+    ));
     let (report, detail) = h
         .run(job(json!([
             { "id": "use", "type": "script", "config": { "echo": true,
@@ -537,9 +538,11 @@ async fn secrets_resolve_for_granted_steps_and_never_reach_the_store() {
     // Flush the logs and checkpoint the WAL, then search every file of the
     // data dir: database, WAL, zone and execution logs.
     logs.flush_async().await.unwrap();
-    let execution_log =
-        meridian::logging::execution_log_path(&h.rt.data_dir.path().join("logs"), &report.execution_id)
-            .unwrap();
+    let execution_log = meridian::logging::execution_log_path(
+        &h.rt.data_dir.path().join("logs"),
+        &report.execution_id,
+    )
+    .unwrap();
     let logged = std::fs::read_to_string(&execution_log).unwrap();
     assert!(logged.contains("cannot log in with ***"), "{logged}");
     drop(h.engine);
