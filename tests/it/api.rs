@@ -493,3 +493,375 @@ async fn execution_logs_are_served_as_json_text_and_a_followed_stream() {
     let (status, _, _) = get_text(state, "/api/v2/executions/..%2F..%2Fetc/logs").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+async fn send(
+    state: Arc<AppState>,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let res = router(state)
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+async fn put(state: Arc<AppState>, uri: &str, body: &str) -> (StatusCode, Value) {
+    let (status, _, body) = send(state, "PUT", uri, body).await;
+    (status, body)
+}
+
+async fn delete(state: Arc<AppState>, uri: &str) -> StatusCode {
+    send(state, "DELETE", uri, "").await.0
+}
+
+async fn store_script_job(state: &Arc<AppState>, id: &str) {
+    let job = serde_json::json!({
+        "id": id, "name": id,
+        "steps": [{ "id": "one", "type": "script", "config": { "output": { "n": 1 } } }]
+    });
+    let (status, _, body) = post(state.clone(), "/api/v2/jobs", &job.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn schedule_executions(state: &Arc<AppState>, id: &str) -> Vec<Value> {
+    let (status, _, body) = get(
+        state.clone(),
+        &format!("/api/v2/executions?schedule_id={id}&limit=500"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["executions"].as_array().unwrap().clone()
+}
+
+fn error_paths(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors in {body}"))
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn schedules_fire_pause_resume_trigger_backfill_and_delete() {
+    let (_rt, state) = state().await;
+    store_script_job(&state, "tick-job").await;
+    let spec = serde_json::json!({
+        "id": "tick", "job_id": "tick-job", "cron": "* * * * * *", "timezone": "Asia/Kolkata"
+    });
+    let (status, headers, body) = send(
+        state.clone(),
+        "POST",
+        "/api/v2/schedules",
+        &spec.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(headers["location"], "/api/v2/schedules/tick");
+    assert_eq!(body["id"], "tick");
+    assert_eq!(body["enabled"], true);
+    assert_eq!(body["misfire"]["policy"], "latest");
+    assert!(body["created_at"].is_string(), "{body}");
+    assert_eq!(body["created_at"], body["updated_at"]);
+    let fires = body["next_fires"].as_array().unwrap();
+    assert_eq!(fires.len(), 5, "{body}");
+    assert!(
+        fires[0]["at"].as_str().unwrap().ends_with("+05:30"),
+        "{body}"
+    );
+    assert_eq!(fires[0]["dst"], false);
+    assert!(fires[0]["flag"].is_null());
+    let created_at =
+        chrono::DateTime::parse_from_rfc3339(body["created_at"].as_str().unwrap()).unwrap();
+
+    // It fires on its own, and the runs succeed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let runs = schedule_executions(&state, "tick").await;
+        if runs.iter().any(|r| {
+            r["trigger"] == "schedule" && r["schedule_id"] == "tick" && r["status"] == "succeeded"
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no run: {runs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Paused: no new fires.
+    let (status, _, body) = post(state.clone(), "/api/v2/schedules/tick/pause", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["enabled"], false);
+    assert_eq!(body["next_fires"], serde_json::json!([]));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let settled = schedule_executions(&state, "tick").await.len();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(schedule_executions(&state, "tick").await.len(), settled);
+
+    let (status, _, body) = post(state.clone(), "/api/v2/schedules/tick/resume", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["enabled"], true);
+    assert_eq!(body["next_fires"].as_array().unwrap().len(), 5);
+
+    // A manual run.
+    let (status, headers, body) =
+        send(state.clone(), "POST", "/api/v2/schedules/tick/trigger", "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status_url"], format!("/api/v2/executions/{id}"));
+    assert_eq!(headers["location"], format!("/api/v2/executions/{id}"));
+    let done = wait_status(&state, &id, "succeeded").await;
+    assert_eq!(done["trigger"], "manual");
+    assert_eq!(done["schedule_id"], "tick");
+
+    // A past 5-second window, before the schedule existed; twice.
+    let from = chrono::DateTime::from_timestamp(created_at.timestamp() - 60, 0).unwrap();
+    let to = from + chrono::TimeDelta::seconds(4);
+    let range = serde_json::json!({ "from": from.to_rfc3339(), "to": to.to_rfc3339() });
+    let (status, _, body) = post(
+        state.clone(),
+        "/api/v2/schedules/tick/backfill",
+        &range.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["fires"], 5, "{body}");
+    assert_eq!(body["already_recorded"], 0, "{body}");
+    let ids = body["execution_ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        let done = wait_status(&state, id.as_str().unwrap(), "succeeded").await;
+        assert_eq!(done["trigger"], "backfill");
+    }
+    let (status, _, body) = post(
+        state.clone(),
+        "/api/v2/schedules/tick/backfill",
+        &range.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["fires"], 5, "{body}");
+    assert_eq!(body["already_recorded"], 5, "{body}");
+    assert_eq!(body["execution_ids"], serde_json::json!([]));
+
+    assert_eq!(
+        delete(state.clone(), "/api/v2/schedules/tick").await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, ctype, body) = get(state.clone(), "/api/v2/schedules/tick").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "schedule_not_found");
+    assert_eq!(
+        delete(state.clone(), "/api/v2/schedules/tick").await,
+        StatusCode::NOT_FOUND
+    );
+    for action in ["pause", "resume", "trigger"] {
+        let (status, _, body) = post(
+            state.clone(),
+            &format!("/api/v2/schedules/tick/{action}"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action}: {body}");
+        assert_eq!(body["code"], "schedule_not_found");
+    }
+}
+
+#[tokio::test]
+async fn schedules_are_listed_paged_and_replaced() {
+    let (_rt, state) = state().await;
+    store_script_job(&state, "a-job").await;
+    store_script_job(&state, "b-job").await;
+    for (id, job) in [("s1", "a-job"), ("s2", "a-job"), ("s3", "b-job")] {
+        let spec = serde_json::json!({
+            "id": id, "job_id": job, "cron": "30 2 * * *", "timezone": "Europe/Berlin"
+        });
+        let (status, _, body) = post(state.clone(), "/api/v2/schedules", &spec.to_string()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let ids = |body: &Value| -> Vec<String> {
+        body["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, _, body) = get(state.clone(), "/api/v2/schedules").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), ["s1", "s2", "s3"]);
+    assert!(body["next_after"].is_null());
+    let (_, _, body) = get(state.clone(), "/api/v2/schedules?job_id=a-job&limit=1").await;
+    assert_eq!(ids(&body), ["s1"]);
+    assert_eq!(body["next_after"], "s1");
+    let (_, _, body) = get(
+        state.clone(),
+        "/api/v2/schedules?job_id=a-job&limit=1&after=s1",
+    )
+    .await;
+    assert_eq!(ids(&body), ["s2"]);
+    let (status, _, body) = get(state.clone(), "/api/v2/schedules?limit=0&colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut paths = error_paths(&body);
+    paths.sort();
+    assert_eq!(paths, ["colour", "limit"]);
+
+    let (_, _, before) = get(state.clone(), "/api/v2/schedules/s1").await;
+    assert_eq!(
+        before["next_fires"][0]["nominal"].as_str().unwrap()[11..],
+        *"02:30:00"
+    );
+    let replacement = serde_json::json!({
+        "id": "s1", "job_id": "b-job", "cron": "0 9 * * 1-5", "timezone": "America/New_York",
+        "overlap": "buffer_one", "misfire": { "policy": "all", "window_s": 60 }
+    });
+    let (status, body) = put(
+        state.clone(),
+        "/api/v2/schedules/s1",
+        &replacement.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["job_id"], "b-job");
+    assert_eq!(body["overlap"], "buffer_one");
+    assert_eq!(body["created_at"], before["created_at"]);
+    let (_, _, after) = get(state.clone(), "/api/v2/schedules/s1").await;
+    assert_eq!(after["cron"], "0 9 * * 1-5");
+    assert_eq!(after["misfire"]["window_s"], 60);
+    assert_eq!(after["created_at"], before["created_at"]);
+    assert_eq!(
+        after["next_fires"][0]["nominal"].as_str().unwrap()[11..],
+        *"09:00:00"
+    );
+
+    // The body's id must be the URL's; a missing schedule is a 404.
+    let (status, body) = put(
+        state.clone(),
+        "/api/v2/schedules/s2",
+        &replacement.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_paths(&body), ["id"]);
+    let mut missing = replacement.clone();
+    missing["id"] = "nope".into();
+    let (status, body) = put(
+        state.clone(),
+        "/api/v2/schedules/nope",
+        &missing.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "schedule_not_found");
+    let (status, _, _) = get(state.clone(), "/api/v2/schedules/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_schedule_input_is_refused_with_paths_and_stores_nothing() {
+    let (_rt, state) = state().await;
+    store_script_job(&state, "real-job").await;
+    let refused = |body: Value| {
+        let state = state.clone();
+        async move {
+            let (status, ctype, problem) =
+                post(state.clone(), "/api/v2/schedules", &body.to_string()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+            assert_eq!(ctype, "application/problem+json");
+            assert_eq!(problem["code"], "validation_failed");
+            let id = body["id"].as_str().unwrap();
+            let (status, _, _) = get(state, &format!("/api/v2/schedules/{id}")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{id} was stored");
+            error_paths(&problem)
+        }
+    };
+    let paths = refused(serde_json::json!({
+        "id": "x1", "job_id": "ghost", "cron": "61 * * * *", "timezone": "Mars/Base"
+    }))
+    .await;
+    assert_eq!(paths, ["cron", "timezone", "job_id"]);
+    let paths = refused(serde_json::json!({
+        "id": "x2", "job_id": "ghost", "cron": "* * * * *", "timezone": "UTC"
+    }))
+    .await;
+    assert_eq!(paths, ["job_id"]);
+    let paths = refused(serde_json::json!({
+        "id": "x3", "job_id": "real-job", "cron": "* * * * *", "timezone": "UTC",
+        "misfire": { "policy": "sometimes" }
+    }))
+    .await;
+    assert_eq!(paths, ["misfire.policy"]);
+    let paths = refused(serde_json::json!({
+        "id": "x4", "job_id": "real-job", "cron": "* * * * *", "timezone": "UTC", "colour": "red"
+    }))
+    .await;
+    assert_eq!(paths, ["colour"]);
+
+    // A duplicate id is a conflict; the first one stays as it was.
+    let spec = serde_json::json!({
+        "id": "dup", "job_id": "real-job", "cron": "* * * * * *", "timezone": "UTC",
+        "enabled": false
+    });
+    let (status, _, body) = post(state.clone(), "/api/v2/schedules", &spec.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut again = spec.clone();
+    again["cron"] = "0 0 * * *".into();
+    let (status, ctype, body) = post(state.clone(), "/api/v2/schedules", &again.to_string()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "schedule_exists");
+    let (_, _, body) = get(state.clone(), "/api/v2/schedules/dup").await;
+    assert_eq!(body["cron"], "* * * * * *");
+    assert_eq!(body["next_fires"], serde_json::json!([]));
+
+    // Backfill ranges.
+    let now = chrono::Utc::now();
+    let backfill = |from: String, to: String| {
+        let state = state.clone();
+        async move {
+            post(
+                state,
+                "/api/v2/schedules/dup/backfill",
+                &serde_json::json!({ "from": from, "to": to }).to_string(),
+            )
+            .await
+        }
+    };
+    let hours_ago = |h: i64| (now - chrono::TimeDelta::hours(h)).to_rfc3339();
+    let (status, _, body) = backfill(hours_ago(1), hours_ago(2)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_paths(&body), ["from"]);
+    let (status, _, body) = backfill(hours_ago(1), hours_ago(-1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_paths(&body), ["to"]);
+    let (status, _, body) = backfill("yesterday".into(), hours_ago(1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_paths(&body), ["from"]);
+    // Every second for three hours: more than the cap.
+    let (status, _, body) = backfill(hours_ago(4), hours_ago(1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("smaller ranges"),
+        "{body}"
+    );
+    let (_, _, body) = get(state.clone(), "/api/v2/executions?schedule_id=dup").await;
+    assert_eq!(body["executions"], serde_json::json!([]));
+}

@@ -43,7 +43,7 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> Problem {
+pub(super) fn internal(e: impl std::fmt::Display) -> Problem {
     tracing::error!(error = %e, "request failed");
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,

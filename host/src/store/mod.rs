@@ -265,6 +265,29 @@ impl Store {
         rows.iter().map(schedule_from_row).collect()
     }
 
+    /// One page of schedules in id order: every schedule or a job's, with
+    /// an id after `after_id` (keyset cursor: the last id of the previous
+    /// page), at most `limit` of them.
+    pub async fn list_schedules_page(
+        &self,
+        job_id: Option<&str>,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ScheduleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules \
+             WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR id > $2) \
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(job_id)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
     /// Records fires in one transaction and moves each schedule's cursor to
     /// its latest fire. Returns, per fire, whether it was new: a fire whose
     /// identity is already stored was handled before (by this node before a
