@@ -865,3 +865,282 @@ async fn bad_schedule_input_is_refused_with_paths_and_stores_nothing() {
     let (_, _, body) = get(state.clone(), "/api/v2/executions?schedule_id=dup").await;
     assert_eq!(body["executions"], serde_json::json!([]));
 }
+
+async fn store_tagged_job(state: &Arc<AppState>, id: &str, owner: &str, tags: &[&str]) {
+    let job = serde_json::json!({
+        "id": id, "name": format!("{id} name"), "timezone": "Europe/Paris",
+        "owner": owner, "tags": tags,
+        "steps": [
+            { "id": "one", "type": "script", "config": { "output": 1 } },
+            { "id": "two", "type": "script", "config": { "output": 2 } }
+        ]
+    });
+    let (status, _, body) = post(state.clone(), "/api/v2/jobs", &job.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn job_ids(body: &Value) -> Vec<String> {
+    body["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no jobs in {body}"))
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn jobs_are_listed_paged_and_filtered() {
+    let (_rt, state) = state().await;
+    store_tagged_job(&state, "j1", "ops", &["nightly", "etl"]).await;
+    store_tagged_job(&state, "j2", "data", &["etl"]).await;
+    store_tagged_job(&state, "j3", "ops", &[]).await;
+    store_tagged_job(&state, "j4", "ops", &["etl"]).await;
+    store_tagged_job(&state, "j5", "data", &["nightly"]).await;
+    // A second version of j1 is what gets listed.
+    store_tagged_job(&state, "j1", "ops", &["nightly", "etl", "new"]).await;
+
+    let (status, _, body) = get(state.clone(), "/api/v2/jobs").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(job_ids(&body), ["j1", "j2", "j3", "j4", "j5"]);
+    assert!(body["next_after"].is_null(), "{body}");
+    let first = &body["jobs"][0];
+    assert_eq!(first["version"], 2);
+    assert_eq!(first["name"], "j1 name");
+    assert_eq!(first["timezone"], "Europe/Paris");
+    assert_eq!(first["owner"], "ops");
+    assert_eq!(first["tags"], serde_json::json!(["nightly", "etl", "new"]));
+    assert_eq!(first["step_count"], 2);
+    assert!(first["created_at"].is_string(), "{first}");
+
+    // Keyset paging.
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?limit=2").await;
+    assert_eq!(job_ids(&body), ["j1", "j2"]);
+    assert_eq!(body["next_after"], "j2");
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?limit=2&after=j2").await;
+    assert_eq!(job_ids(&body), ["j3", "j4"]);
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?limit=2&after=j4").await;
+    assert_eq!(job_ids(&body), ["j5"]);
+    assert!(body["next_after"].is_null(), "{body}");
+
+    // Filters fill whole pages, reading past jobs that do not match.
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?tag=etl&limit=2").await;
+    assert_eq!(job_ids(&body), ["j1", "j2"]);
+    assert_eq!(body["next_after"], "j2");
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?tag=etl&limit=2&after=j2").await;
+    assert_eq!(job_ids(&body), ["j4"]);
+    assert!(body["next_after"].is_null(), "{body}");
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?owner=ops&tag=etl").await;
+    assert_eq!(job_ids(&body), ["j1", "j4"]);
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?owner=data").await;
+    assert_eq!(job_ids(&body), ["j2", "j5"]);
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs?owner=nobody").await;
+    assert!(job_ids(&body).is_empty());
+    assert!(body["next_after"].is_null(), "{body}");
+}
+
+#[tokio::test]
+async fn bad_job_list_parameters_are_refused_with_paths() {
+    let (_rt, state) = state().await;
+    for (uri, want) in [
+        ("/api/v2/jobs?limit=0", vec!["limit"]),
+        ("/api/v2/jobs?limit=lots", vec!["limit"]),
+        ("/api/v2/jobs?limit=501", vec!["limit"]),
+        ("/api/v2/jobs?colour=red", vec!["colour"]),
+    ] {
+        let (status, ctype, body) = get(state.clone(), uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(ctype, "application/problem+json", "{uri}");
+        assert_eq!(body["code"], "validation_failed", "{uri}: {body}");
+        assert_eq!(error_paths(&body), want, "{uri}: {body}");
+    }
+    store_script_job(&state, "v-job").await;
+    let (status, ctype, body) = get(state.clone(), "/api/v2/jobs/v-job/versions/first").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(error_paths(&body), ["version"]);
+}
+
+#[tokio::test]
+async fn job_versions_are_listed_and_read() {
+    let (_rt, state) = state().await;
+    store_tagged_job(&state, "hist", "ops", &["a"]).await;
+    store_tagged_job(&state, "hist", "ops", &["b"]).await;
+    let (status, _, body) = get(state.clone(), "/api/v2/jobs/hist/versions").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let versions = body["versions"].as_array().unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v["version"].clone())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(versions[0]["created_at"].is_string(), "{body}");
+    assert_eq!(body["current_version"], 2);
+    assert_eq!(body["deleted"], false);
+
+    let (status, _, body) = get(state.clone(), "/api/v2/jobs/hist/versions/1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["definition"]["tags"], serde_json::json!(["a"]));
+
+    let (status, ctype, body) = get(state.clone(), "/api/v2/jobs/hist/versions/3").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "version_not_found");
+    for uri in ["/api/v2/jobs/nope/versions", "/api/v2/jobs/nope/versions/1"] {
+        let (status, _, body) = get(state.clone(), uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        assert_eq!(body["code"], "job_not_found", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_job_keeps_its_history_and_executions() {
+    let (_rt, state) = state().await;
+    store_script_job(&state, "gone").await;
+    let body = serde_json::json!({ "job_id": "gone" });
+    let (status, _, body) = post(state.clone(), "/api/v2/jobs/execute", &body.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let execution = body["execution_id"].as_str().unwrap().to_owned();
+    wait_status(&state, &execution, "succeeded").await;
+
+    assert_eq!(
+        delete(state.clone(), "/api/v2/jobs/gone").await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _, body) = get(state.clone(), "/api/v2/jobs/gone").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "job_not_found");
+    let (_, _, body) = get(state.clone(), "/api/v2/jobs").await;
+    assert!(job_ids(&body).is_empty(), "{body}");
+    // Its history stays readable.
+    let (status, _, body) = get(state.clone(), "/api/v2/jobs/gone/versions").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deleted"], true);
+    assert!(body["current_version"].is_null(), "{body}");
+    let (status, _, body) = get(state.clone(), "/api/v2/jobs/gone/versions/1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["definition"]["id"], "gone");
+    let (status, _, body) = get(state.clone(), &format!("/api/v2/executions/{execution}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "succeeded");
+
+    // Deleting again, or a job that never was: 404 problem+json.
+    for uri in ["/api/v2/jobs/gone", "/api/v2/jobs/never"] {
+        let (status, headers, body) = send(state.clone(), "DELETE", uri, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(body["code"], "job_not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_job_with_schedules_is_not_deleted() {
+    let (_rt, state) = state().await;
+    store_script_job(&state, "kept").await;
+    for id in ["kept-a", "kept-b"] {
+        let spec = serde_json::json!({
+            "id": id, "job_id": "kept", "cron": "30 2 * * *", "timezone": "Europe/Berlin"
+        });
+        let (status, _, body) = post(state.clone(), "/api/v2/schedules", &spec.to_string()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, headers, body) = send(state.clone(), "DELETE", "/api/v2/jobs/kept", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(body["code"], "job_has_schedules");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("kept-a") && detail.contains("kept-b"),
+        "{detail}"
+    );
+    let (status, _, _) = get(state.clone(), "/api/v2/jobs/kept").await;
+    assert_eq!(status, StatusCode::OK);
+
+    for id in ["kept-a", "kept-b"] {
+        assert_eq!(
+            delete(state.clone(), &format!("/api/v2/schedules/{id}")).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        delete(state.clone(), "/api/v2/jobs/kept").await,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn queues_and_execution_status_show_what_runs() {
+    let (_rt, state) = state().await;
+    let (status, _, body) = get(state.clone(), "/api/v2/queues").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["queues"].as_array().unwrap().is_empty(), "{body}");
+
+    // One finished execution in Tokyo.
+    let job = serde_json::json!({ "job": {
+        "id": "tokyo", "name": "tokyo", "timezone": "Asia/Tokyo",
+        "steps": [ { "id": "a", "type": "script", "config": { "output": 1 } } ]
+    }});
+    let (status, _, body) = post(state.clone(), "/api/v2/jobs/execute", &job.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = body["execution_id"].as_str().unwrap().to_owned();
+    wait_status(&state, &done, "succeeded").await;
+    // The windows are recorded just after the execution's status.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let (status, _, body) = get(state.clone(), "/api/v2/queues").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["queues"][0]["windows"]["1m"]["count"] == 1 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let q = &body["queues"][0];
+    assert_eq!(q["zone"], "Asia/Tokyo");
+    assert_eq!(q["depth"], 0);
+    assert_eq!(q["running"], 0);
+    assert!(q["workers"].as_u64().is_some(), "{q}");
+    assert!(q["oldest_wait_ms"].is_null(), "{q}");
+    assert!(q["throughput_per_min"].as_u64().unwrap() >= 1, "{q}");
+    assert!(q["wait_p50_ms"].as_f64().is_some(), "{q}");
+    assert!(q["wait_p99_ms"].as_f64().is_some(), "{q}");
+    assert_eq!(q["submitted"], 1);
+    assert_eq!(q["succeeded"], 1);
+    assert_eq!(q["windows"]["5m"]["count"], 1, "{q}");
+
+    // A spinning execution shows as running.
+    let spin = serde_json::json!({ "job": {
+        "id": "spinner", "name": "spins", "timezone": "Asia/Tokyo",
+        "steps": [ { "id": "spin", "type": "script", "config": { "spin": true }, "timeout_ms": 60000 } ]
+    }});
+    let (status, _, body) = post(state.clone(), "/api/v2/jobs/execute", &spin.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let running = body["execution_id"].as_str().unwrap().to_owned();
+    wait_status(&state, &running, "running").await;
+    let (status, _, body) = get(state.clone(), "/api/v2/execution/status").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let runs = body["running"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{body:#}");
+    assert_eq!(runs[0]["id"], running.as_str());
+    assert_eq!(runs[0]["job_id"], "spinner");
+    assert_eq!(runs[0]["timezone"], "Asia/Tokyo");
+    assert!(runs[0]["started_at"].is_string(), "{body}");
+    assert_eq!(body["running_truncated"], false);
+    assert_eq!(body["queued"], 0);
+    assert!(body["generated_at"].is_string(), "{body}");
+    let q = &body["queues"][0];
+    assert_eq!(q["zone"], "Asia/Tokyo");
+    assert_eq!(q["running"], 1, "{body:#}");
+    assert_eq!(q["depth"], 0);
+
+    let (status, _, body) = post(
+        state.clone(),
+        &format!("/api/v2/executions/{running}/cancel"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_status(&state, &running, "cancelled").await;
+}

@@ -7,14 +7,16 @@
 use super::{AppState, Problem};
 use crate::engine::service::{CancelOutcome, SubmitError};
 use crate::engine::view;
+use crate::metrics::QueueWindow;
 use crate::model::{self, Issue};
+use crate::queue::QueueStats;
 use crate::store::ExecutionFilter;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -310,6 +312,347 @@ pub(super) async fn cancel_execution(
             "No such execution",
         )
         .into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+fn job_not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "job_not_found", "No such job")
+}
+
+/// The most rows read from the store per round when listing jobs.
+const JOB_SCAN_BATCH: i64 = 200;
+
+/// One job as `GET /api/v2/jobs` lists it.
+fn job_item(row: &crate::store::JobVersionRow) -> Result<Value, Problem> {
+    let job = model::parse_job(&row.definition).map_err(|issues| {
+        internal(format!(
+            "stored job {:?} version {} cannot be read: {issues:?}",
+            row.job_id, row.version
+        ))
+    })?;
+    Ok(json!({
+        "id": row.job_id,
+        "version": row.version,
+        "name": job.name,
+        "timezone": job.timezone,
+        "owner": job.owner,
+        "tags": job.tags,
+        "step_count": job.steps.len(),
+        "created_at": view::instant(Some(row.created_at_us)),
+    }))
+}
+
+/// GET /api/v2/jobs?limit=&after=&tag=&owner= — the current versions of
+/// live jobs in id order.
+///
+/// `after` is a keyset cursor (the `next_after` of the previous page).
+/// `tag` and `owner` filter on the stored definitions: the store is read
+/// page after page until `limit` jobs match or it is exhausted, so a page
+/// is short only when it is the last. `next_after` is `null` on the last
+/// page.
+pub(super) async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut issues = Vec::new();
+    let mut limit: usize = 50;
+    let mut after = None;
+    let mut tag = None;
+    let mut owner = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "after" => after = Some(v.clone()),
+            "tag" => tag = Some(v.as_str()),
+            "owner" => owner = Some(v.as_str()),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=500).contains(&n) => limit = n,
+                _ => issues.push(Issue {
+                    path: "limit".into(),
+                    message: "must be a whole number from 1 to 500".into(),
+                }),
+            },
+            _ => issues.push(Issue {
+                path: k.clone(),
+                message: "unknown parameter".into(),
+            }),
+        }
+    }
+    if !issues.is_empty() {
+        return Problem::validation(issues).into_response();
+    }
+    let filtered = tag.is_some() || owner.is_some();
+    let batch = if filtered {
+        JOB_SCAN_BATCH
+    } else {
+        limit as i64
+    };
+    let result = async {
+        let mut items = Vec::new();
+        let mut cursor = after;
+        let mut more = false;
+        'scan: loop {
+            let rows = state
+                .store
+                .list_jobs(cursor.as_deref(), batch)
+                .await
+                .map_err(internal)?;
+            let exhausted = (rows.len() as i64) < batch;
+            for (i, row) in rows.iter().enumerate() {
+                cursor = Some(row.job_id.clone());
+                let item = job_item(row)?;
+                let tag_ok = tag.is_none_or(|t| {
+                    item["tags"]
+                        .as_array()
+                        .is_some_and(|tags| tags.iter().any(|x| x == t))
+                });
+                let owner_ok = owner.is_none_or(|o| item["owner"] == o);
+                if tag_ok && owner_ok {
+                    items.push(item);
+                    if items.len() == limit {
+                        more = !(exhausted && i + 1 == rows.len());
+                        break 'scan;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let next = if more { cursor } else { None };
+        Ok::<_, Problem>(Json(json!({ "jobs": items, "next_after": next })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// GET /api/v2/jobs/{id}/versions — every version, oldest first; a
+/// deleted job's history too.
+pub(super) async fn list_job_versions(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let rows = state.store.list_job_versions(&id).await.map_err(internal)?;
+        if rows.is_empty() {
+            return Err(job_not_found());
+        }
+        let current = state.store.get_job(&id).await.map_err(internal)?;
+        let versions: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "version": r.version,
+                    "created_at": view::instant(Some(r.created_at_us)),
+                })
+            })
+            .collect();
+        Ok::<_, Problem>(
+            Json(json!({
+                "id": id,
+                "deleted": current.is_none(),
+                "current_version": current.map(|c| c.version),
+                "versions": versions,
+            }))
+            .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// GET /api/v2/jobs/{id}/versions/{version} — that version's definition,
+/// also of a deleted job.
+pub(super) async fn get_job_version(
+    State(state): State<Arc<AppState>>,
+    Path((id, version)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let version = match version.parse::<i64>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(Problem::validation(vec![Issue {
+                    path: "version".into(),
+                    message: format!("{version:?} is not a whole number from 1"),
+                }]));
+            }
+        };
+        let row = match state
+            .store
+            .get_job_version(&id, version)
+            .await
+            .map_err(internal)?
+        {
+            Some(row) => row,
+            None => {
+                let known = !state
+                    .store
+                    .list_job_versions(&id)
+                    .await
+                    .map_err(internal)?
+                    .is_empty();
+                return Err(if known {
+                    Problem::new(
+                        StatusCode::NOT_FOUND,
+                        "version_not_found",
+                        "The job has no such version",
+                    )
+                } else {
+                    job_not_found()
+                });
+            }
+        };
+        let definition: Value = serde_json::from_str(&row.definition).unwrap_or(Value::Null);
+        Ok::<_, Problem>(
+            Json(json!({
+                "id": row.job_id,
+                "version": row.version,
+                "created_at": view::instant(Some(row.created_at_us)),
+                "definition": definition,
+            }))
+            .into_response(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// DELETE /api/v2/jobs/{id} — soft delete: 204. Its versions and its
+/// executions stay readable. Refused with 409 `job_has_schedules` while
+/// schedules reference it.
+pub(super) async fn delete_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        if state.store.get_job(&id).await.map_err(internal)?.is_none() {
+            return Err(job_not_found());
+        }
+        let schedules = state
+            .store
+            .list_schedules(Some(&id))
+            .await
+            .map_err(internal)?;
+        if !schedules.is_empty() {
+            let ids: Vec<&str> = schedules.iter().map(|s| s.id.as_str()).collect();
+            let mut p = Problem::new(
+                StatusCode::CONFLICT,
+                "job_has_schedules",
+                "Schedules still reference the job",
+            );
+            p.detail = Some(format!("delete these schedules first: {}", ids.join(", ")));
+            return Err(p);
+        }
+        state
+            .store
+            .delete_job(&id, now_us())
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound { .. } => job_not_found(),
+                other => internal(other),
+            })?;
+        Ok::<_, Problem>(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The 1- and 5-minute windows of a queue's finished executions.
+#[derive(Debug, Serialize)]
+struct RecentWindows {
+    #[serde(rename = "1m")]
+    one_minute: QueueWindow,
+    #[serde(rename = "5m")]
+    five_minutes: QueueWindow,
+}
+
+/// One queue in `GET /api/v2/queues`: its live figures and, once it has
+/// finished an execution, its recent windows.
+#[derive(Debug, Serialize)]
+struct QueueView {
+    #[serde(flatten)]
+    stats: QueueStats,
+    /// `null` until the queue has finished an execution.
+    windows: Option<RecentWindows>,
+}
+
+/// GET /api/v2/queues — per-zone queue statistics, ordered by zone.
+pub(super) async fn list_queues(State(state): State<Arc<AppState>>) -> Response {
+    let mut windows: HashMap<String, RecentWindows> = state
+        .metrics
+        .queues()
+        .into_iter()
+        .map(|q| {
+            (
+                q.zone,
+                RecentWindows {
+                    one_minute: q.windows.one_minute,
+                    five_minutes: q.windows.five_minutes,
+                },
+            )
+        })
+        .collect();
+    let queues: Vec<QueueView> = state
+        .executions
+        .queues()
+        .stats()
+        .into_iter()
+        .map(|stats| {
+            let windows = windows.remove(&stats.zone);
+            QueueView { stats, windows }
+        })
+        .collect();
+    Json(json!({ "queues": queues })).into_response()
+}
+
+/// How many running executions `GET /api/v2/execution/status` lists.
+const STATUS_RUNNING_LIMIT: i64 = 100;
+
+/// GET /api/v2/execution/status — what the node is doing now: its queues
+/// (compact), up to 100 running executions (newest first) and how many
+/// runs wait in its queues.
+pub(super) async fn execution_status(State(state): State<Arc<AppState>>) -> Response {
+    let stats = state.executions.queues().stats();
+    let queued: usize = stats.iter().map(|s| s.depth).sum();
+    let queues: Vec<Value> = stats
+        .iter()
+        .map(|s| {
+            json!({
+                "zone": s.zone,
+                "depth": s.depth,
+                "running": s.running,
+                "workers": s.workers,
+                "oldest_wait_ms": s.oldest_wait_ms,
+            })
+        })
+        .collect();
+    let filter = ExecutionFilter {
+        status: Some("running".into()),
+        limit: STATUS_RUNNING_LIMIT,
+        ..ExecutionFilter::default()
+    };
+    match state.store.list_executions(&filter).await {
+        Ok(rows) => {
+            let running: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "job_id": r.job_id,
+                        "started_at": view::instant(r.started_at_us),
+                        "timezone": r.timezone,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "generated_at": view::instant(Some(now_us())),
+                "queues": queues,
+                "running": running,
+                "running_truncated": rows.len() as i64 == STATUS_RUNNING_LIMIT,
+                "queued": queued,
+            }))
+            .into_response()
+        }
         Err(e) => internal(e).into_response(),
     }
 }

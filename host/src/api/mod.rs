@@ -72,10 +72,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(schedules::backfill_schedule),
         )
         .route("/api/v2/performance/summary", get(performance::summary))
-        .route("/api/v2/jobs", post(executions::put_job))
+        .route(
+            "/api/v2/jobs",
+            get(executions::list_jobs).post(executions::put_job),
+        )
         .route("/api/v2/jobs/validate", post(executions::validate_job))
         .route("/api/v2/jobs/execute", post(executions::execute))
-        .route("/api/v2/jobs/{id}", get(executions::get_job))
+        .route(
+            "/api/v2/jobs/{id}",
+            get(executions::get_job).delete(executions::delete_job),
+        )
+        .route(
+            "/api/v2/jobs/{id}/versions",
+            get(executions::list_job_versions),
+        )
+        .route(
+            "/api/v2/jobs/{id}/versions/{version}",
+            get(executions::get_job_version),
+        )
+        .route("/api/v2/queues", get(executions::list_queues))
+        .route(
+            "/api/v2/execution/status",
+            get(executions::execution_status),
+        )
         .route("/api/v2/executions", get(executions::list_executions))
         .route("/api/v2/executions/{id}", get(executions::get_execution))
         .route("/api/v2/executions/{id}/logs", get(logs::execution_logs))
