@@ -41,10 +41,18 @@ async fn state() -> (TestRuntime, Arc<AppState>) {
     (rt, state)
 }
 
-async fn post(state: Arc<AppState>, uri: &str, body: &str) -> (StatusCode, String, Value) {
+/// One request through the router: status, headers and the raw body.
+async fn request(
+    state: Arc<AppState>,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let res = router(state)
         .oneshot(
-            Request::post(uri)
+            Request::builder()
+                .method(method)
+                .uri(uri)
                 .header("content-type", "application/json")
                 .body(Body::from(body.to_owned()))
                 .unwrap(),
@@ -52,17 +60,25 @@ async fn post(state: Arc<AppState>, uri: &str, body: &str) -> (StatusCode, Strin
         .await
         .unwrap();
     let status = res.status();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let headers = res.headers().clone();
     let body = axum::body::to_bytes(res.into_body(), 1 << 20)
         .await
         .unwrap();
+    (status, headers, body.to_vec())
+}
+
+fn content_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+async fn post(state: Arc<AppState>, uri: &str, body: &str) -> (StatusCode, String, Value) {
+    let (status, headers, body) = request(state, "POST", uri, body).await;
     (
         status,
-        ctype,
+        content_type(&headers),
         serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
 }
@@ -213,22 +229,10 @@ async fn bad_job_input_is_refused_with_paths_and_stores_nothing() {
 }
 
 async fn get(state: Arc<AppState>, uri: &str) -> (StatusCode, String, Value) {
-    let res = router(state)
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let (status, headers, body) = request(state, "GET", uri, "").await;
     (
         status,
-        ctype,
+        content_type(&headers),
         serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
 }
@@ -430,20 +434,12 @@ async fn performance_summary_reports_queues_and_step_types() {
 }
 
 async fn get_text(state: Arc<AppState>, uri: &str) -> (StatusCode, String, String) {
-    let res = router(state)
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    let ctype = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    let (status, headers, body) = request(state, "GET", uri, "").await;
+    (
+        status,
+        content_type(&headers),
+        String::from_utf8(body).unwrap(),
+    )
 }
 
 /// The log file is written by the log router (tested in `meridian::logging`
@@ -500,22 +496,7 @@ async fn send(
     uri: &str,
     body: &str,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let res = router(state)
-        .oneshot(
-            Request::builder()
-                .method(method)
-                .uri(uri)
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_owned()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let (status, headers, body) = request(state, method, uri, body).await;
     (
         status,
         headers,

@@ -252,17 +252,12 @@ pub(super) async fn list_executions(
                 }
                 filter.status = Some(v.clone());
             }
-            "limit" => match v.parse::<i64>() {
-                Ok(n) if (1..=500).contains(&n) => filter.limit = n,
-                _ => issues.push(Issue {
-                    path: "limit".into(),
-                    message: "must be a whole number from 1 to 500".into(),
-                }),
-            },
-            _ => issues.push(Issue {
-                path: k.clone(),
-                message: "unknown parameter".into(),
-            }),
+            "limit" => {
+                if let Some(n) = super::limit_param(v, &mut issues) {
+                    filter.limit = n;
+                }
+            }
+            _ => issues.push(super::unknown_param(k)),
         }
     }
     if !issues.is_empty() {
@@ -365,17 +360,12 @@ pub(super) async fn list_jobs(
             "after" => after = Some(v.clone()),
             "tag" => tag = Some(v.as_str()),
             "owner" => owner = Some(v.as_str()),
-            "limit" => match v.parse::<usize>() {
-                Ok(n) if (1..=500).contains(&n) => limit = n,
-                _ => issues.push(Issue {
-                    path: "limit".into(),
-                    message: "must be a whole number from 1 to 500".into(),
-                }),
-            },
-            _ => issues.push(Issue {
-                path: k.clone(),
-                message: "unknown parameter".into(),
-            }),
+            "limit" => {
+                if let Some(n) = super::limit_param(v, &mut issues) {
+                    limit = usize::try_from(n).unwrap_or(limit);
+                }
+            }
+            _ => issues.push(super::unknown_param(k)),
         }
     }
     if !issues.is_empty() {

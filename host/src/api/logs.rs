@@ -135,10 +135,7 @@ pub(super) async fn execution_logs(
     };
     for k in q.keys() {
         if k != "format" && k != "follow" {
-            issues.push(crate::model::Issue {
-                path: k.clone(),
-                message: "unknown parameter".into(),
-            });
+            issues.push(super::unknown_param(k));
         }
     }
     if !issues.is_empty() {

@@ -259,10 +259,7 @@ async fn schedule_preview(Query(params): Query<HashMap<String, String>>) -> Resp
     let overlap = enum_param(take("overlap"), "overlap", "first, last, both", &mut issues);
     for key in params.keys() {
         if !["cron", "tz", "count", "from", "gap", "overlap"].contains(&key.as_str()) {
-            issues.push(Issue {
-                path: key.clone(),
-                message: "unknown parameter".into(),
-            });
+            issues.push(unknown_param(key));
         }
     }
     let request = PreviewRequest {
@@ -283,6 +280,29 @@ async fn schedule_preview(Query(params): Query<HashMap<String, String>>) -> Resp
             issues.extend(more.into_iter().filter(|m| !seen.contains(&m.path)));
             Problem::validation(issues).into_response()
         }
+    }
+}
+
+/// The `limit` of a list request: a whole number from 1 to 500; `None`
+/// (and an issue) otherwise.
+pub(crate) fn limit_param(value: &str, issues: &mut Vec<Issue>) -> Option<i64> {
+    match value.parse::<i64>() {
+        Ok(n) if (1..=500).contains(&n) => Some(n),
+        _ => {
+            issues.push(Issue {
+                path: "limit".into(),
+                message: "must be a whole number from 1 to 500".into(),
+            });
+            None
+        }
+    }
+}
+
+/// The issue for a query parameter the endpoint does not take.
+pub(crate) fn unknown_param(name: &str) -> Issue {
+    Issue {
+        path: name.to_owned(),
+        message: "unknown parameter".into(),
     }
 }
 

@@ -187,17 +187,12 @@ pub(super) async fn list_schedules(
         match k.as_str() {
             "job_id" => job_id = Some(v.as_str()),
             "after" => after = Some(v.as_str()),
-            "limit" => match v.parse::<i64>() {
-                Ok(n) if (1..=500).contains(&n) => limit = n,
-                _ => issues.push(Issue {
-                    path: "limit".into(),
-                    message: "must be a whole number from 1 to 500".into(),
-                }),
-            },
-            _ => issues.push(Issue {
-                path: k.clone(),
-                message: "unknown parameter".into(),
-            }),
+            "limit" => {
+                if let Some(n) = super::limit_param(v, &mut issues) {
+                    limit = n;
+                }
+            }
+            _ => issues.push(super::unknown_param(k)),
         }
     }
     if !issues.is_empty() {
