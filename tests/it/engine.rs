@@ -773,6 +773,51 @@ fn run_statuses_have_stored_names() {
     assert_eq!(ExecutionStatus::TimedOut.as_str(), "timed_out");
 }
 
+/// Stores `job` and `schedule` (created now, with its cursor at now, so it
+/// does not catch up), as the API would.
+async fn store_job_and_schedule(h: &Harness, job: Value, schedule: Value) {
+    let j = meridian::model::job_from_value(job).unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    h.store
+        .put_job(&j.id, &serde_json::to_string(&j).unwrap(), now)
+        .await
+        .unwrap();
+    let spec: meridian::model::schedule::ScheduleSpec = serde_json::from_value(schedule).unwrap();
+    let row = spec.compile().unwrap().to_row(now, now, Some(now));
+    h.store.insert_schedule(&row).await.unwrap();
+}
+
+/// Waits (30 s at most) until `job` has at least `count` executions with
+/// `status`; returns them, newest first.
+async fn wait_for_executions(
+    h: &Harness,
+    job: &str,
+    status: &str,
+    count: usize,
+) -> Vec<meridian::store::ExecutionRow> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = h
+            .store
+            .list_executions(&meridian::store::ExecutionFilter {
+                job_id: Some(job.into()),
+                status: Some(status.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if rows.len() >= count {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{job}: fewer than {count} executions {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A stored schedule fires (every second, in Asia/Kolkata) and each fire
 /// becomes an execution of the schedule's job, stored with the fire's
 /// identity in the same transaction, queued in the schedule's zone and run
@@ -781,50 +826,15 @@ fn run_statuses_have_stored_names() {
 #[tokio::test]
 async fn a_fired_schedule_becomes_an_execution() {
     let h = harness().await;
-    let j = meridian::model::job_from_value(json!({
+    store_job_and_schedule(&h, json!({
         "id": "ticker", "name": "ticker", "timezone": "Asia/Kolkata",
         "steps": [ { "id": "tick", "type": "script",
                      "config": { "output": { "at": "${execution.scheduled_time}", "by": "${execution.trigger}" } } } ]
-    }))
-    .unwrap();
-    let now = chrono::Utc::now();
-    h.store
-        .put_job(
-            &j.id,
-            &serde_json::to_string(&j).unwrap(),
-            now.timestamp_micros(),
-        )
-        .await
-        .unwrap();
-    let spec: meridian::model::schedule::ScheduleSpec = serde_json::from_value(json!({
+    }), json!({
         "id": "every-second", "job_id": "ticker", "cron": "* * * * * *", "timezone": "Asia/Kolkata"
-    }))
-    .unwrap();
-    let row = spec.compile().unwrap().to_row(
-        now.timestamp_micros(),
-        now.timestamp_micros(),
-        Some(now.timestamp_micros()),
-    );
-    h.store.insert_schedule(&row).await.unwrap();
+    })).await;
     let (executions, _) = start_executions(&h).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let rows = h
-            .store
-            .list_executions(&meridian::store::ExecutionFilter {
-                job_id: Some("ticker".into()),
-                status: Some("succeeded".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if rows.len() >= 2 {
-            break rows;
-        }
-        assert!(Instant::now() < deadline, "no scheduled execution finished");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = wait_for_executions(&h, "ticker", "succeeded", 2).await;
     executions.shutdown().await;
     for row in &done {
         assert_eq!(row.trigger, "schedule");
@@ -856,50 +866,17 @@ async fn a_fired_schedule_becomes_an_execution() {
 #[tokio::test]
 async fn a_run_replaced_by_cancel_other_is_recorded_cancelled() {
     let h = harness().await;
-    let j = meridian::model::job_from_value(json!({
+    store_job_and_schedule(&h, json!({
         "id": "slow", "name": "slow",
         "steps": [ { "id": "work", "type": "script", "config": { "sleep_ms": 10000 }, "timeout_ms": 30000 } ]
-    }))
-    .unwrap();
-    let now = chrono::Utc::now();
-    h.store
-        .put_job(
-            &j.id,
-            &serde_json::to_string(&j).unwrap(),
-            now.timestamp_micros(),
-        )
-        .await
-        .unwrap();
-    let spec: meridian::model::schedule::ScheduleSpec = serde_json::from_value(json!({
+    }), json!({
         "id": "replacing", "job_id": "slow", "cron": "* * * * * *", "timezone": "UTC",
         "overlap": "cancel_other"
-    }))
-    .unwrap();
-    let row = spec.compile().unwrap().to_row(
-        now.timestamp_micros(),
-        now.timestamp_micros(),
-        Some(now.timestamp_micros()),
-    );
-    h.store.insert_schedule(&row).await.unwrap();
+    })).await;
     let (executions, _) = start_executions(&h).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let cancelled = loop {
-        let rows = h
-            .store
-            .list_executions(&meridian::store::ExecutionFilter {
-                job_id: Some("slow".into()),
-                status: Some("cancelled".into()),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if let Some(first) = rows.into_iter().next() {
-            break first;
-        }
-        assert!(Instant::now() < deadline, "no run was replaced");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let cancelled = wait_for_executions(&h, "slow", "cancelled", 1)
+        .await
+        .remove(0);
     let d = view::detail(&h.store, &cancelled.id)
         .await
         .unwrap()

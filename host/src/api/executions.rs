@@ -95,22 +95,24 @@ pub(super) async fn put_job(State(state): State<Arc<AppState>>, body: Bytes) -> 
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// A stored job version as GET /api/v2/jobs/{id} and its versions show it.
+fn version_view(row: &crate::store::JobVersionRow) -> Value {
+    let definition: Value = serde_json::from_str(&row.definition).unwrap_or(Value::Null);
+    json!({
+        "id": row.job_id,
+        "version": row.version,
+        "created_at": view::instant(Some(row.created_at_us)),
+        "definition": definition,
+    })
+}
+
 /// GET /api/v2/jobs/{id}
 pub(super) async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
     match state.store.get_job(&id).await {
-        Ok(Some(row)) => {
-            let definition: Value = serde_json::from_str(&row.definition).unwrap_or(Value::Null);
-            Json(json!({
-                "id": row.job_id,
-                "version": row.version,
-                "created_at": view::instant(Some(row.created_at_us)),
-                "definition": definition,
-            }))
-            .into_response()
-        }
+        Ok(Some(row)) => Json(version_view(&row)).into_response(),
         Ok(None) => {
             Problem::new(StatusCode::NOT_FOUND, "job_not_found", "No such job").into_response()
         }
@@ -492,16 +494,7 @@ pub(super) async fn get_job_version(
                 });
             }
         };
-        let definition: Value = serde_json::from_str(&row.definition).unwrap_or(Value::Null);
-        Ok::<_, Problem>(
-            Json(json!({
-                "id": row.job_id,
-                "version": row.version,
-                "created_at": view::instant(Some(row.created_at_us)),
-                "definition": definition,
-            }))
-            .into_response(),
-        )
+        Ok::<_, Problem>(Json(version_view(&row)).into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

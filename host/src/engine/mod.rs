@@ -420,21 +420,16 @@ impl Engine {
         cancel: CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
         let now_us = self.timer.now().timestamp_micros();
-        let stored_version = version;
-        if !self
-            .store
-            .start_execution(&row.id, stored_version, now_us)
-            .await?
-        {
+        if !self.store.start_execution(&row.id, version, now_us).await? {
             let now = self.store.get_execution(&row.id).await?;
             report.status = now
                 .and_then(|r| ExecutionStatus::parse(&r.status))
                 .unwrap_or(report.status);
             return Ok(report);
         }
-        report.job_version = Some(stored_version);
+        report.job_version = Some(version);
         report.status = ExecutionStatus::Running;
-        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = stored_version, zone = %job.timezone, "execution started");
+        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = version, zone = %job.timezone, "execution started");
 
         let supplied: Map<String, Value> = serde_json::from_str(&row.params).unwrap_or_default();
         let params = match model::resolve_params(&job, &supplied) {
@@ -460,7 +455,7 @@ impl Engine {
         let mut run = Run {
             engine: self,
             job: &job,
-            version: stored_version,
+            version,
             row,
             params,
             steps: Map::new(),
