@@ -4,7 +4,12 @@
 use std::path::{Path, PathBuf};
 
 /// The built-in plugins: cargo package and the directory it lives in.
-const BUILTIN: &[(&str, &str)] = &[("meridian-plugin-http", "plugins/http")];
+const BUILTIN: &[(&str, &str)] = &[
+    ("meridian-plugin-http", "plugins/http"),
+    ("meridian-plugin-azure-devops", "plugins/azure-devops"),
+    ("meridian-plugin-powershell", "plugins/powershell"),
+    ("meridian-plugin-sql", "plugins/sql"),
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());

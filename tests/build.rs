@@ -12,6 +12,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("PANIC", "fixture-panic", "tests/fixtures/panic"),
     ("SNEAKY", "fixture-sneaky", "tests/fixtures/sneaky"),
     ("PROBE", "fixture-probe", "tests/fixtures/probe"),
+    (
+        "UNASKED_PROCESS",
+        "fixture-unasked-process",
+        "tests/fixtures/unasked-process",
+    ),
     ("SCRIPT", "fixture-script", "tests/fixtures/script"),
     ("WASI_HTTP", "fixture-wasi-http", "tests/fixtures/wasi-http"),
     ("GREETER", "greeter-step", "examples/greeter-step"),

@@ -41,6 +41,9 @@ struct FileConfig {
     sandbox: SandboxFile,
     #[serde(default)]
     http: HttpFile,
+    /// `[sql]`: named connections and limits.
+    #[serde(default)]
+    sql: crate::capabilities::sql::SqlFile,
     #[serde(default)]
     secrets: BTreeMap<String, SecretSource>,
     #[serde(default)]
@@ -154,8 +157,13 @@ pub struct Config {
     pub plugins_dir: Option<PathBuf>,
     pub sandbox: SandboxLimits,
     pub http: HttpLimits,
+    /// SQL connections and limits.
+    pub sql: crate::capabilities::sql::SqlSettings,
     pub secrets: SecretStore,
     pub grants: Grants,
+    /// The grants as written (file and grants file), for the views that
+    /// show them; `grants` is their parsed form.
+    pub grant_specs: Vec<GrantSpec>,
     /// Log files: where, in what format, rotated and kept how long.
     pub logging: LogConfig,
 }
@@ -311,6 +319,11 @@ impl Config {
             }
         }
 
+        let sql = crate::capabilities::sql::SqlSettings::parse(parsed.sql, &|name| {
+            secrets.contains_key(name)
+        })
+        .map_err(|(name, message)| field(&name, message))?;
+
         let mut grants_specs = parsed.grants;
         let mut grants_origin = "grants".to_string();
         if let Some(gf) = parsed.grants_file {
@@ -331,11 +344,13 @@ impl Config {
             })?;
 
         Ok(Self {
+            grant_specs: grants_specs,
             data_dir,
             listen,
             plugins_dir,
             sandbox,
             http,
+            sql,
             secrets: SecretStore::new(secrets),
             grants,
             logging,

@@ -9,6 +9,8 @@ pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 }
 
+pub mod services;
+
 use axum::Json;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -47,6 +49,7 @@ impl TestRuntime {
                 cache_dir: shared_cache_dir(),
                 limits: config.sandbox.clone(),
                 http: config.http.clone(),
+                sql: config.sql.clone(),
             },
             config.secrets.clone(),
             config.grants.clone(),
@@ -98,6 +101,7 @@ pub fn invocation(config: Value) -> Invocation {
         config,
         variables: json!({}),
         timeout: None,
+        scope: None,
     }
 }
 

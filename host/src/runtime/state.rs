@@ -6,7 +6,7 @@ use crate::capabilities::http::{HttpCap, HttpClient, WasiHttpGate};
 use crate::capabilities::log::{LogCap, StepLog};
 use crate::capabilities::process::ProcessCap;
 use crate::capabilities::secrets::SecretsCap;
-use crate::capabilities::sql::SqlCap;
+use crate::capabilities::sql::{SqlCap, SqlPools};
 use crate::secrets::SecretStore;
 use std::io;
 use std::pin::Pin;
@@ -30,6 +30,7 @@ pub struct StepState {
     pub(crate) log: StepLog,
     secrets: Arc<SecretStore>,
     http: Arc<HttpClient>,
+    sql: Arc<SqlPools>,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
 }
@@ -39,6 +40,7 @@ impl StepState {
         env: Arc<StepEnv>,
         secrets: Arc<SecretStore>,
         http: Arc<HttpClient>,
+        sql: Arc<SqlPools>,
         memory_bytes: usize,
         max_log_bytes: usize,
         max_stdio_bytes: usize,
@@ -66,6 +68,7 @@ impl StepState {
             log: StepLog::new(max_log_bytes),
             secrets,
             http,
+            sql,
             stdout,
             stderr,
         }
@@ -93,7 +96,10 @@ impl StepState {
     }
 
     pub(crate) fn sql_cap(&mut self) -> SqlCap<'_> {
-        SqlCap { env: &self.env }
+        SqlCap {
+            env: &self.env,
+            pools: &self.sql,
+        }
     }
 
     pub(crate) fn process_cap(&mut self) -> ProcessCap<'_> {

@@ -1,0 +1,159 @@
+//! External services the integration tests use: real database servers on
+//! loopback, which `.ci/run` installs and starts.
+//!
+//! Each helper reads its URL from an environment variable (falling back to
+//! what `.ci/run` starts), checks that the server accepts TCP connections,
+//! and returns `None` when it does not, after saying loudly what is missing
+//! and how to start it — unless `CI=true`, where a missing server fails the
+//! test instead of skipping it.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// A server the tests can reach: its URL (credentials included; tests move
+/// the password into a secret) and the parts taken from it.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// What the tests call it, e.g. "PostgreSQL".
+    pub name: &'static str,
+    /// The URL or connection string as given.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+/// PostgreSQL: `MERIDIAN_TEST_PG_URL`, by default the cluster `.ci/run`
+/// starts on 127.0.0.1:5432.
+pub fn postgres() -> Option<Service> {
+    url_service(
+        "PostgreSQL",
+        "MERIDIAN_TEST_PG_URL",
+        "postgres://meridian_test:meridian-test-pw@127.0.0.1:5432/meridian_test",
+        5432,
+    )
+}
+
+/// MySQL or MariaDB: `MERIDIAN_TEST_MYSQL_URL`, by default the MariaDB
+/// `.ci/run` starts on 127.0.0.1:3306.
+pub fn mysql() -> Option<Service> {
+    url_service(
+        "MariaDB/MySQL",
+        "MERIDIAN_TEST_MYSQL_URL",
+        "mysql://meridian_test:meridian-test-pw@127.0.0.1:3306/meridian_test",
+        3306,
+    )
+}
+
+/// The URL of [`postgres`], if the server is reachable.
+pub fn postgres_url() -> Option<String> {
+    postgres().map(|s| s.url)
+}
+
+/// The URL of [`mysql`], if the server is reachable.
+pub fn mysql_url() -> Option<String> {
+    mysql().map(|s| s.url)
+}
+
+/// A SQL Server to test against: a real one when `MSSQL_URL` holds its
+/// ADO connection string, else the iridium-server emulator `.ci/run` starts
+/// (`MERIDIAN_TEST_IRIDIUM_URL`, by default 127.0.0.1:11433).
+#[derive(Debug, Clone)]
+pub struct Mssql {
+    pub service: Service,
+    /// True for iridium-server, whose documented gaps some tests accept.
+    pub emulator: bool,
+}
+
+/// See [`Mssql`].
+pub fn mssql() -> Option<Mssql> {
+    if let Some(url) = env("MSSQL_URL") {
+        return ado_service("SQL Server (MSSQL_URL)", "MSSQL_URL", &url).map(|service| Mssql {
+            service,
+            emulator: false,
+        });
+    }
+    let url = env("MERIDIAN_TEST_IRIDIUM_URL").unwrap_or_else(|| {
+        "server=tcp:127.0.0.1,11433;user=meridian_test;password=meridian-test-pw".into()
+    });
+    ado_service(
+        "iridium-server (SQL Server emulator)",
+        "MERIDIAN_TEST_IRIDIUM_URL",
+        &url,
+    )
+    .map(|service| Mssql {
+        service,
+        emulator: true,
+    })
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn url_service(name: &'static str, var: &str, default: &str, port: u16) -> Option<Service> {
+    let url = env(var).unwrap_or_else(|| default.to_string());
+    // scheme://user:password@host:port/database
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let (auth, hostpart) = rest.split_once('@').unwrap_or(("", rest));
+    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+    let hostport = hostpart.split(['/', '?']).next().unwrap_or("");
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(port)),
+        None => (hostport.to_string(), port),
+    };
+    let service = Service {
+        name,
+        url: url.clone(),
+        host,
+        port,
+        user: user.to_string(),
+        password: password.to_string(),
+    };
+    reachable(&service, var)
+}
+
+fn ado_service(name: &'static str, var: &str, ado: &str) -> Option<Service> {
+    let get = |keys: &[&str]| {
+        ado.split(';').find_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            keys.contains(&k.trim().to_ascii_lowercase().as_str())
+                .then(|| v.trim().to_string())
+        })
+    };
+    let server = get(&["server", "data source"]).unwrap_or_default();
+    let server = server.strip_prefix("tcp:").unwrap_or(&server);
+    let (host, port) = match server.split_once(',') {
+        Some((h, p)) => (h.to_string(), p.trim().parse().unwrap_or(1433)),
+        None => (server.to_string(), 1433),
+    };
+    let service = Service {
+        name,
+        url: ado.to_string(),
+        host,
+        port,
+        user: get(&["user", "user id", "uid"]).unwrap_or_default(),
+        password: get(&["password", "pwd"]).unwrap_or_default(),
+    };
+    reachable(&service, var)
+}
+
+fn reachable(service: &Service, var: &str) -> Option<Service> {
+    let addr = format!("{}:{}", service.host, service.port);
+    let ok = addr.to_socket_addrs().ok().is_some_and(|mut addrs| {
+        addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+    });
+    if ok {
+        return Some(service.clone());
+    }
+    let message = format!(
+        "{} is not reachable at {addr} (set {var}, or run the services block of .ci/run as root to install and start it)",
+        service.name
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}; in CI a missing server is a failure");
+    }
+    eprintln!("SKIPPING {}: {message}", service.name);
+    None
+}
