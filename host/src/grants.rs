@@ -16,8 +16,14 @@ use std::fmt;
 use std::net::IpAddr;
 use url::Url;
 
-/// A grant as written in the config file (`[[grants]]`).
-#[derive(Debug, Clone, Deserialize)]
+pub mod process;
+pub mod scope;
+pub mod sql;
+pub mod stored;
+
+/// A grant as written in the config file (`[[grants]]`), or stored as JSON
+/// in the same shape (see [`stored`]).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     /// The step type name the grant is for.
@@ -32,10 +38,16 @@ pub struct GrantSpec {
     /// Outbound HTTP rules.
     #[serde(default)]
     pub http: Vec<HttpRuleSpec>,
+    /// SQL connection rules (`[[grants.sql]]`, see [`sql`]).
+    #[serde(default)]
+    pub sql: Vec<sql::SqlRuleSpec>,
+    /// Child process rules (`[[grants.process]]`, see [`process`]).
+    #[serde(default)]
+    pub process: Vec<process::ProcessRuleSpec>,
 }
 
 /// One HTTP allow rule as written in the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRuleSpec {
     #[serde(default = "default_schemes")]
@@ -84,6 +96,8 @@ struct PluginGrant {
     digest: Option<Digest>,
     secrets: BTreeSet<String>,
     http: Vec<HttpRule>,
+    sql: Vec<sql::SqlRule>,
+    process: Vec<process::ProcessRule>,
 }
 
 /// One parsed HTTP rule.
@@ -144,11 +158,18 @@ impl Grants {
         }
     }
 
+    /// Adds the grants of another set (the stored grants to the config's).
+    pub fn extend(&mut self, other: Grants) {
+        self.grants.extend(other.grants);
+    }
+
     /// What the plugin with this name and digest may do, limited to what it
     /// asked for.
     pub fn effective(&self, plugin: &str, digest: &Digest, asks: &Asks) -> EffectiveGrants {
         let mut secrets = BTreeSet::new();
         let mut http = Vec::new();
+        let mut sql = Vec::new();
+        let mut process = Vec::new();
         for g in self
             .grants
             .iter()
@@ -158,12 +179,24 @@ impl Grants {
             if asks.http.is_some() {
                 http.extend(g.http.iter().cloned());
             }
+            if asks.sql.is_some() {
+                sql.extend(g.sql.iter().cloned());
+            }
+            process.extend(
+                g.process
+                    .iter()
+                    .filter(|r| asks.program_asked(r.program()))
+                    .cloned(),
+            );
         }
         EffectiveGrants {
             plugin: plugin.to_string(),
             asks: asks.clone(),
             secrets,
             http,
+            sql,
+            process,
+            scope: None,
         }
     }
 }
@@ -195,6 +228,20 @@ impl PluginGrant {
                 Err((field, message)) => errors.push(err(format!("http[{i}].{field}"), message)),
             }
         }
+        let mut process = Vec::new();
+        for (i, rule) in spec.process.iter().enumerate() {
+            match process::ProcessRule::parse(rule) {
+                Ok(r) => process.push(r),
+                Err((field, message)) => errors.push(err(format!("process[{i}].{field}"), message)),
+            }
+        }
+        let mut sql = Vec::new();
+        for (i, rule) in spec.sql.iter().enumerate() {
+            match sql::SqlRule::parse(rule) {
+                Ok(r) => sql.push(r),
+                Err((field, message)) => errors.push(err(format!("sql[{i}].{field}"), message)),
+            }
+        }
         for (i, s) in spec.secrets.iter().enumerate() {
             if s.trim().is_empty() {
                 errors.push(err(format!("secrets[{i}]"), "empty secret name".into()));
@@ -208,6 +255,8 @@ impl PluginGrant {
             digest,
             secrets: spec.secrets.iter().cloned().collect(),
             http,
+            sql,
+            process,
         })
     }
 }
@@ -232,7 +281,10 @@ impl HttpRule {
         if host.is_empty() {
             return Err(("host", "must not be empty".into()));
         }
-        if host.contains('/') || host.contains(':') && host.parse::<IpAddr>().is_err() {
+        let name_pattern = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*' | b'?'));
+        if !name_pattern && host.parse::<IpAddr>().is_err() {
             return Err((
                 "host",
                 format!("{host:?} is not a host name pattern (no scheme, port or path)"),
@@ -303,8 +355,10 @@ pub struct Asks {
     pub http: Option<Vec<GlobMatcher>>,
     /// Secret name patterns; `None` when it did not ask for secrets.
     pub secrets: Option<Vec<GlobMatcher>>,
-    pub sql: bool,
-    pub process: bool,
+    /// Connection name patterns; `None` when it did not ask for SQL.
+    pub sql: Option<Vec<GlobMatcher>>,
+    /// Program path patterns; `None` when it did not ask for processes.
+    pub process: Option<Vec<GlobMatcher>>,
 }
 
 impl Asks {
@@ -324,8 +378,8 @@ impl Asks {
         match kind {
             AskKind::Http => self.http.get_or_insert_with(Vec::new).push(matcher()?),
             AskKind::Secrets => self.secrets.get_or_insert_with(Vec::new).push(matcher()?),
-            AskKind::Sql => self.sql = true,
-            AskKind::Process => self.process = true,
+            AskKind::Sql => self.sql.get_or_insert_with(Vec::new).push(matcher()?),
+            AskKind::Process => self.process.get_or_insert_with(Vec::new).push(matcher()?),
             AskKind::Log => {}
         }
         Ok(())
@@ -335,6 +389,18 @@ impl Asks {
         self.secrets
             .as_ref()
             .is_some_and(|m| m.iter().any(|g| g.is_match(name)))
+    }
+
+    fn program_asked(&self, program: &str) -> bool {
+        self.process
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|g| g.is_match(program)))
+    }
+
+    fn connection_asked(&self, connection: &str) -> bool {
+        self.sql
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|g| g.is_match(connection)))
     }
 
     fn url_asked(&self, url: &str) -> bool {
@@ -380,9 +446,34 @@ pub struct EffectiveGrants {
     asks: Asks,
     secrets: BTreeSet<String>,
     http: Vec<HttpRule>,
+    sql: Vec<sql::SqlRule>,
+    process: Vec<process::ProcessRule>,
+    /// The job's narrowing, when the step belongs to a job that has one.
+    scope: Option<std::sync::Arc<scope::Scope>>,
 }
 
 impl EffectiveGrants {
+    /// These grants narrowed by a job's scope.
+    pub fn with_scope(&self, scope: std::sync::Arc<scope::Scope>) -> Self {
+        Self {
+            scope: Some(scope),
+            ..self.clone()
+        }
+    }
+
+    /// The denial for a call the job's scope does not include.
+    fn out_of_scope(&self, capability: &str, target: &str, what: &str) -> Result<(), Denial> {
+        match &self.scope {
+            Some(s) if !s.allows(capability, what) => Err(self.denial(
+                capability,
+                target,
+                "the job's scope does not include this",
+                format!("the job's \"scope\": {{\"{capability}\": [{what:?}]}} (it narrows the grants; it cannot widen them)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Nothing is allowed.
     pub fn none(plugin: &str) -> Self {
         Self {
@@ -390,6 +481,9 @@ impl EffectiveGrants {
             asks: Asks::default(),
             secrets: BTreeSet::new(),
             http: Vec::new(),
+            sql: Vec::new(),
+            process: Vec::new(),
+            scope: None,
         }
     }
 
@@ -403,6 +497,7 @@ impl EffectiveGrants {
                 format!("the plugin must ask for secrets {name:?}"),
             ));
         }
+        self.out_of_scope("secrets", name, name)?;
         if self.secrets.contains(name) {
             Ok(())
         } else {
@@ -430,6 +525,7 @@ impl EffectiveGrants {
                 format!("the plugin must ask for http {:?}", url.as_str()),
             ));
         }
+        self.out_of_scope("http", &target, url.as_str())?;
         let Some(rule) = self.http.iter().find(|r| r.matches(method, url)) else {
             let host = url.host_str().unwrap_or_default();
             let port = match url.port() {
@@ -457,6 +553,32 @@ impl EffectiveGrants {
         Ok(rule)
     }
 
+    /// May this plugin run this command? Returns the rule that allows it
+    /// (its cwd and timeout cap apply to the call).
+    pub fn check_process(
+        &self,
+        request: &process::ProcessRequest<'_>,
+    ) -> Result<&process::ProcessRule, Denial> {
+        let target = request.target();
+        if !self.asks.program_asked(request.program) {
+            return Err(self.denial(
+                "process",
+                &target,
+                "the plugin did not ask for process access to this program in describe",
+                format!("the plugin must ask for process {:?}", request.program),
+            ));
+        }
+        self.out_of_scope("process", &target, request.program)?;
+        process::find_rule(&self.process, request).map_err(|m| {
+            self.denial(
+                "process",
+                &target,
+                &m.to_string(),
+                process::grant_hint(&self.plugin, request),
+            )
+        })
+    }
+
     /// The denial for a host that resolved to (or is) a non-public address.
     pub fn private_denial(&self, target: &str, ip: IpAddr, rule: &HttpRule) -> Denial {
         self.denial(
@@ -468,6 +590,34 @@ impl EffectiveGrants {
                 self.plugin
             ),
         )
+    }
+
+    /// May this plugin use the named SQL connection? Returns the access
+    /// granted; with [`sql::SqlAccess::Read`] the capability runs the
+    /// transaction read-only, so the database refuses a write.
+    pub fn check_sql(&self, connection: &str, read_only: bool) -> Result<sql::SqlAccess, Denial> {
+        let wanted = if read_only {
+            sql::SqlAccess::Read
+        } else {
+            sql::SqlAccess::ReadWrite
+        };
+        if !self.asks.connection_asked(connection) {
+            return Err(self.denial(
+                "sql",
+                connection,
+                "the plugin did not ask for this SQL connection in describe",
+                format!("the plugin must ask for sql {connection:?}"),
+            ));
+        }
+        self.out_of_scope("sql", connection, connection)?;
+        sql::access(&self.sql, connection).ok_or_else(|| {
+            self.denial(
+                "sql",
+                connection,
+                "no SQL grant allows this connection",
+                sql::hint(&self.plugin, connection, wanted),
+            )
+        })
     }
 
     /// The denial for a capability this host has no grants for yet.

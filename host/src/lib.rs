@@ -4,10 +4,13 @@
 //! See ARCHITECTURE.md at the repository root for the bird's-eye view.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod builtin;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod grants;
 pub mod logging;
@@ -23,17 +26,23 @@ pub mod store;
 use config::Config;
 use runtime::{Runtime, RuntimeOptions};
 
-/// The runtime for a configuration, with no plugins loaded yet.
+/// The runtime for a configuration, with no plugins loaded yet, under the
+/// config's grants.
 pub fn new_runtime(config: &Config) -> anyhow::Result<Runtime> {
-    Runtime::new(
+    let runtime = Runtime::new(
         RuntimeOptions {
             cache_dir: config.cache_dir(),
             limits: config.sandbox.clone(),
             http: config.http.clone(),
+            sql: config.sql.clone(),
         },
         config.secrets.clone(),
         config.grants.clone(),
-    )
+    )?;
+    runtime
+        .replace_grants(grants::stored::from_config(&config.grant_specs))
+        .map_err(|errors| anyhow::anyhow!("invalid grants: {errors:?}"))?;
+    Ok(runtime)
 }
 
 /// The runtime for a configuration with its plugins: the built-in ones,
@@ -45,4 +54,18 @@ pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
         runtime.load_dir(dir).await?;
     }
     Ok(runtime)
+}
+
+/// The runtime of a command that has a store (`serve`, `run`): its
+/// plugins, the config's grants plus the stored ones, and every capability
+/// call recorded on the store's audit trail.
+pub async fn build_node_runtime(
+    config: &Config,
+    store: &store::Store,
+) -> anyhow::Result<(Runtime, audit::AuditLog)> {
+    let mut runtime = build_runtime(config).await?;
+    let audit = audit::AuditLog::start(store.clone());
+    runtime.set_audit(audit.clone());
+    grants::stored::apply(&runtime, &config.grant_specs, store).await?;
+    Ok((runtime, audit))
 }

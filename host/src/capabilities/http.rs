@@ -137,8 +137,8 @@ impl HttpClient {
         env: &StepEnv,
         request: OutboundRequest,
     ) -> Result<OutboundResponse, CapabilityError> {
-        let timer = env.begin("http")?;
         let target = format!("{} {}", request.method.to_ascii_uppercase(), request.url);
+        let timer = env.begin("http")?.target(&target);
         let result = self.send_checked(env, request, &target).await;
         env.finish(timer, &target, &result);
         result

@@ -126,7 +126,7 @@ impl wit::Host for LogCap<'_> {
     async fn log(&mut self, level: wit::Level, message: String) {
         // A log line counts against the host-call budget like any call; once
         // the budget is gone lines are dropped (the step fails anyway).
-        if self.env.begin("log").is_ok() {
+        if self.env.count("log").is_ok() {
             self.log
                 .push(self.env, level.into(), Source::Step, &message);
         }

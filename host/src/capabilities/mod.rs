@@ -14,6 +14,7 @@ pub mod process;
 pub mod secrets;
 pub mod sql;
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::grants::{Denial, EffectiveGrants};
 use crate::runtime::bindings;
 use crate::secrets::Masker;
@@ -39,6 +40,9 @@ pub struct StepEnv {
     pub grants: Arc<EffectiveGrants>,
     pub ledger: CallLedger,
     pub masker: Arc<Masker>,
+    /// Where every call is recorded; `None` only where no store exists
+    /// (plugin inspection, unit tests), and then calls still go to the log.
+    pub audit: Option<AuditLog>,
 }
 
 impl StepEnv {
@@ -53,37 +57,103 @@ impl StepEnv {
             grants,
             ledger: CallLedger::new(max_host_calls),
             masker,
+            audit: None,
         }
     }
 
-    /// Starts a capability call: counts it against the budget.
-    pub(crate) fn begin(&self, capability: &'static str) -> Result<CallTimer, CapabilityError> {
+    /// Records every capability call of this step on the audit trail.
+    pub fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Counts a call against the budget without recording it (log lines:
+    /// they are the execution's log, not a reach outside the sandbox).
+    pub(crate) fn count(&self, capability: &'static str) -> Result<(), CapabilityError> {
+        self.ledger.count(capability)
+    }
+
+    /// Starts a capability call: counts it against the budget. The call is
+    /// recorded by [`StepEnv::finish`], or, if the call never gets there
+    /// (its future was dropped: the step timed out or was cancelled), when
+    /// the returned guard is dropped.
+    pub(crate) fn begin(&self, capability: &'static str) -> Result<CallTimer<'_>, CapabilityError> {
         self.ledger.count(capability)?;
         Ok(CallTimer {
+            env: self,
             capability,
+            target: None,
             started: Instant::now(),
+            done: false,
         })
     }
 
     /// Records the outcome of a call that [`StepEnv::begin`] started.
     pub(crate) fn finish<T>(
         &self,
-        timer: CallTimer,
+        mut timer: CallTimer<'_>,
         target: &str,
         result: &Result<T, CapabilityError>,
     ) {
-        let (decision, detail) = match result {
-            Ok(_) => (Decision::Allowed, None),
-            Err(CapabilityError::Denied(d)) => (Decision::Denied, Some(d.reason.clone())),
-            Err(e) => (Decision::Failed, Some(e.to_string())),
+        timer.done = true;
+        let (decision, detail, grant_hint) = match result {
+            Ok(_) => (Decision::Allowed, None, None),
+            Err(CapabilityError::Denied(d)) => (
+                Decision::Denied,
+                Some(d.reason.clone()),
+                Some(d.grant_hint.clone()),
+            ),
+            Err(e) => (Decision::Failed, Some(e.to_string()), None),
         };
+        self.record(
+            timer.capability,
+            target,
+            decision,
+            detail,
+            grant_hint,
+            timer.started.elapsed(),
+        );
+    }
+
+    fn record(
+        &self,
+        capability: &'static str,
+        target: &str,
+        decision: Decision,
+        detail: Option<String>,
+        grant_hint: Option<String>,
+        duration: Duration,
+    ) {
+        let mask = |s: String| self.masker.mask(&s).into_owned();
         let event = CapabilityEvent {
-            capability: timer.capability,
+            capability,
             target: self.masker.mask(target).into_owned(),
             decision,
-            detail: detail.map(|d| self.masker.mask(&d).into_owned()),
-            duration: timer.started.elapsed(),
+            detail: detail.map(mask),
+            grant_hint: grant_hint.map(mask),
+            duration,
         };
+        if let Some(audit) = &self.audit {
+            let id = &self.identity;
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            audit.record(AuditEntry {
+                at_us: 0,
+                kind: "capability".into(),
+                actor: None,
+                plugin: some(&id.plugin),
+                digest: some(&id.digest),
+                job_id: some(&id.job_id),
+                execution_id: some(&id.execution_id),
+                step_id: some(&id.step_id),
+                capability: Some(event.capability.to_string()),
+                target: Some(event.target.clone()),
+                decision: decision.as_str().to_string(),
+                detail: event.detail.clone(),
+                grant_hint: event.grant_hint.clone(),
+                duration_us: Some(event.duration.as_micros() as i64),
+                data: None,
+            });
+        }
         match decision {
             Decision::Denied => tracing::warn!(
                 plugin = %self.identity.plugin, execution_id = %self.identity.execution_id,
@@ -102,10 +172,39 @@ impl StepEnv {
     }
 }
 
-/// The start of one capability call.
-pub(crate) struct CallTimer {
+/// The start of one capability call; records the call as cut short if it
+/// is dropped before [`StepEnv::finish`].
+pub(crate) struct CallTimer<'a> {
+    env: &'a StepEnv,
     capability: &'static str,
+    target: Option<String>,
     started: Instant,
+    done: bool,
+}
+
+impl CallTimer<'_> {
+    /// What the call reaches, for the record made if it is cut short.
+    pub(crate) fn target(mut self, target: &str) -> Self {
+        self.target = Some(target.to_string());
+        self
+    }
+}
+
+impl Drop for CallTimer<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.env.record(
+                self.capability,
+                self.target
+                    .as_deref()
+                    .unwrap_or("(not known: the call was cut short)"),
+                Decision::Failed,
+                Some("the call was cut short: the step timed out or was cancelled".into()),
+                None,
+                self.started.elapsed(),
+            );
+        }
+    }
 }
 
 /// Counts host calls against the step's budget and records each call.
@@ -184,6 +283,16 @@ pub enum Decision {
     Failed,
 }
 
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// One capability call, as the audit trail will record it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapabilityEvent {
@@ -191,6 +300,8 @@ pub struct CapabilityEvent {
     pub target: String,
     pub decision: Decision,
     pub detail: Option<String>,
+    /// For a denial, the grant that would have allowed the call.
+    pub grant_hint: Option<String>,
     #[serde(with = "duration_micros")]
     pub duration: Duration,
 }

@@ -452,9 +452,18 @@ impl Engine {
             let spent = (now - started).to_std().unwrap_or_default();
             tokio::time::Instant::now() + Duration::from_millis(ms).saturating_sub(spent)
         });
+        // A stored scope that no longer parses narrows to nothing: deny by
+        // default.
+        let capability_scope = job.scope.as_ref().map(|spec| {
+            Arc::new(crate::grants::scope::Scope::parse(spec).unwrap_or_else(|errors| {
+                tracing::error!(job_id = %job.id, ?errors, "the job's scope does not parse; its steps reach nothing");
+                crate::grants::scope::Scope::nothing()
+            }))
+        });
         let mut run = Run {
             engine: self,
             job: &job,
+            capability_scope,
             version,
             row,
             params,
@@ -540,6 +549,8 @@ impl Engine {
 struct Run<'a> {
     engine: &'a Engine,
     job: &'a Job,
+    /// The job's capability scope, compiled once per execution.
+    capability_scope: Option<Arc<crate::grants::scope::Scope>>,
     version: i64,
     row: &'a ExecutionRow,
     params: Map<String, Value>,
@@ -765,9 +776,12 @@ impl Run<'_> {
         config: &Value,
         scope: &Value,
     ) -> Result<Value, StepFailure> {
+        let grants = match &self.capability_scope {
+            Some(scope) => Arc::new(plugin.grants().with_scope(Arc::clone(scope))),
+            None => plugin.grants(),
+        };
         for name in vars::secret_names(config) {
-            plugin
-                .grants()
+            grants
                 .check_secret(&name)
                 .map_err(|denial| StepFailure::Denied { denial })?;
         }
@@ -852,6 +866,7 @@ impl Run<'_> {
                             config,
                             variables: scope,
                             timeout: step.timeout_ms.map(Duration::from_millis),
+                            scope: self.capability_scope.clone(),
                         };
                         let deadline = self.deadline;
                         tokio::select! {

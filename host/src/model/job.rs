@@ -61,6 +61,10 @@ pub struct Job {
     /// How much execution history to keep for this job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Narrows what this job's steps may reach below their plugins'
+    /// grants (see [`crate::grants::scope`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::grants::scope::ScopeSpec>,
 }
 
 /// The recovery policy for an execution found `running` at start-up (its
@@ -453,6 +457,13 @@ pub async fn validate_job(job: &Job, runtime: &Runtime) -> Vec<Issue> {
     }
     if job.timeout_ms == Some(0) {
         issue("timeout_ms".into(), "must be greater than 0".into());
+    }
+    if let Some(spec) = &job.scope
+        && let Err(errors) = crate::grants::scope::Scope::parse(spec)
+    {
+        for (path, message) in errors {
+            issue(format!("scope.{path}"), message);
+        }
     }
     if let Some(n) = job.max_step_runs
         && !(1..=100_000).contains(&n)

@@ -159,15 +159,30 @@ pub struct PluginInfo {
 pub struct LoadedPlugin {
     pub info: PluginInfo,
     pre: PluginPre<StepState>,
-    grants: Arc<EffectiveGrants>,
+    /// What it asked for in `describe`.
+    asks: Asks,
+    /// Replaced when the grants change ([`Runtime::replace_grants`]); a
+    /// step keeps the set it started with.
+    grants: std::sync::RwLock<Arc<EffectiveGrants>>,
     schema: jsonschema::Validator,
 }
 
 impl LoadedPlugin {
     /// What this plugin may use: what it asked for, intersected with its
     /// grants.
-    pub fn grants(&self) -> &EffectiveGrants {
-        &self.grants
+    pub fn grants(&self) -> Arc<EffectiveGrants> {
+        match self.grants.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn set_grants(&self, grants: EffectiveGrants) {
+        let grants = Arc::new(grants);
+        match self.grants.write() {
+            Ok(mut g) => *g = grants,
+            Err(poisoned) => *poisoned.into_inner() = grants,
+        }
     }
 }
 
@@ -219,6 +234,8 @@ pub struct Invocation {
     pub variables: Value,
     /// Overrides [`SandboxLimits::timeout`].
     pub timeout: Option<Duration>,
+    /// The job's capability scope, narrowing the plugin's grants.
+    pub scope: Option<Arc<crate::grants::scope::Scope>>,
 }
 
 /// A step's successful result.
@@ -345,6 +362,8 @@ pub struct RuntimeOptions {
     pub cache_dir: PathBuf,
     pub limits: SandboxLimits,
     pub http: capabilities::http::HttpLimits,
+    /// SQL connections and limits (`[sql]`).
+    pub sql: capabilities::sql::SqlSettings,
 }
 
 /// The engine, the linker, the loaded plugins and what their capabilities
@@ -355,9 +374,13 @@ pub struct Runtime {
     cache: CompileCache,
     limits: SandboxLimits,
     secrets: Arc<SecretStore>,
-    grants: Grants,
+    /// The grants in force and the entries they were parsed from.
+    grants: std::sync::RwLock<(Grants, Vec<crate::grants::stored::GrantEntry>)>,
     http: Arc<HttpClient>,
+    sql: Arc<capabilities::sql::SqlPools>,
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Where capability calls are recorded (set by `serve` and `run`).
+    audit: Option<crate::audit::AuditLog>,
     _ticker: EpochTicker,
 }
 
@@ -414,10 +437,47 @@ impl Runtime {
             linker,
             cache,
             limits: options.limits,
+            sql: {
+                let secrets = Arc::new(secrets.clone());
+                Arc::new(capabilities::sql::SqlPools::new(options.sql, secrets))
+            },
             secrets: Arc::new(secrets),
-            grants,
+            grants: std::sync::RwLock::new((grants, Vec::new())),
             plugins: BTreeMap::new(),
+            audit: None,
         })
+    }
+
+    /// Replaces the grants in force (the config's plus the stored ones) and
+    /// recomputes every loaded plugin's effective grants; steps that start
+    /// after this see the new set. Refused, changing nothing, when an entry
+    /// does not parse.
+    pub fn replace_grants(
+        &self,
+        entries: Vec<crate::grants::stored::GrantEntry>,
+    ) -> Result<(), Vec<crate::grants::GrantError>> {
+        let grants = crate::grants::stored::combine(&entries)?;
+        for p in self.plugins.values() {
+            p.set_grants(grants.effective(&p.info.name, &p.info.digest, &p.asks));
+        }
+        match self.grants.write() {
+            Ok(mut g) => *g = (grants, entries),
+            Err(poisoned) => *poisoned.into_inner() = (grants, entries),
+        }
+        Ok(())
+    }
+
+    /// The grant entries in force, as given to [`Runtime::replace_grants`].
+    pub fn grant_entries(&self) -> Vec<crate::grants::stored::GrantEntry> {
+        match self.grants.read() {
+            Ok(g) => g.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+
+    /// Records every capability call of every step from now on.
+    pub fn set_audit(&mut self, audit: crate::audit::AuditLog) {
+        self.audit = Some(audit);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -594,7 +654,13 @@ impl Runtime {
                 reason: c.reason.clone(),
             });
         }
-        let grants = Arc::new(self.grants.effective(&descriptor.name, &digest, &asks));
+        let grants = match self.grants.read() {
+            Ok(g) => g.0.effective(&descriptor.name, &digest, &asks),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .0
+                .effective(&descriptor.name, &digest, &asks),
+        };
         Ok(LoadedPlugin {
             info: PluginInfo {
                 name: descriptor.name,
@@ -609,7 +675,8 @@ impl Runtime {
                 size_bytes: bytes.len(),
             },
             pre,
-            grants,
+            asks,
+            grants: std::sync::RwLock::new(Arc::new(grants)),
             schema,
         })
     }
@@ -619,6 +686,7 @@ impl Runtime {
             env,
             self.secrets.clone(),
             self.http.clone(),
+            self.sql.clone(),
             self.limits.memory_bytes,
             self.limits.max_log_bytes,
             self.limits.max_stdio_bytes,
@@ -684,10 +752,14 @@ impl Runtime {
                 execution_id: inv.execution_id.clone(),
                 step_id: inv.step_id.clone(),
             },
-            plugin.grants.clone(),
+            match &inv.scope {
+                Some(scope) => Arc::new(plugin.grants().with_scope(Arc::clone(scope))),
+                None => plugin.grants(),
+            },
             self.secrets.masker().clone(),
             self.limits.max_host_calls,
         )
+        .with_audit(self.audit.clone())
     }
 
     /// Runs one step execution in a fresh store and reports what happened.
@@ -817,6 +889,7 @@ impl Invocation {
             config: Value::Null,
             variables: Value::Null,
             timeout: None,
+            scope: None,
         }
     }
 }

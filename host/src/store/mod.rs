@@ -15,11 +15,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod audit;
 mod executions;
 mod jobs;
+mod tokens;
 
+pub use audit::*;
 pub use executions::*;
 pub use jobs::*;
+pub use tokens::*;
 
 mod control;
 mod writer;
