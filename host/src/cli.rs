@@ -73,6 +73,111 @@ enum Command {
     /// Work with schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Read and verify the audit trail of capability calls and grant changes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Grants made at run time, beside the config file's (applied by a
+    /// serving node within seconds).
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+    /// API tokens: each has a name and one role (viewer, operator, auditor,
+    /// admin); only a hash is stored.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Check the node: config, data dir, store, audit chain, plugins and
+    /// their grants, secrets, log directories, disk space. One verdict per
+    /// item (ok, info, warn, fail); exit code 1 when any item fails.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (the only time it is shown).
+    Create {
+        /// viewer, operator, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// A unique name (A-Z a-z 0-9 . _ -) [default: <role>-<random>].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Every token with its role, creator and last use (never the token).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id or name.
+    Revoke { token: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; names the first record that was edited,
+    /// removed or reordered. Exit code 1 when the chain is broken.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records matching every filter given, oldest first.
+    Query(Box<AuditQueryArgs>),
+}
+
+/// The filters of `meridian audit query`.
+#[derive(Debug, Args)]
+struct AuditQueryArgs {
+    /// capability, grant, token or api.
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    plugin: Option<String>,
+    #[arg(long)]
+    job: Option<String>,
+    #[arg(long)]
+    execution: Option<String>,
+    /// http, secrets, sql, process or log.
+    #[arg(long)]
+    capability: Option<String>,
+    /// allowed, denied, failed (calls); created, revoked (grants, tokens);
+    /// ok, rejected, failed, unauthenticated, forbidden (API requests).
+    #[arg(long)]
+    decision: Option<String>,
+    /// Records at or after this RFC 3339 instant.
+    #[arg(long)]
+    since: Option<String>,
+    /// Records before this RFC 3339 instant.
+    #[arg(long)]
+    until: Option<String>,
+    /// Records after this sequence number (paging).
+    #[arg(long)]
+    after: Option<i64>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantsCommand {
+    /// Every grant in force: the config file's and the stored ones.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a grant: one `[[grants]]` table as a TOML or JSON file, or as
+    /// JSON text with --spec. Prints its id.
+    Add {
+        /// A file holding the grant (.toml or .json).
+        #[arg(long, conflicts_with = "spec", required_unless_present = "spec")]
+        file: Option<PathBuf>,
+        /// The grant as JSON text.
+        #[arg(long)]
+        spec: Option<String>,
+    },
+    /// Delete a stored grant.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +237,13 @@ enum ExecutionsCommand {
 enum PluginsCommand {
     /// List the loaded step types.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a plugin asks for, what it is granted and what it used (from
+    /// the audit trail).
+    Capabilities {
+        name: String,
         #[arg(long)]
         json: bool,
     },
@@ -207,18 +319,25 @@ async fn run(
         Command::Serve { listen } => listen.clone(),
         _ => None,
     };
-    let config = Config::load(
+    let loaded = Config::load(
         cli.global.config.as_deref(),
         Overrides {
             data_dir: cli.global.data_dir,
             listen,
             plugins_dir: cli.global.plugins_dir,
         },
-    )?;
+    );
+    if let Command::Doctor { json } = cli.command {
+        return doctor(loaded, json, out).await;
+    }
+    let config = loaded?;
     // The log files (crate::logging) of the commands that run jobs: kept for
     // the whole command, flushed before it returns.
     let logs = match &cli.command {
-        Command::Serve { .. } | Command::Run { .. } => install_logs(&config)?,
+        // Grant and token changes mirror their audit records to audit/.
+        Command::Serve { .. } | Command::Run { .. } | Command::Grants(_) | Command::Token(_) => {
+            install_logs(&config)?
+        }
         _ => None,
     };
     let result = match cli.command {
@@ -255,6 +374,13 @@ async fn run(
         Command::Plugins(PluginsCommand::Inspect { file, json }) => {
             inspect(config, file, json, out).await
         }
+        Command::Plugins(PluginsCommand::Capabilities { name, json }) => {
+            plugin_capabilities(config, name, json, out, err).await
+        }
+        Command::Audit(command) => audit(config, command, out, err).await,
+        Command::Grants(command) => grants(config, command, out, err).await,
+        Command::Token(command) => tokens(config, command, out, err).await,
+        Command::Doctor { json } => doctor(Ok(config), json, out).await,
     };
     if let Some(logs) = &logs
         && let Err(e) = logs.flush_async().await
@@ -284,10 +410,14 @@ async fn serve(
     logs: Option<&crate::logging::LogHandle>,
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(crate::build_runtime(&config).await?);
-    let store = crate::store::Store::open_sqlite(&config.store_path())
-        .await
-        .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
+    let store = open_store(&config).await?;
+    let (runtime, audit_log) = crate::build_node_runtime(&config, &store).await?;
+    let runtime = Arc::new(runtime);
+    let grant_watch = crate::grants::stored::watch(
+        Arc::clone(&runtime),
+        config.grant_specs.clone(),
+        store.clone(),
+    );
     let steps = StepRuntime::new()?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let engine = Arc::new(
@@ -313,7 +443,16 @@ async fn serve(
         started: std::time::Instant::now(),
         log_dir: config.logging.root(&config.data_dir),
         metrics: Arc::clone(&metrics),
+        audit: audit_log.clone(),
+        access: Default::default(),
     });
+    if let Some(token) = crate::auth::ensure_first_admin(&state.store).await? {
+        writeln!(
+            err,
+            "created the first admin API token (shown only now; keep it safe):\n  {token}\n\
+             make more with `meridian token create --role viewer|operator|auditor|admin`"
+        )?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -336,6 +475,7 @@ async fn serve(
     // Log retention: now, then every `logging.cleanup_interval_s`.
     let cleanup = logs.map(crate::logging::LogHandle::spawn_cleanup);
     api::serve(listener, Arc::clone(&state), shutdown_signal()).await?;
+    grant_watch.abort();
     if let Some(cleanup) = cleanup {
         cleanup.abort();
     }
@@ -345,7 +485,392 @@ async fn serve(
         Ok(executions) => executions.shutdown().await,
         Err(_) => tracing::warn!("executions still referenced at shutdown"),
     }
+    audit_log.flush().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<crate::store::Store> {
+    crate::store::Store::open_sqlite(&config.store_path())
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store_path().display()))
+}
+
+/// The OS user running the CLI (from the process's uid, not the
+/// environment), recorded as who changed a grant or a token.
+fn cli_actor() -> String {
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => format!("cli:{}", user.name),
+        _ => format!("cli:uid{uid}"),
+    }
+}
+
+fn parse_instant(flag: &str, value: Option<String>) -> anyhow::Result<Option<i64>> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.timestamp_micros())
+                .map_err(|e| anyhow::anyhow!("--{flag} {v:?}: not an RFC 3339 instant: {e}"))
+        })
+        .transpose()
+}
+
+async fn audit(
+    config: Config,
+    command: AuditCommand,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    match command {
+        AuditCommand::Verify { json } => {
+            let report = crate::audit::verify_store(&store).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else if let Some(p) = &report.problem {
+                writeln!(
+                    err,
+                    "audit trail BROKEN at position {} (record {}): {:?}: {}",
+                    p.position, p.seq, p.tamper, p.message
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "audit trail intact: {} records, head {}",
+                    report.records, report.head
+                )?;
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Query(args) => {
+            let AuditQueryArgs {
+                kind,
+                plugin,
+                job,
+                execution,
+                capability,
+                decision,
+                since,
+                until,
+                after,
+                limit,
+                json,
+            } = *args;
+            let q = crate::audit::AuditQuery {
+                kind,
+                plugin,
+                job_id: job,
+                execution_id: execution,
+                capability,
+                decision,
+                since_us: parse_instant("since", since)?,
+                until_us: parse_instant("until", until)?,
+                after_seq: after,
+                limit: limit.clamp(1, 10_000),
+            };
+            let records = crate::audit::query(&store, &q).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for r in &records {
+                let e = &r.entry;
+                let at = chrono::DateTime::from_timestamp_micros(e.at_us)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default();
+                let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{:>6} {at} {:<10} {:<8} {:<12} {:<8} {} job={} execution={} step={}{}",
+                    r.seq,
+                    e.kind,
+                    e.decision,
+                    o(&e.plugin),
+                    o(&e.capability),
+                    o(&e.target),
+                    o(&e.job_id),
+                    o(&e.execution_id),
+                    o(&e.step_id),
+                    e.actor
+                        .as_ref()
+                        .map(|a| format!(" by={a}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            if records.is_empty() {
+                writeln!(err, "no audit records match")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn grants(
+    config: Config,
+    command: GrantsCommand,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    use crate::grants::stored;
+    let store = open_store(&config).await?;
+    match command {
+        GrantsCommand::List { json } => {
+            let mut entries = stored::from_config(&config.grant_specs);
+            entries.extend(stored::load(&store).await?);
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
+            } else {
+                for e in &entries {
+                    let by = match &e.origin {
+                        stored::GrantOrigin::Config => "config file".to_string(),
+                        stored::GrantOrigin::Stored {
+                            created_by,
+                            created_at,
+                        } => format!("{created_by} at {created_at}"),
+                    };
+                    writeln!(
+                        out,
+                        "{:<38} {:<16} {by}\n    {}",
+                        e.id,
+                        e.grant.plugin,
+                        serde_json::to_string(&e.grant)?
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        GrantsCommand::Add { file, spec } => {
+            let value: serde_json::Value = match (file, spec) {
+                (Some(path), _) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    if path.extension().is_some_and(|e| e == "toml") {
+                        let table: toml::Table = toml::from_str(&text)
+                            .with_context(|| format!("{} is not TOML", path.display()))?;
+                        serde_json::to_value(table)?
+                    } else {
+                        serde_json::from_str(&text)
+                            .with_context(|| format!("{} is not JSON", path.display()))?
+                    }
+                }
+                (None, Some(spec)) => serde_json::from_str(&spec).context("--spec is not JSON")?,
+                (None, None) => anyhow::bail!("give the grant with --file or --spec"),
+            };
+            let grant = match stored::from_json(value) {
+                Ok(g) => g,
+                Err(errors) => {
+                    for e in errors {
+                        writeln!(err, "grant: {e}")?;
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match stored::create(&store, grant, &cli_actor()).await {
+                Ok((entry, record)) => {
+                    writeln!(
+                        out,
+                        "grant {} stored for plugin {:?} (audit record {})",
+                        entry.id, entry.grant.plugin, record.seq
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(stored::GrantChangeError::Invalid(errors)) => {
+                    for e in errors {
+                        writeln!(err, "grant: {e}")?;
+                    }
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        GrantsCommand::Revoke { id } => match stored::revoke(&store, &id, &cli_actor()).await {
+            Ok((row, record)) => {
+                writeln!(
+                    out,
+                    "grant {} for plugin {:?} revoked (audit record {})",
+                    row.id, row.plugin, record.seq
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(stored::GrantChangeError::NotFound(_)) => {
+                writeln!(
+                    err,
+                    "no stored grant {id:?} (grants from the config file are changed by editing it)"
+                )?;
+                Ok(ExitCode::from(2))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+async fn tokens(
+    config: Config,
+    command: TokenCommand,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    use crate::auth::{self, Role, TokenError};
+    let store = open_store(&config).await?;
+    match command {
+        TokenCommand::Create { role, name } => {
+            let Some(role) = Role::parse(&role) else {
+                writeln!(
+                    err,
+                    "--role {role:?}: expected viewer, operator, auditor or admin"
+                )?;
+                return Ok(ExitCode::from(2));
+            };
+            match auth::create_token(&store, name.as_deref(), role, &cli_actor()).await {
+                Ok((token, row, _)) => {
+                    writeln!(
+                        err,
+                        "token {:?} ({}) created; it is shown only now:",
+                        row.name, row.role
+                    )?;
+                    writeln!(out, "{token}")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ (TokenError::InvalidName(_) | TokenError::NameTaken(_))) => {
+                    writeln!(err, "--{e}")?;
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        TokenCommand::List { json } => {
+            let rows = store.list_tokens().await?;
+            let views: Vec<_> = rows.iter().map(auth::view).collect();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&views)?)?;
+            } else {
+                for v in &views {
+                    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+                    writeln!(
+                        out,
+                        "{:<24} {:<9} created {} by {}, last used {}{}",
+                        s("name"),
+                        s("role"),
+                        s("created_at"),
+                        s("created_by"),
+                        s("last_used_at"),
+                        v["revoked_at"]
+                            .as_str()
+                            .map(|r| format!(", REVOKED {r}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke { token } => {
+            match auth::revoke_token(&store, &token, &cli_actor()).await {
+                Ok((row, _)) => {
+                    writeln!(out, "token {:?} ({}) revoked", row.name, row.role)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(TokenError::NotFound(_)) => {
+                    writeln!(err, "no live token with id or name {token:?}")?;
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn plugin_capabilities(
+    config: Config,
+    name: String,
+    json: bool,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let runtime = crate::build_runtime(&config).await?;
+    crate::grants::stored::apply(&runtime, &config.grant_specs, &store).await?;
+    let Some(view) = crate::audit::view::capabilities(&runtime, &store, &name).await? else {
+        writeln!(err, "no plugin {name:?} is loaded")?;
+        return Ok(ExitCode::from(2));
+    };
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
+    } else {
+        write!(out, "{}", crate::audit::view::capabilities_text(&view))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `meridian doctor`: the config, the data dir and the store first (a
+/// serving node has passed those), then [`crate::doctor::check`] at full
+/// depth.
+async fn doctor(
+    loaded: Result<Config, crate::config::ConfigError>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    use crate::doctor::{Depth, Item, Report, Subject, Verdict};
+    let mut report = Report::default();
+    report
+        .checks
+        .push(crate::doctor::config_item(loaded.as_ref()));
+    if let Ok(config) = &loaded {
+        report
+            .checks
+            .push(crate::doctor::writable_dir("data-dir", &config.data_dir));
+        let opened = crate::store::Store::open_sqlite(&config.store_path()).await;
+        report.checks.push(crate::doctor::store_opened(
+            opened.as_ref(),
+            &config.store_path(),
+        ));
+        if let Ok(store) = &opened {
+            let runtime = match crate::build_runtime(config).await {
+                Ok(runtime) => {
+                    match crate::grants::stored::apply(&runtime, &config.grant_specs, store).await {
+                        Ok(()) => Ok(runtime),
+                        Err(e) => Err(format!("the stored grants cannot be applied: {e:#}")),
+                    }
+                }
+                Err(e) => Err(format!("{e:#}")),
+            };
+            match runtime {
+                Ok(runtime) => {
+                    let log_dir = config.logging.root(&config.data_dir);
+                    let subject = Subject {
+                        runtime: &runtime,
+                        store,
+                        data_dir: Some(&config.data_dir),
+                        log_dir: &log_dir,
+                    };
+                    report
+                        .checks
+                        .extend(crate::doctor::check(subject, Depth::Full).await.checks);
+                }
+                Err(e) => report.checks.push(Item::new("plugins", Verdict::Fail, e)),
+            }
+        }
+    }
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "status": report.worst().as_str(),
+                "checks": report.checks,
+            }))?
+        )?;
+    } else {
+        write!(out, "{}", report.text())?;
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The tokio runtime that step attempts run on in `serve`, apart from the
@@ -451,7 +976,9 @@ async fn run_job(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(crate::build_runtime(&config).await?);
+    let store = open_store(&config).await?;
+    let (runtime, audit_log) = crate::build_node_runtime(&config, &store).await?;
+    let runtime = Arc::new(runtime);
     let job = match load_job(&runtime, &path).await? {
         Ok(job) => job,
         Err(issues) => {
@@ -476,9 +1003,6 @@ async fn run_job(
             return Ok(ExitCode::from(2));
         }
     };
-    let store = crate::store::Store::open_sqlite(&config.store_path())
-        .await
-        .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
     let now_us = chrono::Utc::now().timestamp_micros();
     store
         .put_job(&job.id, &serde_json::to_string(&job)?, now_us)
@@ -508,6 +1032,7 @@ async fn run_job(
     });
     let report = engine.run(&id, cancel).await;
     watcher.abort();
+    audit_log.flush().await;
     let report = report?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-async fn state() -> (TestRuntime, Arc<AppState>) {
+pub(crate) async fn state() -> (TestRuntime, Arc<AppState>) {
     let rt = TestRuntime::new("", &[fixtures::TRIVIAL, fixtures::SCRIPT]).await;
     let store = meridian::store::Store::open_sqlite(&rt.data_dir.path().join("meridian.db"))
         .await
@@ -32,14 +32,36 @@ async fn state() -> (TestRuntime, Arc<AppState>) {
     .unwrap();
     let state = Arc::new(AppState {
         runtime: rt.runtime.clone(),
-        store,
+        store: store.clone(),
         executions: Arc::new(executions),
         started: std::time::Instant::now(),
         log_dir: rt.data_dir.path().join("logs"),
         metrics,
+        audit: meridian::audit::AuditLog::start(store.clone()),
+        access: Default::default(),
     });
+    // The token every request of these tests sends (an admin), stored the
+    // way `meridian token create` stores one: by its hash.
+    let admin = meridian::store::TokenRow {
+        id: "test-admin".into(),
+        name: "test-admin".into(),
+        role: "admin".into(),
+        hash: meridian::auth::hash(ADMIN_TOKEN),
+        created_at_us: 0,
+        created_by: "test".into(),
+        last_used_at_us: None,
+        revoked_at_us: None,
+    };
+    let created = meridian::audit::AuditEntry {
+        kind: "token".into(),
+        decision: "created".into(),
+        ..Default::default()
+    };
+    state.store.insert_token(&admin, &created).await.unwrap();
     (rt, state)
 }
+
+const ADMIN_TOKEN: &str = "mrd_test-admin";
 
 /// One request through the router: status, headers and the raw body.
 async fn request(
@@ -48,15 +70,26 @@ async fn request(
     uri: &str,
     body: &str,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    request_as(state, Some(ADMIN_TOKEN), method, uri, body).await
+}
+
+/// One request with this bearer token (or none).
+pub(crate) async fn request_as(
+    state: Arc<AppState>,
+    token: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
     let res = router(state)
-        .oneshot(
-            Request::builder()
-                .method(method)
-                .uri(uri)
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_owned()))
-                .unwrap(),
-        )
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
         .await
         .unwrap();
     let status = res.status();
@@ -299,6 +332,18 @@ async fn serves_over_a_real_socket() {
         .await
         .unwrap();
     assert_eq!(body["status"], "ok");
+    let http = reqwest::Client::new();
+    let jobs = format!("http://{addr}/api/v2/jobs");
+    let res = http.get(&jobs).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert!(res.headers().contains_key("www-authenticate"));
+    let res = http
+        .get(&jobs)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
@@ -1124,4 +1169,346 @@ async fn queues_and_execution_status_show_what_runs() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     wait_status(&state, &running, "cancelled").await;
+}
+
+/// The security team's routes: audit query (with its filters checked),
+/// verify, grants, plugins and each plugin's capabilities.
+#[tokio::test]
+async fn audit_grants_and_capabilities_routes() {
+    let (_rt, state) = state().await;
+    let entry = meridian::audit::AuditEntry {
+        kind: "capability".into(),
+        plugin: Some("trivial".into()),
+        capability: Some("http".into()),
+        target: Some("GET https://example.com/".into()),
+        decision: "denied".into(),
+        at_us: 1_767_225_600_000_000,
+        ..Default::default()
+    };
+    state.store.append_audit(&[entry]).await.unwrap();
+
+    let (status, _, body) = get(
+        state.clone(),
+        "/api/v2/audit?decision=denied&plugin=trivial",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["records"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["records"][0]["plugin"], "trivial");
+    // (The first record is the test token's creation, at the epoch.)
+    let (_, _, body) = get(state.clone(), "/api/v2/audit?since=2026-01-02T00:00:00Z").await;
+    assert!(body["records"].as_array().unwrap().is_empty(), "{body}");
+
+    let (status, ct, body) = get(
+        state.clone(),
+        "/api/v2/audit?decision=maybe&since=yesterday&limit=0&colour=red",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ct, "application/problem+json");
+    let mut paths: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["colour", "decision", "limit", "since"], "{body}");
+
+    let (status, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["ok"], true, "{body}");
+    assert_eq!(body["records"], 2);
+
+    let (status, _, body) = get(state.clone(), "/api/v2/grants").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["grants"].is_array(), "{body}");
+
+    let (status, _, body) = get(state.clone(), "/api/v2/plugins").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "trivial"),
+        "{body}"
+    );
+
+    let (status, _, body) = get(state.clone(), "/api/v2/plugins/trivial/capabilities").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["plugin"], "trivial");
+    assert_eq!(body["used"][0]["decision"], "denied");
+    assert_eq!(body["denied_calls"], 1);
+
+    let (status, ct, body) = get(state, "/api/v2/plugins/..%2F..%2Fetc/capabilities").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(ct, "application/problem+json");
+}
+
+/// Every route, each role: no token is 401 (but the health check), a role
+/// without the permission is 403, a role with it gets past the guard; every
+/// refusal and every change is on the audit trail with the token's name.
+#[tokio::test]
+async fn every_route_checks_the_token_and_its_role() {
+    use meridian::auth::{Role, create_token};
+    let (_rt, state) = state().await;
+    let mut tokens = std::collections::HashMap::new();
+    for role in Role::ALL {
+        let (t, _, _) = create_token(&state.store, Some(role.as_str()), role, "test")
+            .await
+            .unwrap();
+        tokens.insert(role, t);
+    }
+    // (method, uri, who may): R = any role, O = operator/admin,
+    // A = auditor/admin, X = admin, P = public.
+    let routes: &[(&str, &str, char)] = &[
+        ("GET", "/api/v2/health", 'P'),
+        ("GET", "/api/v2/openapi.json", 'P'),
+        ("GET", "/api/v2/docs", 'P'),
+        ("GET", "/api/v2/steps/types", 'R'),
+        ("GET", "/api/v2/schedules/preview?cron=@daily&tz=UTC", 'R'),
+        ("GET", "/api/v2/schedules", 'R'),
+        ("POST", "/api/v2/schedules", 'O'),
+        ("GET", "/api/v2/schedules/s1", 'R'),
+        ("PUT", "/api/v2/schedules/s1", 'O'),
+        ("DELETE", "/api/v2/schedules/s1", 'O'),
+        ("POST", "/api/v2/schedules/s1/pause", 'O'),
+        ("POST", "/api/v2/schedules/s1/resume", 'O'),
+        ("POST", "/api/v2/schedules/s1/trigger", 'O'),
+        ("POST", "/api/v2/schedules/s1/backfill", 'O'),
+        ("GET", "/api/v2/performance/summary", 'R'),
+        ("GET", "/api/v2/jobs", 'R'),
+        ("POST", "/api/v2/jobs", 'O'),
+        ("POST", "/api/v2/jobs/validate", 'R'),
+        ("POST", "/api/v2/jobs/execute", 'O'),
+        ("POST", "/api/v2/jobs/schedule", 'O'),
+        ("GET", "/api/v1/jobs", 'R'),
+        ("POST", "/api/v1/jobs", 'O'),
+        ("GET", "/metrics", 'R'),
+        ("GET", "/api/v2/jobs/j1", 'R'),
+        ("DELETE", "/api/v2/jobs/j1", 'O'),
+        ("GET", "/api/v2/jobs/j1/versions", 'R'),
+        ("GET", "/api/v2/jobs/j1/versions/1", 'R'),
+        ("GET", "/api/v2/queues", 'R'),
+        ("GET", "/api/v2/execution/status", 'R'),
+        ("GET", "/api/v2/executions", 'R'),
+        ("GET", "/api/v2/executions/e1", 'R'),
+        ("GET", "/api/v2/executions/e1/logs", 'R'),
+        ("POST", "/api/v2/executions/e1/cancel", 'O'),
+        ("GET", "/api/v2/audit", 'A'),
+        ("GET", "/api/v2/audit/verify", 'A'),
+        ("GET", "/api/v2/grants", 'A'),
+        ("POST", "/api/v2/grants", 'X'),
+        ("DELETE", "/api/v2/grants/g1", 'X'),
+        ("GET", "/api/v2/plugins", 'R'),
+        ("GET", "/api/v2/plugins/trivial/capabilities", 'A'),
+        ("GET", "/api/v2/tokens", 'X'),
+        ("POST", "/api/v2/tokens", 'X'),
+        ("DELETE", "/api/v2/tokens/t1", 'X'),
+    ];
+    let may = |who: char, role: Role| match who {
+        'P' | 'R' => true,
+        'O' => matches!(role, Role::Operator | Role::Admin),
+        'A' => matches!(role, Role::Auditor | Role::Admin),
+        _ => role == Role::Admin,
+    };
+    let mut refusals = 0;
+    for &(method, uri, who) in routes {
+        let (status, headers, body) = request_as(state.clone(), None, method, uri, "{}").await;
+        if who == 'P' {
+            assert_eq!(status, StatusCode::OK, "{method} {uri} without a token");
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} without a token"
+            );
+            assert_eq!(content_type(&headers), "application/problem+json");
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["code"], "unauthenticated");
+            refusals += 1;
+        }
+        let (status, ..) = request_as(state.clone(), Some("mrd_forged"), method, uri, "{}").await;
+        if who != 'P' {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with a forged token"
+            );
+            refusals += 1;
+        }
+        for role in Role::ALL {
+            let (status, _, body) =
+                request_as(state.clone(), Some(&tokens[&role]), method, uri, "{}").await;
+            if may(who, role) {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {uri} as {role:?}: {status}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri} as {role:?}");
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(body["code"], "forbidden");
+                assert!(
+                    body["detail"].as_str().unwrap().contains(role.as_str()),
+                    "{body}"
+                );
+                refusals += 1;
+            }
+        }
+    }
+    // The refusals, and the operator's attempted changes, are on the trail.
+    state.audit.flush().await;
+    let api = |decision: Option<&str>, actor: Option<&str>| {
+        let store = state.store.clone();
+        let decision = decision.map(String::from);
+        let actor = actor.map(String::from);
+        async move {
+            store
+                .audit_query(&meridian::audit::AuditQuery {
+                    kind: Some("api".into()),
+                    decision,
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| actor.is_none() || r.entry.actor == actor)
+                .collect::<Vec<_>>()
+        }
+    };
+    let refused =
+        api(Some("unauthenticated"), None).await.len() + api(Some("forbidden"), None).await.len();
+    assert_eq!(refused, refusals);
+    let by_operator = api(None, Some("token:operator")).await;
+    assert!(
+        by_operator.iter().any(
+            |r| r.entry.target.as_deref() == Some("POST /api/v2/jobs/execute")
+                && r.entry.detail.as_deref().unwrap().contains("role operator")
+        ),
+        "{by_operator:#?}"
+    );
+    // Reads are not recorded; only changes and refusals.
+    assert!(!by_operator.iter().any(
+        |r| r.entry.target.as_deref().unwrap().starts_with("GET ") && r.entry.decision == "ok"
+    ));
+}
+
+/// Tokens and grants through the API (admin only): a token is shown once,
+/// authenticates, and stops when revoked; a grant takes effect on this node
+/// at once and is audited with the token's name.
+#[tokio::test]
+async fn admins_manage_tokens_and_grants() {
+    let (_rt, state) = state().await;
+    let (status, _, body) = post(
+        state.clone(),
+        "/api/v2/tokens",
+        r#"{"role": "viewer", "name": "dash"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, ..) = request_as(state.clone(), Some(&token), "GET", "/api/v2/jobs", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = get(state.clone(), "/api/v2/tokens").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !body.to_string().contains(&token),
+        "a token is listed: {body}"
+    );
+    let (status, _, body) = post(
+        state.clone(),
+        "/api/v2/tokens",
+        r#"{"role": "root", "nmae": "x"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let mut paths: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["nmae", "role"]);
+    let (status, ..) = request(state.clone(), "DELETE", "/api/v2/tokens/dash", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ..) = request_as(state.clone(), Some(&token), "GET", "/api/v2/jobs", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let url = url::Url::parse("https://api.example.com/x").unwrap();
+    assert!(state.runtime.plugin("trivial").is_some());
+    let (status, _, body) = post(
+        state.clone(),
+        "/api/v2/grants",
+        r#"{"plugin": "http", "http": [{"host": "api.example.com", "methods": ["GET"]}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["created_by"], "token:test-admin");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert!(
+        state
+            .runtime
+            .plugin("http")
+            .unwrap()
+            .grants()
+            .check_http("GET", &url)
+            .is_ok()
+    );
+    let (status, _, body) = post(
+        state.clone(),
+        "/api/v2/grants",
+        r#"{"plugin": "http", "http": [{"host": "a b"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["path"], "http[0].host");
+    let (status, ..) = request(state.clone(), "DELETE", &format!("/api/v2/grants/{id}"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        state
+            .runtime
+            .plugin("http")
+            .unwrap()
+            .grants()
+            .check_http("GET", &url)
+            .is_err()
+    );
+    let (status, ..) = request(state.clone(), "DELETE", &format!("/api/v2/grants/{id}"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, body) = get(state.clone(), "/api/v2/audit?kind=grant").await;
+    assert_eq!(status, StatusCode::OK);
+    let actors: Vec<&str> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["token:test-admin", "token:test-admin"], "{body}");
+    let (_, _, body) = get(state, "/api/v2/audit?kind=token&decision=revoked").await;
+    assert_eq!(body["records"][0]["target"], "dash", "{body}");
+}
+
+/// An oversized body is a 413 problem and stores nothing.
+#[tokio::test]
+async fn an_oversized_body_is_refused_as_a_problem() {
+    let (_rt, state) = state().await;
+    let big = format!(
+        r#"{{"id": "big", "name": "{}"}}"#,
+        "x".repeat(meridian::api::MAX_BODY_BYTES)
+    );
+    let (status, headers, body) = request(state.clone(), "POST", "/api/v2/jobs", &big).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(content_type(&headers), "application/problem+json");
+    let (_, _, body) = get(state, "/api/v2/jobs/big").await;
+    assert_eq!(body["code"], "job_not_found");
 }

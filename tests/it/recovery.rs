@@ -59,12 +59,20 @@ struct Node {
     child: Option<Child>,
     log: PathBuf,
     base: String,
+    /// The API token the test's requests send.
+    token: String,
 }
 
 impl Node {
     /// Starts `meridian-node serve` on a free loopback port and waits for
     /// its "listening" line.
-    async fn start(name: &'static str, data: &Path, plugins: &Path, logs: &Path) -> Self {
+    async fn start(
+        name: &'static str,
+        data: &Path,
+        plugins: &Path,
+        logs: &Path,
+        token: &str,
+    ) -> Self {
         let log = logs.join(format!("{name}.stderr"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = meridian_node(data, plugins);
@@ -78,6 +86,7 @@ impl Node {
             child: Some(child),
             log,
             base: String::new(),
+            token: token.to_owned(),
         };
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
@@ -178,6 +187,28 @@ fn meridian_node(data: &Path, plugins: &Path) -> Command {
     cmd
 }
 
+/// An operator token made with `meridian token create` on the data
+/// directory (so the nodes print no first admin token).
+fn operator_token(data: &Path, plugins: &Path) -> String {
+    let out = meridian_node(data, plugins)
+        .args([
+            "token",
+            "create",
+            "--role",
+            "operator",
+            "--name",
+            "recovery-test",
+        ])
+        .output()
+        .expect("run meridian-node token create");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -190,6 +221,7 @@ fn client() -> reqwest::Client {
 async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> String {
     let resp = http
         .post(node.url("/api/v2/jobs/execute"))
+        .bearer_auth(&node.token)
         .json(&json!({ "job": job, "params": {} }))
         .send()
         .await
@@ -205,6 +237,7 @@ async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> String {
 async fn execution(http: &reqwest::Client, node: &Node, id: &str) -> Value {
     let resp = http
         .get(node.url(&format!("/api/v2/executions/{id}")))
+        .bearer_auth(&node.token)
         .send()
         .await
         .unwrap();
@@ -375,7 +408,8 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     let http = client();
 
     // Node A, and two executions in their long step.
-    let mut a = Node::start("a", &data, &plugins, tmp.path()).await;
+    let token = operator_token(&data, &plugins);
+    let mut a = Node::start("a", &data, &plugins, tmp.path(), &token).await;
     let a_ready = t0.elapsed();
     // The failing job first: its 20 s step is surely in flight at the
     // kill. Then the resumable one, killed as soon as its long step is
@@ -470,7 +504,7 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     }
 
     // Node B on the same data directory recovers both.
-    let mut b = Node::start("b", &data, &plugins, tmp.path()).await;
+    let mut b = Node::start("b", &data, &plugins, tmp.path(), &token).await;
     let b_ready = killed_at.elapsed();
     let log = b.stderr();
     assert!(
@@ -532,6 +566,7 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     // in the execution's log; and the zone's log of the day has them too.
     let text = http
         .get(b.url(&format!("/api/v2/executions/{resumable}/logs?format=text")))
+        .bearer_auth(&b.token)
         .send()
         .await
         .unwrap()

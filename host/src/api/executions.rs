@@ -4,6 +4,7 @@
 //! Bodies are parsed here rather than by axum's `Json` extractor so that a
 //! malformed or mistyped body gets a problem document naming the JSON path.
 
+use super::openapi::schemas as doc;
 use super::{AppState, Problem};
 use crate::engine::service::{CancelOutcome, SubmitError};
 use crate::engine::view;
@@ -59,7 +60,7 @@ fn now_us() -> i64 {
 }
 
 /// Validates a job and stores it; returns the version.
-async fn store_job(state: &AppState, job: &model::Job) -> Result<i64, Problem> {
+pub(super) async fn store_job(state: &AppState, job: &model::Job) -> Result<i64, Problem> {
     let issues = model::validate_job(job, &state.runtime).await;
     if !issues.is_empty() {
         return Err(Problem::validation(issues));
@@ -78,6 +79,17 @@ fn job_body(body: &[u8]) -> Result<model::Job, Problem> {
 }
 
 /// POST /api/v2/jobs — create a job, or a new version of it.
+#[utoipa::path(
+    post,
+    path = "/api/v2/jobs",
+    tag = "jobs",
+    summary = "Create a job, or a new version of it",
+    request_body(content = doc::Job, description = "The job definition"),
+    responses(
+        (status = 200, description = "Stored; `Location` is the job", body = doc::JobStored),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn put_job(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let result = async {
         let job = job_body(&body)?;
@@ -107,6 +119,17 @@ fn version_view(row: &crate::store::JobVersionRow) -> Value {
 }
 
 /// GET /api/v2/jobs/{id}
+#[utoipa::path(
+    get,
+    path = "/api/v2/jobs/{id}",
+    tag = "jobs",
+    summary = "Read a job (its current version)",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The current version", body = doc::JobVersion),
+        (status = 404, description = "No such live job (`job_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn get_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -121,6 +144,17 @@ pub(super) async fn get_job(
 }
 
 /// POST /api/v2/jobs/validate — every problem, stores nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v2/jobs/validate",
+    tag = "jobs",
+    summary = "Check a job definition; stores nothing",
+    request_body(content = doc::Job, description = "The job definition"),
+    responses(
+        (status = 200, description = "Every problem, if any", body = doc::Validation),
+        (status = 400, description = "The body is not JSON (`malformed_json`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn validate_job(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let job = match job_body(&body) {
         Ok(job) => job,
@@ -148,6 +182,18 @@ struct ExecuteRequest {
 }
 
 /// POST /api/v2/jobs/execute — run now: 202 with the execution id.
+#[utoipa::path(
+    post,
+    path = "/api/v2/jobs/execute",
+    tag = "executions",
+    summary = "Run a job now",
+    request_body(content = doc::ExecuteRequest),
+    responses(
+        (status = 202, description = "Queued; `Location` is the execution", body = doc::Accepted),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 503, description = "The node is shutting down (`shutting_down`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn execute(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let result = async {
         let request: ExecuteRequest = parse_body(&body)?;
@@ -212,6 +258,17 @@ pub(super) async fn execute(State(state): State<Arc<AppState>>, body: Bytes) -> 
 }
 
 /// GET /api/v2/executions/{id} — with step runs and attempts.
+#[utoipa::path(
+    get,
+    path = "/api/v2/executions/{id}",
+    tag = "executions",
+    summary = "Read an execution with its step runs and attempts",
+    params(("id" = String, Path, description = "The execution id")),
+    responses(
+        (status = 200, description = "The execution", body = doc::Execution),
+        (status = 404, description = "No such execution (`execution_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn get_execution(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -229,6 +286,17 @@ pub(super) async fn get_execution(
 }
 
 /// GET /api/v2/executions?job_id=&status=&schedule_id=&limit=&before=
+#[utoipa::path(
+    get,
+    path = "/api/v2/executions",
+    tag = "executions",
+    summary = "List executions, newest first",
+    params(doc::ExecutionListQuery),
+    responses(
+        (status = 200, description = "A page of executions", body = doc::ExecutionList),
+        (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn list_executions(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
@@ -281,6 +349,19 @@ pub(super) async fn list_executions(
 }
 
 /// POST /api/v2/executions/{id}/cancel
+#[utoipa::path(
+    post,
+    path = "/api/v2/executions/{id}/cancel",
+    tag = "executions",
+    summary = "Cancel an execution",
+    params(("id" = String, Path, description = "The execution id")),
+    responses(
+        (status = 200, description = "Cancelled (it had not started)", body = doc::CancelResult),
+        (status = 202, description = "Cancelling (it is running)", body = doc::CancelResult),
+        (status = 404, description = "No such execution (`execution_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 409, description = "It has already finished (`execution_finished`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn cancel_execution(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -348,6 +429,17 @@ fn job_item(row: &crate::store::JobVersionRow) -> Result<Value, Problem> {
 /// page after page until `limit` jobs match or it is exhausted, so a page
 /// is short only when it is the last. `next_after` is `null` on the last
 /// page.
+#[utoipa::path(
+    get,
+    path = "/api/v2/jobs",
+    tag = "jobs",
+    summary = "List the current versions of live jobs",
+    params(doc::JobListQuery),
+    responses(
+        (status = 200, description = "A page of jobs in id order", body = doc::JobList),
+        (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn list_jobs(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
@@ -420,6 +512,17 @@ pub(super) async fn list_jobs(
 
 /// GET /api/v2/jobs/{id}/versions — every version, oldest first; a
 /// deleted job's history too.
+#[utoipa::path(
+    get,
+    path = "/api/v2/jobs/{id}/versions",
+    tag = "jobs",
+    summary = "List a job's versions, oldest first (a deleted job's too)",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The versions", body = doc::JobVersions),
+        (status = 404, description = "No such job (`job_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn list_job_versions(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -455,6 +558,18 @@ pub(super) async fn list_job_versions(
 
 /// GET /api/v2/jobs/{id}/versions/{version} — that version's definition,
 /// also of a deleted job.
+#[utoipa::path(
+    get,
+    path = "/api/v2/jobs/{id}/versions/{version}",
+    tag = "jobs",
+    summary = "Read one version of a job (a deleted job's too)",
+    params(("id" = String, Path, description = "The job id"), ("version" = i64, Path, minimum = 1, description = "The version, from 1")),
+    responses(
+        (status = 200, description = "That version", body = doc::JobVersion),
+        (status = 400, description = "`version` is not a whole number from 1 (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 404, description = "No such job (`job_not_found`) or version (`version_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn get_job_version(
     State(state): State<Arc<AppState>>,
     Path((id, version)): Path<(String, String)>,
@@ -503,6 +618,18 @@ pub(super) async fn get_job_version(
 /// DELETE /api/v2/jobs/{id} — soft delete: 204. Its versions and its
 /// executions stay readable. Refused with 409 `job_has_schedules` while
 /// schedules reference it.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/jobs/{id}",
+    tag = "jobs",
+    summary = "Delete a job (soft: its versions and executions stay readable)",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such live job (`job_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 409, description = "Schedules still reference it (`job_has_schedules`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn delete_job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -560,6 +687,15 @@ struct QueueView {
 }
 
 /// GET /api/v2/queues — per-zone queue statistics, ordered by zone.
+#[utoipa::path(
+    get,
+    path = "/api/v2/queues",
+    tag = "executions",
+    summary = "Per-zone queue statistics",
+    responses(
+        (status = 200, description = "The queues, by zone", body = doc::Queues),
+    ),
+)]
 pub(super) async fn list_queues(State(state): State<Arc<AppState>>) -> Response {
     let mut windows: HashMap<String, RecentWindows> = state
         .metrics
@@ -594,6 +730,15 @@ const STATUS_RUNNING_LIMIT: i64 = 100;
 /// GET /api/v2/execution/status — what the node is doing now: its queues
 /// (compact), up to 100 running executions (newest first) and how many
 /// runs wait in its queues.
+#[utoipa::path(
+    get,
+    path = "/api/v2/execution/status",
+    tag = "executions",
+    summary = "What the node is doing now",
+    responses(
+        (status = 200, description = "Queues, running executions, queued runs", body = doc::NodeStatus),
+    ),
+)]
 pub(super) async fn execution_status(State(state): State<Arc<AppState>>) -> Response {
     let stats = state.executions.queues().stats();
     let queued: usize = stats.iter().map(|s| s.depth).sum();

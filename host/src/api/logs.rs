@@ -9,6 +9,7 @@
 //! (`event: end`). Rotated parts (`<id>.N.log`, or `<id>.N.log.gz` once
 //! compressed; 1 is the oldest) are read first, in order.
 
+use super::openapi::schemas as doc;
 use super::{AppState, Problem};
 use crate::engine::ExecutionStatus;
 use axum::extract::{Path, Query, State};
@@ -105,6 +106,18 @@ enum Format {
 }
 
 /// GET /api/v2/executions/{id}/logs?format=json|text&follow=true|false
+#[utoipa::path(
+    get,
+    path = "/api/v2/executions/{id}/logs",
+    tag = "executions",
+    summary = "An execution's log",
+    params(("id" = String, Path, description = "The execution id"), doc::LogQuery),
+    responses(
+        (status = 200, description = "The log: JSON lines (`format=json`), text (`format=text`), or with `follow=true` server-sent events (`line` per line, then `end`)", content((String = "application/x-ndjson"), (String = "text/plain"), (doc::LogEvent = "text/event-stream"))),
+        (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 404, description = "No such execution (`execution_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn execution_logs(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -3,9 +3,15 @@
 //! Errors are `application/problem+json` with a stable `code`; internal
 //! details are logged, never sent.
 
+mod access;
+mod audit;
+mod compat;
+mod docs;
 mod executions;
 mod logs;
+pub mod openapi;
 mod performance;
+pub mod prometheus;
 mod schedules;
 
 use crate::model::Issue;
@@ -37,12 +43,24 @@ pub struct AppState {
     /// Recent latencies, throughput and error rates per queue and step
     /// type, for `/api/v2/performance/summary` (the engine records them).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where refused requests and state changes are recorded.
+    pub audit: crate::audit::AuditLog,
+    /// The token guard's own state.
+    pub access: access::AuthState,
 }
+
+/// How long a request may take before it is answered 408 (a followed log
+/// stream is not cut: this bounds the time to the response's head).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The API router.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v2/health", get(health))
+        .route("/api/v2/openapi.json", get(openapi_json))
+        .route("/api/v2/docs", get(docs::docs_page))
         .route("/api/v2/steps/types", get(step_types))
         .route("/api/v2/schedules/preview", get(schedule_preview))
         .route(
@@ -78,6 +96,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v2/jobs/validate", post(executions::validate_job))
         .route("/api/v2/jobs/execute", post(executions::execute))
+        .route("/api/v2/jobs/schedule", post(compat::schedule_job))
+        .route(
+            "/api/v1/jobs",
+            get(compat::list_v1_jobs).post(compat::create_v1_job),
+        )
+        .route("/metrics", get(prometheus::scrape))
         .route(
             "/api/v2/jobs/{id}",
             get(executions::get_job).delete(executions::delete_job),
@@ -102,9 +126,80 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v2/executions/{id}/cancel",
             post(executions::cancel_execution),
         )
+        .route("/api/v2/audit", get(audit::query_audit))
+        .route("/api/v2/audit/verify", get(audit::verify_audit))
+        .route(
+            "/api/v2/grants",
+            get(audit::list_grants).post(access::create_grant),
+        )
+        .route(
+            "/api/v2/grants/{id}",
+            axum::routing::delete(access::revoke_grant),
+        )
+        .route("/api/v2/plugins", get(audit::list_plugins))
+        .route(
+            "/api/v2/plugins/{name}/capabilities",
+            get(audit::plugin_capabilities),
+        )
+        .route(
+            "/api/v2/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route(
+            "/api/v2/tokens/{id}",
+            axum::routing::delete(access::revoke_token),
+        )
+        // Every route above: token, role, audit (`crate::auth::required`).
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            access::guard,
+        ))
+        // Outside the guard, so that refusals are counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            prometheus::track,
+        ))
         .fallback(not_found)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(axum::middleware::map_response(bare_errors_as_problems))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
+}
+
+/// The body-limit and timeout layers answer with a bare status; clients
+/// get a problem document like everywhere else.
+async fn bare_errors_as_problems(res: Response) -> Response {
+    if res.headers().contains_key(header::CONTENT_TYPE)
+        && res.status() != StatusCode::PAYLOAD_TOO_LARGE
+    {
+        return res;
+    }
+    match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            let mut p = Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "The request body is too large",
+            );
+            p.detail = Some(format!("the limit is {MAX_BODY_BYTES} bytes"));
+            p.into_response()
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            let mut p = Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "The request took too long",
+            );
+            p.detail = Some(format!("the limit is {} s", REQUEST_TIMEOUT.as_secs()));
+            p.into_response()
+        }
+        _ => res,
+    }
 }
 
 /// An RFC 9457 problem document.
@@ -170,28 +265,53 @@ async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "No such resource")
 }
 
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/api/v2/openapi.json",
+    tag = "system",
+    summary = "This API's OpenAPI 3.1 document",
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object)),
+)]
+async fn openapi_json() -> Response {
+    openapi::json_response()
+}
+
+/// The node's health, for load balancers (no token needed): the doctor's
+/// probe-depth checks ([`crate::doctor::check`]: store, plugins and their
+/// grants, secrets, log directories, disk), 200 when none fails, 503
+/// otherwise. The audit chain's full verification is left to
+/// `meridian doctor` and GET /api/v2/audit/verify: its cost grows with the
+/// trail.
+#[utoipa::path(
+    get,
+    path = "/api/v2/health",
+    tag = "system",
+    summary = "Health check",
+    responses(
+        (status = 200, description = "Healthy", body = openapi::schemas::Health),
+        (status = 503, description = "Unhealthy: a check failed (the store does not answer, a log directory is not writable, the disk is full)", body = openapi::schemas::Health),
+    ),
+)]
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let plugins: Vec<_> = state
         .runtime
         .plugins()
         .map(|p| json!({ "name": p.info.name, "version": p.info.version, "digest": p.info.digest }))
         .collect();
-    let store = match state.store.ping().await {
-        Ok(()) => json!({ "name": "store", "status": "ok" }),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: store unreachable");
-            json!({ "name": "store", "status": "fail", "detail": "the store does not answer" })
-        }
+    let subject = crate::doctor::Subject {
+        runtime: &state.runtime,
+        store: &state.store,
+        data_dir: Some(&state.log_dir),
+        log_dir: &state.log_dir,
     };
-    let healthy = store["status"] == "ok";
+    let report = crate::doctor::check(subject, crate::doctor::Depth::Probe).await;
+    let healthy = !report.failed();
     let body = Json(json!({
         "status": if healthy { "ok" } else { "fail" },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
-        "checks": [
-            store,
-            { "name": "plugins", "status": if plugins.is_empty() { "warn" } else { "ok" }, "detail": format!("{} step types loaded", plugins.len()) },
-        ],
+        "checks": report.checks,
         "plugins": plugins,
     }));
     let status = if healthy {
@@ -209,6 +329,14 @@ struct StepType<'a> {
     info: &'a PluginInfo,
 }
 
+/// The step types: the loaded plugins with their config schemas.
+#[utoipa::path(
+    get,
+    path = "/api/v2/steps/types",
+    tag = "system",
+    summary = "List the step types",
+    responses((status = 200, description = "The step types", body = openapi::schemas::StepTypes)),
+)]
 async fn step_types(State(state): State<Arc<AppState>>) -> Response {
     let types: Vec<StepType<'_>> = state
         .runtime
@@ -231,6 +359,18 @@ pub async fn serve(
 }
 
 /// GET /api/v2/schedules/preview?cron=…&tz=…&count=N&from=…&gap=…&overlap=…
+#[utoipa::path(
+    get,
+    path = "/api/v2/schedules/preview",
+    tag = "schedules",
+    summary = "Preview the fires of a cron expression in a time zone",
+    description = "The next `count` fires strictly after `from`, with the DST rules in force; nothing is stored.",
+    params(openapi::schemas::PreviewQuery),
+    responses(
+        (status = 200, description = "The fires", body = openapi::schemas::Preview),
+        (status = 400, description = "A parameter is missing or not valid (`validation_failed`, one issue per parameter)", content_type = "application/problem+json", body = openapi::schemas::Problem),
+    ),
+)]
 async fn schedule_preview(Query(params): Query<HashMap<String, String>>) -> Response {
     let mut issues = Vec::new();
     let take = |name: &str| params.get(name).cloned();

@@ -10,6 +10,7 @@
 //! empty windows.
 
 use super::AppState;
+use super::openapi::schemas as doc;
 use crate::metrics::{ByWindow, QueueWindow, StepTypeSummary, WINDOWS};
 use axum::Json;
 use axum::extract::State;
@@ -43,6 +44,15 @@ struct QueueEntry {
 }
 
 /// GET /api/v2/performance/summary
+#[utoipa::path(
+    get,
+    path = "/api/v2/performance/summary",
+    tag = "performance",
+    summary = "Recent latencies, throughput and error rates per queue and step type",
+    responses(
+        (status = 200, description = "The summary", body = doc::PerformanceSummary),
+    ),
+)]
 pub(super) async fn summary(State(state): State<Arc<AppState>>) -> Json<Summary> {
     let mut queues: BTreeMap<String, QueueEntry> = state
         .metrics

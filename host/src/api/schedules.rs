@@ -5,6 +5,7 @@
 //! to re-read it (or to drop it), so that the loop fires what is stored.
 
 use super::executions::{internal, parse_body};
+use super::openapi::schemas as doc;
 use super::{AppState, Problem};
 use crate::engine::view;
 use crate::model::schedule::{ScheduleDef, ScheduleSpec};
@@ -95,11 +96,9 @@ fn row_view(row: &ScheduleRow, now: DateTime<Utc>) -> Result<Value, Problem> {
     Ok(schedule_view(row, &def, now))
 }
 
-/// Parses and checks a schedule body: every field, and that its job is
-/// stored.
-async fn checked_spec(state: &AppState, body: &[u8]) -> Result<ScheduleDef, Problem> {
-    let spec: ScheduleSpec = parse_body(body)?;
-    let job_id = spec.job_id.clone();
+/// Checks every field of a schedule without looking at the store (its
+/// job may be about to be stored: POST /api/v2/jobs/schedule).
+pub(super) fn compile_spec(spec: ScheduleSpec) -> Result<ScheduleDef, Vec<Issue>> {
     // `/api/v2/schedules/preview` is the preview endpoint.
     let reserved = spec.id == "preview";
     let compiled = spec.compile();
@@ -113,6 +112,22 @@ async fn checked_spec(state: &AppState, body: &[u8]) -> Result<ScheduleDef, Prob
             message: "\"preview\" is reserved (GET /api/v2/schedules/preview)".into(),
         });
     }
+    match compiled {
+        Ok(def) if issues.is_empty() => Ok(def),
+        _ => Err(issues),
+    }
+}
+
+/// Parses and checks a schedule body: every field, and that its job is
+/// stored.
+async fn checked_spec(state: &AppState, body: &[u8]) -> Result<ScheduleDef, Problem> {
+    let spec: ScheduleSpec = parse_body(body)?;
+    let job_id = spec.job_id.clone();
+    let compiled = compile_spec(spec);
+    let mut issues = match &compiled {
+        Ok(_) => Vec::new(),
+        Err(issues) => issues.clone(),
+    };
     if valid_id(&job_id)
         && state
             .store
@@ -133,40 +148,27 @@ async fn checked_spec(state: &AppState, body: &[u8]) -> Result<ScheduleDef, Prob
 }
 
 /// POST /api/v2/schedules — create a schedule: 201 with its view.
+#[utoipa::path(
+    post,
+    path = "/api/v2/schedules",
+    tag = "schedules",
+    summary = "Create a schedule",
+    request_body(content = doc::ScheduleSpec),
+    responses(
+        (status = 201, description = "Created; `Location` is the schedule", body = doc::Schedule),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 409, description = "A schedule with this id exists (`schedule_exists`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn create_schedule(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     respond(
         async {
             let def = checked_spec(&state, &body).await?;
-            let now = Utc::now();
-            let now_us = now.timestamp_micros();
-            // The cursor at now: a new schedule does not catch up on its past.
-            let row = def.to_row(now_us, now_us, Some(now_us));
-            state
-                .store
-                .insert_schedule(&row)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Conflict { id, .. } => {
-                        let mut p = Problem::new(
-                            StatusCode::CONFLICT,
-                            "schedule_exists",
-                            "A schedule with this id already exists",
-                        );
-                        p.detail = Some(format!("schedule {id:?} already exists"));
-                        p
-                    }
-                    other => internal(other),
-                })?;
-            state
-                .executions
-                .scheduler()
-                .reload(&row.id)
-                .await
-                .map_err(scheduler_problem)?;
+            let (row, view) = insert_new(&state, &def).await?;
             Ok((
                 StatusCode::CREATED,
                 [(header::LOCATION, format!("/api/v2/schedules/{}", row.id))],
-                Json(schedule_view(&row, &def, now)),
+                Json(view),
             )
                 .into_response())
         }
@@ -174,7 +176,54 @@ pub(super) async fn create_schedule(State(state): State<Arc<AppState>>, body: By
     )
 }
 
+/// Stores a new, checked schedule (409 `schedule_exists` when its id is
+/// taken) and has the scheduler load it; its row and its view.
+pub(super) async fn insert_new(
+    state: &AppState,
+    def: &ScheduleDef,
+) -> Result<(ScheduleRow, Value), Problem> {
+    let now = Utc::now();
+    let now_us = now.timestamp_micros();
+    // The cursor at now: a new schedule does not catch up on its past.
+    let row = def.to_row(now_us, now_us, Some(now_us));
+    state
+        .store
+        .insert_schedule(&row)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { id, .. } => {
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "schedule_exists",
+                    "A schedule with this id already exists",
+                );
+                p.detail = Some(format!("schedule {id:?} already exists"));
+                p
+            }
+            other => internal(other),
+        })?;
+    state
+        .executions
+        .scheduler()
+        .reload(&row.id)
+        .await
+        .map_err(scheduler_problem)?;
+    let view = schedule_view(&row, def, now);
+    Ok((row, view))
+}
+
 /// GET /api/v2/schedules?job_id=&limit=&after=
+#[utoipa::path(
+    get,
+    path = "/api/v2/schedules",
+    tag = "schedules",
+    summary = "List schedules in id order",
+    params(doc::ScheduleListQuery),
+    responses(
+        (status = 200, description = "A page of schedules", body = doc::ScheduleList),
+        (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn list_schedules(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
@@ -220,6 +269,17 @@ pub(super) async fn list_schedules(
 }
 
 /// GET /api/v2/schedules/{id}
+#[utoipa::path(
+    get,
+    path = "/api/v2/schedules/{id}",
+    tag = "schedules",
+    summary = "Read a schedule",
+    params(("id" = String, Path, description = "The schedule id")),
+    responses(
+        (status = 200, description = "The schedule", body = doc::Schedule),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn get_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -240,6 +300,18 @@ pub(super) async fn get_schedule(
 
 /// PUT /api/v2/schedules/{id} — replace the definition, keeping its
 /// creation time and cursor.
+#[utoipa::path(
+    put,
+    path = "/api/v2/schedules/{id}",
+    tag = "schedules",
+    summary = "Replace a schedule's definition (keeps its creation time and cursor)",
+    params(("id" = String, Path, description = "The schedule id")), request_body(content = doc::ScheduleSpec),
+    responses(
+        (status = 200, description = "The schedule", body = doc::Schedule),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn replace_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -284,6 +356,17 @@ pub(super) async fn replace_schedule(
 }
 
 /// DELETE /api/v2/schedules/{id} — 204; runs already queued carry on.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/schedules/{id}",
+    tag = "schedules",
+    summary = "Delete a schedule (runs already queued carry on)",
+    params(("id" = String, Path, description = "The schedule id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn delete_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -320,6 +403,17 @@ async fn current_view(state: &AppState, id: &str) -> Result<Response, Problem> {
 
 /// POST /api/v2/schedules/{id}/pause — stops firing; runs already queued
 /// carry on.
+#[utoipa::path(
+    post,
+    path = "/api/v2/schedules/{id}/pause",
+    tag = "schedules",
+    summary = "Pause a schedule",
+    params(("id" = String, Path, description = "The schedule id")),
+    responses(
+        (status = 200, description = "The schedule", body = doc::Schedule),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn pause_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -340,6 +434,17 @@ pub(super) async fn pause_schedule(
 
 /// POST /api/v2/schedules/{id}/resume — fires again from now; what it
 /// missed while paused does not run.
+#[utoipa::path(
+    post,
+    path = "/api/v2/schedules/{id}/resume",
+    tag = "schedules",
+    summary = "Resume a schedule (from now)",
+    params(("id" = String, Path, description = "The schedule id")),
+    responses(
+        (status = 200, description = "The schedule", body = doc::Schedule),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn resume_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -360,6 +465,17 @@ pub(super) async fn resume_schedule(
 
 /// POST /api/v2/schedules/{id}/trigger — a manual run now: 202 with the
 /// execution id.
+#[utoipa::path(
+    post,
+    path = "/api/v2/schedules/{id}/trigger",
+    tag = "schedules",
+    summary = "Run a schedule's job now",
+    params(("id" = String, Path, description = "The schedule id")),
+    responses(
+        (status = 202, description = "Queued; `Location` is the execution", body = doc::Accepted),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn trigger_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -396,6 +512,18 @@ struct BackfillRequest {
 
 /// POST /api/v2/schedules/{id}/backfill — records and runs every fire in
 /// `[from, to]` not recorded before: 202 with what it did.
+#[utoipa::path(
+    post,
+    path = "/api/v2/schedules/{id}/backfill",
+    tag = "schedules",
+    summary = "Run every fire of a past range not recorded before",
+    params(("id" = String, Path, description = "The schedule id")), request_body(content = doc::BackfillRequest),
+    responses(
+        (status = 202, description = "What it recorded and queued", body = doc::BackfillReport),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 404, description = "No such schedule (`schedule_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
 pub(super) async fn backfill_schedule(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -1,0 +1,178 @@
+//! The security team's resources: the audit trail (query, verify), the
+//! grants in force, and each plugin's asked / granted / used capabilities.
+
+use super::executions::internal;
+use super::openapi::schemas as doc;
+use super::{AppState, Problem};
+use crate::audit::AuditQuery;
+use crate::model::Issue;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// GET /api/v2/audit?kind=&plugin=&job_id=&execution_id=&capability=&decision=&since=&until=&after=&limit=
+#[utoipa::path(
+    get,
+    path = "/api/v2/audit",
+    tag = "security",
+    summary = "Query the audit trail",
+    params(doc::AuditQuery),
+    responses(
+        (status = 200, description = "A page of records in sequence order", body = doc::AuditPage),
+        (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
+pub(super) async fn query_audit(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut issues = Vec::new();
+    let mut query = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let instant = |name: &str, v: &str, issues: &mut Vec<Issue>| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.timestamp_micros())
+            .map_err(|_| {
+                issues.push(Issue {
+                    path: name.into(),
+                    message: format!("{v:?} is not an RFC 3339 instant"),
+                })
+            })
+            .ok()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "kind" => query.kind = Some(v.clone()),
+            "plugin" => query.plugin = Some(v.clone()),
+            "job_id" => query.job_id = Some(v.clone()),
+            "execution_id" => query.execution_id = Some(v.clone()),
+            "capability" => query.capability = Some(v.clone()),
+            "decision" => {
+                const DECISIONS: [&str; 9] = [
+                    "allowed",
+                    "denied",
+                    "failed",
+                    "created",
+                    "revoked",
+                    "ok",
+                    "rejected",
+                    "unauthenticated",
+                    "forbidden",
+                ];
+                if !DECISIONS.contains(&v.as_str()) {
+                    issues.push(Issue {
+                        path: "decision".into(),
+                        message: format!("{v:?} is not one of {}", DECISIONS.join(", ")),
+                    });
+                }
+                query.decision = Some(v.clone());
+            }
+            "since" => query.since_us = instant("since", v, &mut issues),
+            "until" => query.until_us = instant("until", v, &mut issues),
+            "after" => match v.parse::<i64>() {
+                Ok(n) if n >= 0 => query.after_seq = Some(n),
+                _ => issues.push(Issue {
+                    path: "after".into(),
+                    message: "must be a record's sequence number".into(),
+                }),
+            },
+            "limit" => {
+                if let Some(n) = super::limit_param(v, &mut issues) {
+                    query.limit = n as u32;
+                }
+            }
+            _ => issues.push(super::unknown_param(k)),
+        }
+    }
+    if !issues.is_empty() {
+        return Problem::validation(issues).into_response();
+    }
+    match crate::audit::query(&state.store, &query).await {
+        Ok(records) => {
+            let next = (records.len() as u32 == query.limit)
+                .then(|| records.last().map(|r| r.seq))
+                .flatten();
+            Json(json!({ "records": records, "next_after": next })).into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// GET /api/v2/audit/verify: the chain check; 200 either way, `ok` says.
+#[utoipa::path(
+    get,
+    path = "/api/v2/audit/verify",
+    tag = "security",
+    summary = "Verify the audit trail's hash chain",
+    responses(
+        (status = 200, description = "The check; `ok` says whether the chain is intact", body = doc::VerifyReport),
+    ),
+)]
+pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response {
+    match crate::audit::verify_store(&state.store).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// GET /api/v2/grants: every grant in force, the config's and the stored.
+#[utoipa::path(
+    get,
+    path = "/api/v2/grants",
+    tag = "security",
+    summary = "List the grants in force (config and stored)",
+    responses(
+        (status = 200, description = "The grants", body = doc::Grants),
+    ),
+)]
+pub(super) async fn list_grants(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({ "grants": state.runtime.grant_entries() })).into_response()
+}
+
+/// GET /api/v2/plugins: the loaded plugins.
+#[utoipa::path(
+    get,
+    path = "/api/v2/plugins",
+    tag = "security",
+    summary = "List the loaded plugins",
+    responses(
+        (status = 200, description = "The plugins", body = doc::Plugins),
+    ),
+)]
+pub(super) async fn list_plugins(State(state): State<Arc<AppState>>) -> Response {
+    let plugins: Vec<_> = state.runtime.plugins().map(|p| &p.info).collect();
+    Json(json!({ "plugins": plugins })).into_response()
+}
+
+/// GET /api/v2/plugins/{name}/capabilities
+#[utoipa::path(
+    get,
+    path = "/api/v2/plugins/{name}/capabilities",
+    tag = "security",
+    summary = "A plugin's capabilities: asked, granted, used",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses(
+        (status = 200, description = "The capabilities", body = doc::PluginCapabilities),
+        (status = 404, description = "No such plugin (`not_found`)", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
+pub(super) async fn plugin_capabilities(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Response {
+    match crate::audit::view::capabilities(&state.runtime, &state.store, &name).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => {
+            let mut p = Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin");
+            p.detail = Some(format!("no plugin named {name:?} is loaded"));
+            p.into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}

@@ -1,0 +1,371 @@
+//! The OpenAPI 3.1 document (`/api/v2/openapi.json`) and its docs page, and
+//! an independent OpenAPI-driven fuzzer run against a live node.
+//!
+//! - [`the_document_is_openapi_3_1_and_matches_the_router`]: through the
+//!   router, the document is OpenAPI 3.1.x, every operation in it is a real
+//!   route, every operation needs the bearer token except the health check,
+//!   the document and the docs page, and the docs page is HTML that names
+//!   every path and fetches nothing.
+//! - [`schemathesis_finds_no_server_error_and_no_nonconformance`]: a real
+//!   `meridian serve` process on loopback (empty data directory; its first
+//!   admin token is read from its stderr) and schemathesis (PyPI) generating
+//!   requests from the document for every operation, a bounded number of
+//!   examples each, checking that no response is a 5xx and that every
+//!   status code, content type, header and body conforms to the document.
+//!   Without schemathesis the test says how to install it and skips — except
+//!   under `CI=true`, where that is a failure.
+
+#![cfg(unix)]
+
+use super::api::{request_as, state};
+use axum::http::StatusCode;
+use meridian_tests::fixtures;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Routes that must need no token (others may join them, as the document
+/// says with `x-required-permission: public`).
+const PUBLIC: [&str; 3] = ["/api/v2/health", "/api/v2/openapi.json", "/api/v2/docs"];
+const METHODS: [&str; 4] = ["get", "put", "post", "delete"];
+
+/// A concrete URI for a path template (`{id}` → `x1`, `{version}` → `1`).
+fn concrete(template: &str) -> String {
+    template
+        .replace("{version}", "1")
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                "x1".to_string()
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_matches_the_router() {
+    let (_rt, state) = state().await;
+    let (status, headers, body) =
+        request_as(state.clone(), None, "GET", "/api/v2/openapi.json", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    let version = doc["openapi"].as_str().unwrap();
+    assert!(version.starts_with("3.1."), "openapi {version}");
+    assert_eq!(doc["info"]["title"], "Meridian");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    let global: Vec<&str> = doc["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+        .collect();
+    assert_eq!(global, ["bearer"]);
+
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            operations += 1;
+            let what = format!("{method} {path}");
+            // Its security: the global bearer requirement, or none at all
+            // for the public routes.
+            assert!(op["x-required-permission"].is_string(), "{what}");
+            let public = op["x-required-permission"] == "public";
+            if PUBLIC.contains(&path.as_str()) {
+                assert!(public, "{what} should be public");
+            }
+            match op.get("security") {
+                Some(s) => {
+                    assert!(public, "{what} overrides the security requirement");
+                    assert_eq!(s, &Value::Array(vec![]), "{what}");
+                }
+                None => assert!(!public, "{what} is public but needs a token"),
+            }
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["408", "500"] {
+                assert!(responses.contains_key(status), "{what} lacks {status}");
+            }
+            if !public {
+                for status in ["401", "403"] {
+                    assert!(responses.contains_key(status), "{what} lacks {status}");
+                }
+            }
+            assert!(op["summary"].is_string(), "{what} has no summary");
+            // A real route: without a token the guard answers (401), or the
+            // public handler does (200); never the 404 fallback or a 405.
+            let uri = concrete(path);
+            let body = if method == "get" || method == "delete" {
+                ""
+            } else {
+                "{}"
+            };
+            let (status, ..) =
+                request_as(state.clone(), None, &method.to_uppercase(), &uri, body).await;
+            let want = if public {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            assert_eq!(status, want, "{what} ({uri}) through the router");
+        }
+    }
+    assert!(operations >= 39, "only {operations} operations documented");
+
+    let (status, headers, body) = request_as(state, None, "GET", "/api/v2/docs", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    for path in paths.keys() {
+        assert!(page.contains(&format!("<code>{path}</code>")), "{path}");
+    }
+    assert!(page.contains("Required role: operator or admin."));
+    assert!(!page.contains("<script"), "the page runs no script");
+    assert!(!page.contains("src="), "the page loads nothing");
+    assert!(!page.contains("<link"), "the page loads no stylesheet");
+}
+
+/// How to run schemathesis here: `schemathesis` on PATH, else through
+/// Python (`python3 -m schemathesis.cli`: 4.x has no `schemathesis.__main__`,
+/// so `python3 -m schemathesis` works only with other versions, tried
+/// last); `None` when none works.
+fn schemathesis() -> Option<Vec<String>> {
+    let candidates: [&[&str]; 3] = [
+        &["schemathesis"],
+        &["python3", "-m", "schemathesis.cli"],
+        &["python3", "-m", "schemathesis"],
+    ];
+    candidates.into_iter().find_map(|c| {
+        let ok = std::process::Command::new(c[0])
+            .args(&c[1..])
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| c.iter().map(|s| (*s).to_string()).collect())
+    })
+}
+
+/// A `meridian-node serve` child on loopback; killed on drop.
+struct Node {
+    child: tokio::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Node {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The node's log without the audit records (one per request), the
+    /// last 60 lines: what to read when the fuzzer found something.
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("meridian::audit: audit record"))
+            .collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+/// Starts a node on an empty data directory; returns it, its base URL and
+/// the first admin token it printed.
+async fn start_node(dir: &Path) -> (Node, String, String) {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(fixtures::TRIVIAL, plugins.join("trivial.wasm")).unwrap();
+    std::fs::copy(fixtures::SCRIPT, plugins.join("script.wasm")).unwrap();
+    let stderr = dir.join("node.stderr");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meridian-node"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MERIDIAN_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("NO_COLOR", "1")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--plugins-dir")
+        .arg(&plugins)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .kill_on_drop(true);
+    let mut node = Node {
+        child: cmd.spawn().expect("spawn meridian-node serve"),
+        stderr,
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = node.log();
+        if let Some(rest) = text.split("meridian listening on ").nth(1) {
+            let base = rest.lines().next().unwrap().trim().trim_end_matches('/');
+            let token = text
+                .split("created the first admin API token")
+                .nth(1)
+                .and_then(|t| t.lines().nth(1))
+                .map(|l| l.trim().to_string())
+                .expect("the first start prints the first admin token");
+            assert!(token.starts_with("mrd_"), "{text}");
+            return (node, base.to_string(), token);
+        }
+        if let Some(status) = node.child.try_wait().unwrap() {
+            panic!("the node exited ({status}) before it listened:\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not listen:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Stores a job, a schedule of it and an execution of it on the node, so
+/// that the fuzzer's requests on `{id}` routes reach more than the 404
+/// branch; returns the ids to offer it.
+async fn seed(base: &str, token: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let job = serde_json::json!({
+        "id": "fuzz-job", "name": "Fuzzed job",
+        "steps": [{ "id": "one", "type": "script", "config": { "output": { "n": 1 } } }]
+    });
+    let res = post("/api/v2/jobs", job).await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let schedule = serde_json::json!({
+        "id": "fuzz-schedule", "job_id": "fuzz-job", "cron": "0 3 * * *", "timezone": "Europe/London"
+    });
+    let res = post("/api/v2/schedules", schedule).await.unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let res = post(
+        "/api/v2/jobs/execute",
+        serde_json::json!({ "job_id": "fuzz-job" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 202);
+    let run: Value = res.json().await.unwrap();
+    let execution = run["execution_id"].as_str().unwrap().to_string();
+    vec![
+        "fuzz-job".into(),
+        "fuzz-schedule".into(),
+        execution,
+        "trivial".into(),
+    ]
+}
+
+/// schemathesis's configuration: the seeded ids are offered for every
+/// `{id}`/`{name}` path parameter half of the time.
+fn config(ids: &[String]) -> String {
+    let values = ids
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[dictionaries.ids]\nvalues = [{values}]\n\n[parameters]\n\
+         \"path.id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
+         \"path.name\" = {{ dictionary = \"ids\", probability = 0.5 }}\n"
+    )
+}
+
+/// Test cases schemathesis generates per operation (and phase);
+/// `MERIDIAN_TEST_FUZZ_EXAMPLES` overrides it for a deeper run (the time
+/// bound then grows with it).
+const MAX_EXAMPLES: u64 = 50;
+/// The whole run's bound: past it schemathesis is killed and the test fails.
+/// About 35 s alone on a busy 2-core box; `cargo test` runs other tests
+/// next to it.
+const FUZZ_DEADLINE: Duration = Duration::from_secs(240);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
+    let Some(st) = schemathesis() else {
+        let msg = "schemathesis is not installed (neither `schemathesis` on PATH nor \
+                   `python3 -m schemathesis.cli` works): install it with \
+                   `pip install schemathesis` to run the OpenAPI fuzz test";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (node, base, token) = start_node(tmp.path()).await;
+    let examples: u64 = std::env::var("MERIDIAN_TEST_FUZZ_EXAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_EXAMPLES);
+    let deadline = FUZZ_DEADLINE * u32::try_from(examples.div_ceil(MAX_EXAMPLES)).unwrap();
+    let ids = seed(&base, &token).await;
+    let work = tmp.path().join("st");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("schemathesis.toml"), config(&ids)).unwrap();
+    let mut cmd = tokio::process::Command::new(&st[0]);
+    cmd.args(&st[1..])
+        .arg("run")
+        .arg(format!("{base}/api/v2/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", &examples.to_string()])
+        // No stateful phase: it follows links without bound in time (a
+        // followed log stream of a real execution, say).
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--workers", "2", "--request-timeout", "35"])
+        .args(["--wait-for-schema", "30"])
+        .current_dir(&work)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "120")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let out = tokio::time::timeout(deadline, cmd.output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "schemathesis ran longer than {deadline:?}; node log (tail):\n{}",
+                node.log_tail()
+            )
+        })
+        .expect("run schemathesis");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "schemathesis found failures ({}):\n{report}\nnode log (tail):\n{}",
+        out.status,
+        node.log_tail()
+    );
+    // It really tested the operations (a run that tested nothing passes too).
+    assert!(
+        report.contains("passed") && !report.contains("No operations"),
+        "{report}"
+    );
+    eprintln!("schemathesis took {took:.0?}:\n{report}");
+    drop(node);
+}
