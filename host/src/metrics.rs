@@ -189,6 +189,9 @@ pub struct Metrics {
     queues: Registry<2>,
     /// Per step type: attempt duration.
     steps: Registry<1>,
+    /// The same events as Prometheus families (GET /metrics); `None` only
+    /// if they could not be created.
+    prometheus: Option<crate::api::prometheus::Families>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -218,12 +221,18 @@ impl Metrics {
             origin,
             queues: Registry::default(),
             steps: Registry::default(),
+            prometheus: crate::api::prometheus::Families::new()
+                .map_err(|e| tracing::error!(error = %e, "the Prometheus metrics are off"))
+                .ok(),
         }
     }
 
     /// One finished execution of the queue for `zone`: how long it waited
     /// to start, how long it ran, and whether it succeeded.
     pub fn record_execution(&self, zone: &str, wait: Duration, run: Duration, succeeded: bool) {
+        if let Some(p) = &self.prometheus {
+            p.execution(zone, wait, run, succeeded);
+        }
         let slot = self.slot(self.now());
         self.queues
             .series(zone)
@@ -234,12 +243,20 @@ impl Metrics {
 
     /// One finished attempt of a step of `step_type`.
     pub fn record_attempt(&self, step_type: &str, duration: Duration, succeeded: bool) {
+        if let Some(p) = &self.prometheus {
+            p.attempt(step_type, duration, succeeded);
+        }
         let slot = self.slot(self.now());
         self.steps
             .series(step_type)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record(slot, [micros(duration)], succeeded);
+    }
+
+    /// The Prometheus families fed by the same events (GET /metrics).
+    pub fn prometheus(&self) -> Option<&crate::api::prometheus::Families> {
+        self.prometheus.as_ref()
     }
 
     /// Every queue that has recorded an execution since the metrics were

@@ -1,0 +1,477 @@
+//! The node's self-check: `meridian doctor` and `GET /api/v2/health` run
+//! the same checks through one function, [`check`], and get one typed
+//! [`Report`] back — a list of items, each with a plain verdict (ok, info,
+//! warn, fail) and one line of detail.
+//!
+//! # Depth
+//!
+//! A load balancer probes the health endpoint every few seconds, so the
+//! checks come in two depths ([`Depth`]):
+//!
+//! - [`Depth::Probe`] (the health endpoint): the store answers, the loaded
+//!   plugins and the grants that apply to them, the secrets those grants
+//!   name, the log directories and the free disk space. All of it is in
+//!   memory or one cheap system call, apart from one `SELECT 1`.
+//! - [`Depth::Full`] (`meridian doctor`): the same plus the whole audit
+//!   chain verified record by record ([`crate::audit::verify_store`]),
+//!   whose cost grows with the trail. The probe leaves it out rather than
+//!   caching a result that would go stale between runs.
+//!
+//! The checks that need the configuration itself (it parses, the data dir
+//! is writable, the store opens) are run by the CLI before the rest, since
+//! a serving node has passed them already; see [`config_item`],
+//! [`writable_dir`] and [`store_opened`].
+//!
+//! A report fails when any item fails; `warn` and `info` never fail it.
+
+use crate::runtime::Runtime;
+use crate::store::Store;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Below this much free space on the data dir's file system: fail.
+pub const DISK_FAIL_BYTES: u64 = 64 * 1024 * 1024;
+/// Below this much free space: warn.
+pub const DISK_WARN_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// How plain the news is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    /// Worth knowing, nothing wrong (a plugin asks for something no grant
+    /// gives: its calls will be denied, which may be intended).
+    Info,
+    /// Works, but probably not as meant (a grant that applies to nothing).
+    Warn,
+    /// Broken: the node cannot do its work, or cannot be trusted.
+    Fail,
+}
+
+impl Verdict {
+    /// `ok`, `info`, `warn` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// One checked item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// What was checked: `store`, `plugins`, `plugin:http`, `grant:config[0]`…
+    pub name: String,
+    #[serde(rename = "status")]
+    pub verdict: Verdict,
+    /// One line.
+    pub detail: String,
+}
+
+impl Item {
+    /// An item.
+    pub fn new(name: impl Into<String>, verdict: Verdict, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            verdict,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Every item, in the order checked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub checks: Vec<Item>,
+}
+
+impl Report {
+    /// Whether any item failed.
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.verdict == Verdict::Fail)
+    }
+
+    /// The worst verdict (ok for an empty report).
+    pub fn worst(&self) -> Verdict {
+        self.checks
+            .iter()
+            .map(|c| c.verdict)
+            .max()
+            .unwrap_or(Verdict::Ok)
+    }
+
+    /// One line per item: `ok    store  the store answers`.
+    pub fn text(&self) -> String {
+        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for c in &self.checks {
+            out.push_str(&format!(
+                "{:<5} {:<width$}  {}\n",
+                c.verdict.as_str(),
+                c.name,
+                c.detail
+            ));
+        }
+        out
+    }
+}
+
+/// How far [`check`] goes (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Cheap enough for a load-balancer probe.
+    Probe,
+    /// Everything, the audit chain included.
+    Full,
+}
+
+/// What [`check`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub runtime: &'a Runtime,
+    pub store: &'a Store,
+    /// The data dir, for its free space; `None` skips that item.
+    pub data_dir: Option<&'a Path>,
+    /// The log root.
+    pub log_dir: &'a Path,
+}
+
+/// Runs the checks on a loaded node: store, audit chain (full depth
+/// only), plugins and their grants, secrets named by grants, log
+/// directories, disk space.
+pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
+    let mut report = Report::default();
+    report.checks.push(match subject.store.ping().await {
+        Ok(()) => Item::new("store", Verdict::Ok, "the store answers"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store unreachable");
+            Item::new("store", Verdict::Fail, "the store does not answer")
+        }
+    });
+    if depth == Depth::Full {
+        report.checks.push(audit_item(subject.store).await);
+    }
+    plugin_items(subject.runtime, &mut report.checks);
+    report.checks.push(log_dir_item(subject.log_dir));
+    if let Some(dir) = subject.data_dir {
+        report.checks.push(disk_item(dir));
+    }
+    report
+}
+
+/// The audit chain, verified record by record.
+async fn audit_item(store: &Store) -> Item {
+    match crate::audit::verify_store(store).await {
+        Ok(r) if r.ok => Item::new(
+            "audit",
+            Verdict::Ok,
+            format!("the chain of {} records verifies", r.records),
+        ),
+        Ok(r) => Item::new(
+            "audit",
+            Verdict::Fail,
+            match &r.problem {
+                Some(p) => format!(
+                    "the chain is broken at position {} (record {}): {}",
+                    p.position, p.seq, p.message
+                ),
+                None => "the chain does not verify".to_string(),
+            },
+        ),
+        Err(e) => Item::new(
+            "audit",
+            Verdict::Fail,
+            format!("the audit trail cannot be read: {e}"),
+        ),
+    }
+}
+
+/// The capability kinds a grant gives something for.
+fn granted_kinds(g: &crate::grants::GrantSpec) -> BTreeSet<&'static str> {
+    let mut kinds = BTreeSet::new();
+    if !g.secrets.is_empty() {
+        kinds.insert("secrets");
+    }
+    if !g.http.is_empty() {
+        kinds.insert("http");
+    }
+    if !g.sql.is_empty() {
+        kinds.insert("sql");
+    }
+    if !g.process.is_empty() {
+        kinds.insert("process");
+    }
+    kinds
+}
+
+/// One item for the plugin set, one per plugin (its digest, and what it
+/// asks that no grant gives), one per grant that applies to nothing, one
+/// per secret a grant names that the host does not have.
+fn plugin_items(runtime: &Runtime, items: &mut Vec<Item>) {
+    let plugins: Vec<_> = runtime.plugins().collect();
+    items.push(Item::new(
+        "plugins",
+        if plugins.is_empty() {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        },
+        format!("{} step types loaded", plugins.len()),
+    ));
+    let entries = runtime.grant_entries();
+    for p in &plugins {
+        let digest = p.info.digest.to_string();
+        let applying: Vec<_> = entries
+            .iter()
+            .filter(|e| {
+                e.grant.plugin == p.info.name
+                    && e.grant.digest.as_deref().is_none_or(|d| d == digest)
+            })
+            .collect();
+        let granted: BTreeSet<&str> = applying
+            .iter()
+            .flat_map(|e| granted_kinds(&e.grant))
+            .collect();
+        let ungranted: Vec<String> = p
+            .info
+            .capabilities
+            .iter()
+            .filter(|a| a.kind != "log" && !granted.contains(a.kind))
+            .map(|a| format!("{} {}", a.kind, a.target))
+            .collect();
+        let name = format!("plugin:{}", p.info.name);
+        items.push(if ungranted.is_empty() {
+            Item::new(
+                name,
+                Verdict::Ok,
+                format!(
+                    "{} {}, {} grant(s) apply",
+                    p.info.version,
+                    digest,
+                    applying.len()
+                ),
+            )
+        } else {
+            Item::new(
+                name,
+                Verdict::Info,
+                format!(
+                    "{} {}; asks for {} which no grant gives (those calls are denied)",
+                    p.info.version,
+                    digest,
+                    ungranted.join(", ")
+                ),
+            )
+        });
+    }
+    for e in &entries {
+        let name = format!("grant:{}", e.id);
+        let Some(p) = runtime.plugin(&e.grant.plugin) else {
+            items.push(Item::new(
+                name,
+                Verdict::Warn,
+                format!(
+                    "for plugin {:?}, which is not loaded: it applies to nothing",
+                    e.grant.plugin
+                ),
+            ));
+            continue;
+        };
+        let digest = p.info.digest.to_string();
+        if let Some(pinned) = e.grant.digest.as_deref()
+            && pinned != digest
+        {
+            items.push(Item::new(
+                name,
+                Verdict::Warn,
+                format!(
+                    "pinned to {pinned}, but the loaded {} is {digest}: it does not apply",
+                    e.grant.plugin
+                ),
+            ));
+            continue;
+        }
+        let missing: Vec<&str> = e
+            .grant
+            .secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| runtime.secrets().get(s).is_none())
+            .collect();
+        if !missing.is_empty() {
+            items.push(Item::new(
+                name,
+                Verdict::Warn,
+                format!(
+                    "names secrets the host does not have: {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether a file can be created in `dir` (created and removed again).
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    tempfile::Builder::new()
+        .prefix(".meridian-doctor-")
+        .tempfile_in(dir)
+        .map(drop)
+}
+
+/// A directory that must be writable: it exists and takes a file, or it
+/// does not exist yet and its nearest existing ancestor takes one (the
+/// node creates it).
+pub fn writable_dir(name: &str, dir: &Path) -> Item {
+    if dir.is_dir() {
+        return match probe_write(dir) {
+            Ok(()) => Item::new(name, Verdict::Ok, format!("{} is writable", dir.display())),
+            Err(e) => Item::new(
+                name,
+                Verdict::Fail,
+                format!("{} is not writable: {e}", dir.display()),
+            ),
+        };
+    }
+    if dir.exists() {
+        return Item::new(
+            name,
+            Verdict::Fail,
+            format!("{} is not a directory", dir.display()),
+        );
+    }
+    let Some(parent) = dir.ancestors().skip(1).find(|a| a.is_dir()) else {
+        return Item::new(
+            name,
+            Verdict::Fail,
+            format!("{} cannot be created", dir.display()),
+        );
+    };
+    match probe_write(parent) {
+        Ok(()) => Item::new(
+            name,
+            Verdict::Ok,
+            format!("{} does not exist yet; it will be created", dir.display()),
+        ),
+        Err(e) => Item::new(
+            name,
+            Verdict::Fail,
+            format!(
+                "{} does not exist and {} is not writable: {e}",
+                dir.display(),
+                parent.display()
+            ),
+        ),
+    }
+}
+
+/// The log root and each directory directly in it (`executions/`,
+/// `audit/`…).
+fn log_dir_item(root: &Path) -> Item {
+    let item = writable_dir("logs", root);
+    if item.verdict != Verdict::Ok || !root.is_dir() {
+        return item;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Item::new(
+            "logs",
+            Verdict::Fail,
+            format!("{} cannot be listed", root.display()),
+        );
+    };
+    let mut checked = 1;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Err(e) = probe_write(&path) {
+                return Item::new(
+                    "logs",
+                    Verdict::Fail,
+                    format!("{} is not writable: {e}", path.display()),
+                );
+            }
+            checked += 1;
+        }
+    }
+    Item::new(
+        "logs",
+        Verdict::Ok,
+        format!(
+            "{} and its {} directories are writable",
+            root.display(),
+            checked - 1
+        ),
+    )
+}
+
+/// Free space on the file system holding `dir` (or its nearest existing
+/// ancestor).
+fn disk_item(dir: &Path) -> Item {
+    let Some(existing) = dir.ancestors().find(|a| a.exists()) else {
+        return Item::new("disk", Verdict::Warn, "no existing directory to measure");
+    };
+    match nix::sys::statvfs::statvfs(existing) {
+        Ok(s) => {
+            let unit: u64 = s.fragment_size();
+            let avail: u64 = s.blocks_available();
+            let blocks: u64 = s.blocks();
+            let free = avail.saturating_mul(unit);
+            let total = blocks.saturating_mul(unit);
+            let verdict = if free < DISK_FAIL_BYTES {
+                Verdict::Fail
+            } else if free < DISK_WARN_BYTES {
+                Verdict::Warn
+            } else {
+                Verdict::Ok
+            };
+            Item::new(
+                "disk",
+                verdict,
+                format!(
+                    "{} MiB free of {} MiB at {}",
+                    free / (1024 * 1024),
+                    total / (1024 * 1024),
+                    existing.display()
+                ),
+            )
+        }
+        Err(e) => Item::new(
+            "disk",
+            Verdict::Warn,
+            format!("free space at {} unknown: {e}", existing.display()),
+        ),
+    }
+}
+
+/// The config item: loaded, or why not.
+pub fn config_item(loaded: Result<&crate::config::Config, &crate::config::ConfigError>) -> Item {
+    match loaded {
+        Ok(c) => Item::new(
+            "config",
+            Verdict::Ok,
+            format!("loaded; data dir {}", c.data_dir.display()),
+        ),
+        Err(e) => Item::new("config", Verdict::Fail, e.to_string()),
+    }
+}
+
+/// The store item when opening it (which applies the migrations) worked
+/// or not.
+pub fn store_opened(opened: Result<&Store, &crate::store::StoreError>, path: &Path) -> Item {
+    match opened {
+        Ok(_) => Item::new(
+            "store-open",
+            Verdict::Ok,
+            format!("{} opens, migrations applied", path.display()),
+        ),
+        Err(e) => Item::new(
+            "store-open",
+            Verdict::Fail,
+            format!("{} does not open: {e}", path.display()),
+        ),
+    }
+}
