@@ -4,9 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod audit;
+mod azure_devops;
 mod cli;
 mod engine;
 mod examples;
 mod http_step;
+mod openapi;
+mod ops;
+mod process;
 mod recovery;
 mod sandbox;
+mod sql;
