@@ -1302,6 +1302,7 @@ async fn every_route_checks_the_token_and_its_role() {
         ("POST", "/api/v2/grants", 'X'),
         ("DELETE", "/api/v2/grants/g1", 'X'),
         ("GET", "/api/v2/plugins", 'R'),
+        ("GET", "/api/v2/plugins/trivial", 'R'),
         ("GET", "/api/v2/plugins/trivial/capabilities", 'A'),
         ("GET", "/api/v2/tokens", 'X'),
         ("POST", "/api/v2/tokens", 'X'),
@@ -1511,4 +1512,54 @@ async fn an_oversized_body_is_refused_as_a_problem() {
     assert_eq!(content_type(&headers), "application/problem+json");
     let (_, _, body) = get(state, "/api/v2/jobs/big").await;
     assert_eq!(body["code"], "job_not_found");
+}
+
+/// Without a token the health check gives verdicts only; with one, the
+/// details and the plugins. A plugin is inspected by name.
+#[tokio::test]
+async fn health_details_need_a_token_and_plugins_are_inspected() {
+    let (_rt, state) = state().await;
+    let (status, _, body) = request_as(state.clone(), None, "GET", "/api/v2/health", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body.get("plugins").is_none(), "{body}");
+    let checks = body["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.get("detail").is_none() && c["status"].is_string()),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("sha256:"), "{body}");
+
+    let (_, _, body) = get(state.clone(), "/api/v2/health").await;
+    assert!(
+        body["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "trivial"),
+        "{body}"
+    );
+    assert!(
+        body["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["detail"].is_string()),
+        "{body}"
+    );
+
+    let (status, _, body) = get(state.clone(), "/api/v2/plugins/trivial").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "trivial");
+    assert!(
+        body["digest"].as_str().unwrap().starts_with("sha256:"),
+        "{body}"
+    );
+    assert!(body["config_schema"].is_object(), "{body}");
+    let (status, ct, _) = get(state, "/api/v2/plugins/..%2Fetc").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(ct, "application/problem+json");
 }

@@ -150,6 +150,34 @@ pub(super) async fn list_plugins(State(state): State<Arc<AppState>>) -> Response
     Json(json!({ "plugins": plugins })).into_response()
 }
 
+/// GET /api/v2/plugins/{name}: what a loaded plugin is — version, digest,
+/// source, config schema, the capabilities it asks for, its imports and
+/// exports.
+#[utoipa::path(
+    get,
+    path = "/api/v2/plugins/{name}",
+    tag = "security",
+    summary = "Inspect a loaded plugin",
+    params(("name" = String, Path, description = "The plugin's (step type's) name")),
+    responses(
+        (status = 200, description = "The plugin", body = doc::PluginInfo),
+        (status = 404, description = "No plugin of that name is loaded", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
+pub(super) async fn get_plugin(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Response {
+    match state.runtime.plugin(&name) {
+        Some(p) => Json(&p.info).into_response(),
+        None => {
+            let mut p = Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin");
+            p.detail = Some(format!("no plugin named {name:?} is loaded"));
+            p.into_response()
+        }
+    }
+}
+
 /// GET /api/v2/plugins/{name}/capabilities
 #[utoipa::path(
     get,

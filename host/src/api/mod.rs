@@ -137,6 +137,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(access::revoke_grant),
         )
         .route("/api/v2/plugins", get(audit::list_plugins))
+        .route("/api/v2/plugins/{name}", get(audit::get_plugin))
         .route(
             "/api/v2/plugins/{name}/capabilities",
             get(audit::plugin_capabilities),
@@ -280,7 +281,9 @@ async fn openapi_json() -> Response {
 /// The node's health, for load balancers (no token needed): the doctor's
 /// probe-depth checks ([`crate::doctor::check`]: store, plugins and their
 /// grants, secrets, log directories, disk), 200 when none fails, 503
-/// otherwise. The audit chain's full verification is left to
+/// otherwise. Without a token the answer has each check's name and verdict
+/// only; the details (which plugins ask for what, which grants apply, the
+/// digests) are for callers with a token of any role. The audit chain's full verification is left to
 /// `meridian doctor` and GET /api/v2/audit/verify: its cost grows with the
 /// trail.
 #[utoipa::path(
@@ -293,7 +296,10 @@ async fn openapi_json() -> Response {
         (status = 503, description = "Unhealthy: a check failed (the store does not answer, a log directory is not writable, the disk is full)", body = openapi::schemas::Health),
     ),
 )]
-async fn health(State(state): State<Arc<AppState>>) -> Response {
+async fn health(
+    State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
     let plugins: Vec<_> = state
         .runtime
         .plugins()
@@ -307,13 +313,22 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     };
     let report = crate::doctor::check(subject, crate::doctor::Depth::Probe).await;
     let healthy = !report.failed();
-    let body = Json(json!({
+    let mut body = json!({
         "status": if healthy { "ok" } else { "fail" },
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "checks": report.checks,
-        "plugins": plugins,
-    }));
+    });
+    if caller.is_some() {
+        body["plugins"] = json!(plugins);
+    } else if let Some(checks) = body["checks"].as_array_mut() {
+        for c in checks {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("detail");
+            }
+        }
+    }
+    let body = Json(body);
     let status = if healthy {
         StatusCode::OK
     } else {

@@ -74,6 +74,7 @@ use utoipa::{Modify, OpenApi};
         super::access::create_grant,
         super::access::revoke_grant,
         super::audit::list_plugins,
+        super::audit::get_plugin,
         super::audit::plugin_capabilities,
         super::access::list_tokens,
         super::access::create_token,
@@ -311,8 +312,9 @@ pub mod schemas {
         /// `store`, `plugins`, `plugin:<name>`, `grant:config[0]`, …
         pub name: String,
         pub status: CheckStatus,
-        /// One line.
-        pub detail: String,
+        /// One line; only for a caller with a token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub detail: Option<String>,
     }
 
     /// A check's verdict: `info` is worth knowing, nothing wrong; `warn`
@@ -343,7 +345,9 @@ pub mod schemas {
         pub version: String,
         pub uptime_seconds: u64,
         pub checks: Vec<HealthCheck>,
-        pub plugins: Vec<HealthPlugin>,
+        /// Only for a caller with a token.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub plugins: Option<Vec<HealthPlugin>>,
     }
 
     /// A loaded plugin (step type).
