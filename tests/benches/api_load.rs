@@ -34,11 +34,9 @@
 
 use hdrhistogram::Histogram;
 use meridian::api::AppState;
-use meridian::config::{Config, Overrides};
-use meridian::runtime::{Runtime, RuntimeOptions};
 use meridian_tests::fixtures;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -127,65 +125,10 @@ async fn drive(
     }
 }
 
-async fn node() -> (tempfile::TempDir, Arc<AppState>, String, String) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = Config::load(
-        None,
-        Overrides {
-            data_dir: Some(data_dir.path().to_path_buf()),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
-    let store = meridian::store::Store::open_sqlite(&config.store_path())
-        .await
-        .unwrap();
-    let audit = meridian::audit::AuditLog::start(store.clone());
-    let mut runtime = Runtime::new(
-        RuntimeOptions {
-            cache_dir: meridian_tests::shared_cache_dir(),
-            limits: config.sandbox.clone(),
-            http: config.http.clone(),
-            sql: config.sql.clone(),
-        },
-        config.secrets.clone(),
-        config.grants.clone(),
-    )
-    .unwrap();
-    runtime.load_builtin().await.unwrap();
-    runtime
-        .load_file(std::path::Path::new(fixtures::TRIVIAL))
-        .await
-        .unwrap();
-    runtime.set_audit(audit.clone());
-    let runtime = Arc::new(runtime);
-    let metrics = Arc::new(meridian::metrics::Metrics::new());
-    let engine = Arc::new(
-        meridian::engine::Engine::new(
-            Arc::clone(&runtime),
-            store.clone(),
-            Arc::new(meridian::engine::SystemTimer),
-        )
-        .with_metrics(Arc::clone(&metrics)),
-    );
-    let (executions, _) = meridian::engine::service::Executions::start(
-        engine,
-        meridian::queue::QueueConfig::default(),
-        Arc::new(meridian::scheduler::SystemClock),
-        meridian::scheduler::SchedulerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let state = Arc::new(AppState {
-        runtime,
-        store: store.clone(),
-        executions: Arc::new(executions),
-        started: Instant::now(),
-        log_dir: config.logging.root(&config.data_dir),
-        metrics,
-        audit,
-        access: Default::default(),
-    });
+async fn node() -> (meridian_tests::TestNode, Arc<AppState>, String, String) {
+    let node = meridian_tests::TestNode::start("", &[fixtures::TRIVIAL]).await;
+    let state = Arc::clone(&node.state);
+    let store = state.store.clone();
     let (viewer, _, _) = meridian::auth::create_token(
         &store,
         Some("bench-viewer"),
@@ -202,7 +145,7 @@ async fn node() -> (tempfile::TempDir, Arc<AppState>, String, String) {
     )
     .await
     .unwrap();
-    (data_dir, state, viewer, operator)
+    (node, state, viewer, operator)
 }
 
 fn ms(us: u64) -> String {

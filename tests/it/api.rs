@@ -3,65 +3,18 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use meridian::api::{AppState, router};
-use meridian_tests::{TestRuntime, fixtures};
+use meridian_tests::{ADMIN_TOKEN, TestNode, fixtures};
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-pub(crate) async fn state() -> (TestRuntime, Arc<AppState>) {
-    let rt = TestRuntime::new("", &[fixtures::TRIVIAL, fixtures::SCRIPT]).await;
-    let store = meridian::store::Store::open_sqlite(&rt.data_dir.path().join("meridian.db"))
-        .await
-        .unwrap();
-    let metrics = Arc::new(meridian::metrics::Metrics::new());
-    let engine = Arc::new(
-        meridian::engine::Engine::new(
-            rt.runtime.clone(),
-            store.clone(),
-            Arc::new(meridian::engine::SystemTimer),
-        )
-        .with_metrics(Arc::clone(&metrics)),
-    );
-    let (executions, _) = meridian::engine::service::Executions::start(
-        engine,
-        meridian::queue::QueueConfig::default(),
-        Arc::new(meridian::scheduler::SystemClock),
-        meridian::scheduler::SchedulerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let state = Arc::new(AppState {
-        runtime: rt.runtime.clone(),
-        store: store.clone(),
-        executions: Arc::new(executions),
-        started: std::time::Instant::now(),
-        log_dir: rt.data_dir.path().join("logs"),
-        metrics,
-        audit: meridian::audit::AuditLog::start(store.clone()),
-        access: Default::default(),
-    });
-    // The token every request of these tests sends (an admin), stored the
-    // way `meridian token create` stores one: by its hash.
-    let admin = meridian::store::TokenRow {
-        id: "test-admin".into(),
-        name: "test-admin".into(),
-        role: "admin".into(),
-        hash: meridian::auth::hash(ADMIN_TOKEN),
-        created_at_us: 0,
-        created_by: "test".into(),
-        last_used_at_us: None,
-        revoked_at_us: None,
-    };
-    let created = meridian::audit::AuditEntry {
-        kind: "token".into(),
-        decision: "created".into(),
-        ..Default::default()
-    };
-    state.store.insert_token(&admin, &created).await.unwrap();
-    (rt, state)
+/// A node as `meridian serve` builds one, with the `trivial` and `script`
+/// fixtures; every request of these tests sends its admin token.
+pub(crate) async fn state() -> (TestNode, Arc<AppState>) {
+    let node = TestNode::start("", &[fixtures::TRIVIAL, fixtures::SCRIPT]).await;
+    let state = Arc::clone(&node.state);
+    (node, state)
 }
-
-const ADMIN_TOKEN: &str = "mrd_test-admin";
 
 /// One request through the router: status, headers and the raw body.
 async fn request(

@@ -6,94 +6,22 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use meridian::api::{AppState, router};
-use meridian::config::{Config, Overrides};
-use meridian::runtime::{Runtime, RuntimeOptions};
-use meridian_tests::fixtures;
+use meridian_tests::{TestNode, fixtures};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-const TOKEN: &str = "mrd_ops-admin";
+const TOKEN: &str = meridian_tests::ADMIN_TOKEN;
 
-/// A node as `meridian serve` builds one: its runtime records capability
-/// calls on the store's audit trail.
-async fn state() -> (tempfile::TempDir, Arc<AppState>) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = Config::load(
-        None,
-        Overrides {
-            data_dir: Some(data_dir.path().to_path_buf()),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
-    let store = meridian::store::Store::open_sqlite(&config.store_path())
-        .await
-        .unwrap();
-    let audit = meridian::audit::AuditLog::start(store.clone());
-    let mut runtime = Runtime::new(
-        RuntimeOptions {
-            cache_dir: meridian_tests::shared_cache_dir(),
-            limits: config.sandbox.clone(),
-            http: config.http.clone(),
-            sql: config.sql.clone(),
-        },
-        config.secrets.clone(),
-        config.grants.clone(),
-    )
-    .unwrap();
-    runtime.load_builtin().await.unwrap();
-    for f in [fixtures::TRIVIAL, fixtures::SCRIPT] {
-        runtime.load_file(std::path::Path::new(f)).await.unwrap();
-    }
-    runtime.set_audit(audit.clone());
-    let runtime = Arc::new(runtime);
-    let metrics = Arc::new(meridian::metrics::Metrics::new());
-    let engine = Arc::new(
-        meridian::engine::Engine::new(
-            runtime.clone(),
-            store.clone(),
-            Arc::new(meridian::engine::SystemTimer),
-        )
-        .with_metrics(Arc::clone(&metrics)),
-    );
-    let (executions, _) = meridian::engine::service::Executions::start(
-        engine,
-        meridian::queue::QueueConfig::default(),
-        Arc::new(meridian::scheduler::SystemClock),
-        meridian::scheduler::SchedulerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let state = Arc::new(AppState {
-        runtime,
-        store: store.clone(),
-        executions: Arc::new(executions),
-        started: std::time::Instant::now(),
-        log_dir: data_dir.path().join("logs"),
-        metrics,
-        audit,
-        access: Default::default(),
-    });
-    let admin = meridian::store::TokenRow {
-        id: "ops-admin".into(),
-        name: "ops-admin".into(),
-        role: "admin".into(),
-        hash: meridian::auth::hash(TOKEN),
-        created_at_us: 0,
-        created_by: "test".into(),
-        last_used_at_us: None,
-        revoked_at_us: None,
-    };
-    let created = meridian::audit::AuditEntry {
-        kind: "token".into(),
-        decision: "created".into(),
-        ..Default::default()
-    };
-    state.store.insert_token(&admin, &created).await.unwrap();
-    (data_dir, state)
+/// A node as `meridian serve` builds one (its runtime records capability
+/// calls on the store's audit trail), with the `trivial` and `script`
+/// fixtures.
+async fn state() -> (TestNode, Arc<AppState>) {
+    let node = TestNode::start("", &[fixtures::TRIVIAL, fixtures::SCRIPT]).await;
+    let state = Arc::clone(&node.state);
+    (node, state)
 }
 
 /// One request through the router with the admin token (or none):

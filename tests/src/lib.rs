@@ -34,33 +34,9 @@ pub struct TestRuntime {
 impl TestRuntime {
     pub async fn new(config_toml: &str, fixtures: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let cfg_path = data_dir.path().join("meridian.toml");
-        std::fs::write(&cfg_path, config_toml).unwrap();
-        let config = Config::load(
-            Some(&cfg_path),
-            Overrides {
-                data_dir: Some(data_dir.path().to_path_buf()),
-                ..Overrides::default()
-            },
-        )
-        .unwrap();
-        let mut runtime = Runtime::new(
-            RuntimeOptions {
-                cache_dir: shared_cache_dir(),
-                limits: config.sandbox.clone(),
-                http: config.http.clone(),
-                sql: config.sql.clone(),
-            },
-            config.secrets.clone(),
-            config.grants.clone(),
-        )
-        .unwrap();
-        runtime.load_builtin().await.unwrap();
-        for f in fixtures {
-            runtime.load_file(std::path::Path::new(f)).await.unwrap();
-        }
+        let config = test_config(data_dir.path(), config_toml);
         Self {
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(test_runtime(&config, fixtures).await),
             data_dir,
         }
     }
@@ -77,6 +53,121 @@ impl TestRuntime {
             .execute(self.plugin(plugin), invocation(config))
             .await
     }
+}
+
+/// The bearer token of the admin every [`TestNode`] has.
+pub const ADMIN_TOKEN: &str = "mrd_test-admin";
+
+/// A node's API state built as `meridian serve` builds it — config, SQLite
+/// store in a temp data dir, runtime with the built-in plugins and the
+/// given fixtures, the config's and the stored grants, every capability
+/// call on the store's audit trail, engine, queues and scheduler — plus an
+/// admin token ([`ADMIN_TOKEN`]), stored as `meridian token create` stores
+/// one: by its hash.
+pub struct TestNode {
+    pub state: Arc<meridian::api::AppState>,
+    pub config: Config,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    pub async fn start(config_toml: &str, fixtures: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = test_config(data_dir.path(), config_toml);
+        let store = meridian::store::Store::open_sqlite(&config.store_path())
+            .await
+            .unwrap();
+        let audit = meridian::audit::AuditLog::start(store.clone());
+        let mut runtime = test_runtime(&config, fixtures).await;
+        runtime.set_audit(audit.clone());
+        meridian::grants::stored::apply(&runtime, &config.grant_specs, &store)
+            .await
+            .unwrap();
+        let runtime = Arc::new(runtime);
+        let metrics = Arc::new(meridian::metrics::Metrics::new());
+        let engine = Arc::new(
+            meridian::engine::Engine::new(
+                Arc::clone(&runtime),
+                store.clone(),
+                Arc::new(meridian::engine::SystemTimer),
+            )
+            .with_metrics(Arc::clone(&metrics)),
+        );
+        let (executions, _) = meridian::engine::service::Executions::start(
+            engine,
+            meridian::queue::QueueConfig::default(),
+            Arc::new(meridian::scheduler::SystemClock),
+            meridian::scheduler::SchedulerConfig::default(),
+        )
+        .await
+        .unwrap();
+        let state = Arc::new(meridian::api::AppState {
+            runtime,
+            store: store.clone(),
+            executions: Arc::new(executions),
+            started: std::time::Instant::now(),
+            log_dir: config.logging.root(&config.data_dir),
+            metrics,
+            audit,
+            access: Default::default(),
+        });
+        let admin = meridian::store::TokenRow {
+            id: "test-admin".into(),
+            name: "test-admin".into(),
+            role: "admin".into(),
+            hash: meridian::auth::hash(ADMIN_TOKEN),
+            created_at_us: 0,
+            created_by: "test".into(),
+            last_used_at_us: None,
+            revoked_at_us: None,
+        };
+        let created = meridian::audit::AuditEntry {
+            kind: "token".into(),
+            decision: "created".into(),
+            ..Default::default()
+        };
+        store.insert_token(&admin, &created).await.unwrap();
+        Self {
+            state,
+            config,
+            data_dir,
+        }
+    }
+}
+
+/// The config from this TOML text, with its data dir at `dir`.
+fn test_config(dir: &std::path::Path, config_toml: &str) -> Config {
+    let cfg_path = dir.join("meridian.toml");
+    std::fs::write(&cfg_path, config_toml).unwrap();
+    Config::load(
+        Some(&cfg_path),
+        Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Overrides::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The runtime of a config (the compile cache shared by all tests) with the
+/// built-in plugins and these fixtures loaded.
+async fn test_runtime(config: &Config, fixtures: &[&str]) -> Runtime {
+    let mut runtime = Runtime::new(
+        RuntimeOptions {
+            cache_dir: shared_cache_dir(),
+            limits: config.sandbox.clone(),
+            http: config.http.clone(),
+            sql: config.sql.clone(),
+        },
+        config.secrets.clone(),
+        config.grants.clone(),
+    )
+    .unwrap();
+    runtime.load_builtin().await.unwrap();
+    for f in fixtures {
+        runtime.load_file(std::path::Path::new(f)).await.unwrap();
+    }
+    runtime
 }
 
 /// Compiled components are cached across tests (and test runs) in one
