@@ -99,9 +99,9 @@ pub(super) async fn guard(
         };
         if let Some((code, status, title, detail)) = refusal {
             record(&state, caller.as_ref(), &target, code, status);
-            let mut p = Problem::new(status, code, title);
-            p.detail = Some(detail);
-            let mut res = p.into_response();
+            let mut res = Problem::new(status, code, title)
+                .with_detail(detail)
+                .into_response();
             if status == StatusCode::UNAUTHORIZED {
                 res.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
@@ -279,9 +279,9 @@ pub(super) async fn create_token(
         }])
         .into_response(),
         Err(TokenError::NameTaken(n)) => {
-            let mut p = Problem::new(StatusCode::CONFLICT, "conflict", "The name is taken");
-            p.detail = Some(format!("a token named {n:?} already exists"));
-            p.into_response()
+            Problem::new(StatusCode::CONFLICT, "conflict", "The name is taken")
+                .with_detail(format!("a token named {n:?} already exists"))
+                .into_response()
         }
         Err(e) => internal(e).into_response(),
     }
@@ -307,9 +307,9 @@ pub(super) async fn revoke_token(
     match auth::revoke_token(&state.store, &id, &actor(caller)).await {
         Ok((row, _)) => Json(auth::view(&row)).into_response(),
         Err(TokenError::NotFound(_)) => {
-            let mut p = Problem::new(StatusCode::NOT_FOUND, "not_found", "No such token");
-            p.detail = Some(format!("no live token with id or name {id:?}"));
-            p.into_response()
+            Problem::new(StatusCode::NOT_FOUND, "not_found", "No such token")
+                .with_detail(format!("no live token with id or name {id:?}"))
+                .into_response()
         }
         Err(e) => internal(e).into_response(),
     }
@@ -403,14 +403,15 @@ pub(super) async fn revoke_grant(
             }
             Json(json!({ "id": row.id, "plugin": row.plugin, "revoked": true })).into_response()
         }
-        Err(GrantChangeError::NotFound(_)) => {
-            let mut p = Problem::new(StatusCode::NOT_FOUND, "not_found", "No such stored grant");
-            p.detail = Some(
-                "no stored grant has this id (grants from the config file are changed by editing it)"
-                    .into(),
-            );
-            p.into_response()
-        }
+        Err(GrantChangeError::NotFound(_)) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such stored grant",
+        )
+        .with_detail(
+            "no stored grant has this id (grants from the config file are changed by editing it)",
+        )
+        .into_response(),
         Err(e) => internal(e).into_response(),
     }
 }

@@ -170,11 +170,9 @@ pub(super) async fn get_plugin(
 ) -> Response {
     match state.runtime.plugin(&name) {
         Some(p) => Json(&p.info).into_response(),
-        None => {
-            let mut p = Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin");
-            p.detail = Some(format!("no plugin named {name:?} is loaded"));
-            p.into_response()
-        }
+        None => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin")
+            .with_detail(format!("no plugin named {name:?} is loaded"))
+            .into_response(),
     }
 }
 
@@ -196,11 +194,9 @@ pub(super) async fn plugin_capabilities(
 ) -> Response {
     match crate::audit::view::capabilities(&state.runtime, &state.store, &name).await {
         Ok(Some(view)) => Json(view).into_response(),
-        Ok(None) => {
-            let mut p = Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin");
-            p.detail = Some(format!("no plugin named {name:?} is loaded"));
-            p.into_response()
-        }
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin")
+            .with_detail(format!("no plugin named {name:?} is loaded"))
+            .into_response(),
         Err(e) => internal(e).into_response(),
     }
 }

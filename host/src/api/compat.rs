@@ -223,9 +223,7 @@ fn dedup(issues: &mut Vec<Issue>) {
 }
 
 fn conflict(code: &'static str, title: &str, detail: String) -> Problem {
-    let mut p = Problem::new(StatusCode::CONFLICT, code, title);
-    p.detail = Some(detail);
-    p
+    Problem::new(StatusCode::CONFLICT, code, title).with_detail(detail)
 }
 
 /// POST /api/v1/jobs — a V1 job: 201 with the v2 job id and version, the

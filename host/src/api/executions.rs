@@ -30,13 +30,12 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
         let inner = e.into_inner();
         let path = if path == "." { String::new() } else { path };
         if inner.is_syntax() || inner.is_eof() {
-            let mut p = Problem::new(
+            Problem::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
                 "The request body is not valid JSON",
-            );
-            p.detail = Some(inner.to_string());
-            p
+            )
+            .with_detail(inner.to_string())
         } else {
             Problem::validation(vec![Issue {
                 path,
@@ -375,15 +374,13 @@ pub(super) async fn cancel_execution(
             Json(json!({ "execution_id": id, "status": "cancelling" })),
         )
             .into_response(),
-        Ok(Some(CancelOutcome::AlreadyFinished(status))) => {
-            let mut p = Problem::new(
-                StatusCode::CONFLICT,
-                "execution_finished",
-                "The execution has already finished",
-            );
-            p.detail = Some(format!("it ended {}", status.as_str()));
-            p.into_response()
-        }
+        Ok(Some(CancelOutcome::AlreadyFinished(status))) => Problem::new(
+            StatusCode::CONFLICT,
+            "execution_finished",
+            "The execution has already finished",
+        )
+        .with_detail(format!("it ended {}", status.as_str()))
+        .into_response(),
         Ok(None) => Problem::new(
             StatusCode::NOT_FOUND,
             "execution_not_found",
@@ -645,13 +642,12 @@ pub(super) async fn delete_job(
             .map_err(internal)?;
         if !schedules.is_empty() {
             let ids: Vec<&str> = schedules.iter().map(|s| s.id.as_str()).collect();
-            let mut p = Problem::new(
+            return Err(Problem::new(
                 StatusCode::CONFLICT,
                 "job_has_schedules",
                 "Schedules still reference the job",
-            );
-            p.detail = Some(format!("delete these schedules first: {}", ids.join(", ")));
-            return Err(p);
+            )
+            .with_detail(format!("delete these schedules first: {}", ids.join(", "))));
         }
         state
             .store

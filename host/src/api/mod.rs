@@ -181,24 +181,20 @@ async fn bare_errors_as_problems(res: Response) -> Response {
         return res;
     }
     match res.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            let mut p = Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "The request body is too large",
-            );
-            p.detail = Some(format!("the limit is {MAX_BODY_BYTES} bytes"));
-            p.into_response()
-        }
-        StatusCode::REQUEST_TIMEOUT => {
-            let mut p = Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                "The request took too long",
-            );
-            p.detail = Some(format!("the limit is {} s", REQUEST_TIMEOUT.as_secs()));
-            p.into_response()
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "The request body is too large",
+        )
+        .with_detail(format!("the limit is {MAX_BODY_BYTES} bytes"))
+        .into_response(),
+        StatusCode::REQUEST_TIMEOUT => Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "The request took too long",
+        )
+        .with_detail(format!("the limit is {} s", REQUEST_TIMEOUT.as_secs()))
+        .into_response(),
         _ => res,
     }
 }
@@ -229,6 +225,12 @@ impl Problem {
             detail: None,
             errors: Vec::new(),
         }
+    }
+
+    /// The same problem with a human explanation of this occurrence.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// 400 with every problem listed.

@@ -191,15 +191,12 @@ pub(super) async fn insert_new(
         .insert_schedule(&row)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict { id, .. } => {
-                let mut p = Problem::new(
-                    StatusCode::CONFLICT,
-                    "schedule_exists",
-                    "A schedule with this id already exists",
-                );
-                p.detail = Some(format!("schedule {id:?} already exists"));
-                p
-            }
+            StoreError::Conflict { id, .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "schedule_exists",
+                "A schedule with this id already exists",
+            )
+            .with_detail(format!("schedule {id:?} already exists")),
             other => internal(other),
         })?;
     state
