@@ -10,10 +10,6 @@
 //! (`… WHERE status = 'queued'`) and report whether they happened, so a
 //! late or repeated call changes nothing.
 
-use super::writer::Op;
-use super::{Store, StoreError, Value, Values};
-use sqlx::Row;
-
 /// An execution to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewExecution {
@@ -213,570 +209,11 @@ pub struct ExecutionFilter {
     pub limit: i64,
 }
 
-/// The error an attempt or step run gets when the node stopped while it
-/// ran.
-const INTERRUPTED: &str =
-    r#"{"kind":"interrupted","message":"the node stopped while this attempt ran"}"#;
-
-/// Rows per multi-row insert of executions (see [`Values`]).
-const EXECUTIONS_PER_INSERT: usize = 100;
-
-const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, trigger, schedule_id, \
-     fire_nominal_local, fire_utc_offset_s, timezone, priority, params, scheduled_at_us, \
-     queued_at_us, started_at_us, finished_at_us, error, step_runs, recoveries, \
-     cancel_requested, updated_at_us";
-
-/// The columns a new execution sets; the others start NULL or at their
-/// defaults.
-pub(super) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trigger, \
-     schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
-     scheduled_at_us, queued_at_us, updated_at_us) VALUES ";
-
-/// [`Store::start_attempt`] of attempt 1, a batch: `$1` execution id,
-/// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
-/// `RETURNING` row says the execution was running; the inserts check the
-/// same.
-pub(super) const START_FIRST_ATTEMPT: &str = "BEGIN; \
-     UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
-     updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
-     INSERT INTO step_runs (execution_id, seq, step_id, step_type, status, attempts, \
-     started_at_us) SELECT $1, $2, $3, $4, 'running', $5, $6 \
-     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
-     INSERT INTO attempts (execution_id, seq, attempt, status, started_at_us) \
-     SELECT $1, $2, $5, 'running', $6 \
-     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
-     COMMIT";
-
-/// [`Store::start_attempt`] of a later attempt, a batch with the same
-/// parameters. A missing step run fails the attempt's foreign key.
-pub(super) const START_RETRY: &str = "BEGIN; \
-     UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
-     updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
-     UPDATE step_runs SET attempts = $5, status = 'running' \
-     WHERE execution_id = $1 AND seq = $2 \
-     AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
-     INSERT INTO attempts (execution_id, seq, attempt, status, started_at_us) \
-     SELECT $1, $2, $5, 'running', $6 \
-     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
-     COMMIT";
-
-/// [`Store::finish_attempt`] of an attempt a retry follows: `$1` execution
-/// id, `$2` seq, `$3` attempt, `$4` status, `$5` now, `$6` duration, `$7`
-/// output, `$8` exports, `$9` error, `$10` logs, `$11` host calls.
-pub(super) const FINISH_ATTEMPT: &str = "UPDATE attempts SET status = $4, finished_at_us = $5, \
-     duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
-     WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running'";
-
-/// [`Store::finish_attempt`] of the attempt that ends its step run, a batch
-/// with the same parameters. The step run ends only when the first
-/// statement ended its latest attempt (which now shows this end).
-pub(super) const FINISH_LAST_ATTEMPT: &str = "BEGIN; \
-     UPDATE attempts SET status = $4, finished_at_us = $5, \
-     duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
-     WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running' \
-     RETURNING attempt; \
-     UPDATE step_runs SET status = $4, finished_at_us = $5, output = $7, exports = $8, \
-     error = $9 WHERE execution_id = $1 AND seq = $2 AND attempts = $3 AND status = 'running' \
-     AND EXISTS (SELECT 1 FROM attempts WHERE execution_id = $1 AND seq = $2 \
-     AND attempt = $3 AND status = $4 AND finished_at_us = $5); \
-     COMMIT";
-
-const STEP_RUN_COLUMNS: &str = "execution_id, seq, step_id, step_type, status, attempts, \
-     started_at_us, finished_at_us, output, exports, error";
-
-const ATTEMPT_COLUMNS: &str = "execution_id, seq, attempt, status, started_at_us, \
-     finished_at_us, duration_us, output, exports, error, logs, host_calls";
-
-impl Store {
-    /// Queues one execution. An id already stored is a
-    /// [`StoreError::Conflict`].
-    pub async fn insert_execution(&self, e: &NewExecution) -> Result<(), StoreError> {
-        self.writer
-            .write(|reply| Op::InsertExecution(Box::new(e.clone()), reply))
-            .await?;
-        Ok(())
-    }
-
-    /// Queues many executions in one transaction, with multi-row inserts:
-    /// all of them, or none when one fails (an id already stored is a
-    /// [`StoreError::Conflict`] naming the first id of the failing
-    /// insert).
-    pub async fn insert_executions(&self, executions: &[NewExecution]) -> Result<(), StoreError> {
-        if executions.is_empty() {
-            return Ok(());
-        }
-        let executions: Vec<&NewExecution> = executions.iter().collect();
-        let mut tx = self.pool.begin().await?;
-        insert_executions_on(&mut tx, &executions).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Starts a queued execution: `queued → running`, running
-    /// `job_version`. `started_at_us` is set only the first time (a
-    /// recovered execution keeps its first start). Returns false, changing
-    /// nothing, unless it was queued.
-    pub async fn start_execution(
-        &self,
-        id: &str,
-        job_version: i64,
-        now_us: i64,
-    ) -> Result<bool, StoreError> {
-        self.writer
-            .write(|reply| Op::StartExecution {
-                id: id.to_owned(),
-                job_version,
-                now_us,
-                reply,
-            })
-            .await
-    }
-
-    /// Finishes a running (or still queued) execution with `status`, its
-    /// `error` (JSON) and how many step runs it had. Returns false,
-    /// changing nothing, when it had finished already (or does not exist).
-    pub async fn finish_execution(
-        &self,
-        id: &str,
-        status: &str,
-        error: Option<&str>,
-        step_runs: i64,
-        now_us: i64,
-    ) -> Result<bool, StoreError> {
-        self.writer
-            .write(|reply| Op::FinishExecution {
-                id: id.to_owned(),
-                status: status.to_owned(),
-                error: error.map(str::to_owned),
-                step_runs,
-                now_us,
-                reply,
-            })
-            .await
-    }
-
-    /// Records an attempt starting, in one transaction: attempt 1 creates
-    /// the step run, a later attempt moves its count on; the attempt is
-    /// stored as running, and the execution's step-run count becomes at
-    /// least `seq`. Returns false, writing nothing, unless the execution
-    /// is running. An attempt stored already (so also attempt 1 of a step
-    /// run stored already) is a [`StoreError::Conflict`]; a later attempt
-    /// of a step run never started is a [`StoreError::NotFound`].
-    pub async fn start_attempt(&self, a: &AttemptStart) -> Result<bool, StoreError> {
-        self.writer
-            .write(|reply| Op::StartAttempt(Box::new(a.clone()), reply))
-            .await
-    }
-
-    /// Records a running attempt's end; when `step_done`, its step run
-    /// ends with the same status, output, exports and error, in the same
-    /// transaction. Returns false, writing nothing, when that attempt is
-    /// not running (it ended already, was interrupted, or does not exist).
-    pub async fn finish_attempt(&self, a: &AttemptFinish) -> Result<bool, StoreError> {
-        self.writer
-            .write(|reply| Op::FinishAttempt(Box::new(a.clone()), reply))
-            .await
-    }
-
-    /// One execution with the job version it runs: the one it started with,
-    /// or (not started yet) its job's current one; `None` for the job when
-    /// that job is gone. One query, for the engine's start.
-    pub async fn get_execution_with_job(
-        &self,
-        id: &str,
-    ) -> Result<Option<(ExecutionRow, Option<super::JobVersionRow>)>, StoreError> {
-        let columns: String = EXECUTION_COLUMNS
-            .split(',')
-            .map(|c| format!("e.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {columns}, v.version AS v_version, v.definition AS v_definition, \
-             v.created_at_us AS v_created_at_us \
-             FROM executions e \
-             LEFT JOIN jobs j ON j.id = e.job_id AND j.deleted_at_us IS NULL \
-             LEFT JOIN job_versions v ON v.job_id = e.job_id \
-             AND v.version = COALESCE(e.job_version, j.current_version) \
-             WHERE e.id = $1"
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let execution = execution_from_row(&row)?;
-        let version: Option<i64> = row.try_get("v_version")?;
-        let job = match version {
-            Some(version) => Some(super::JobVersionRow {
-                job_id: execution.job_id.clone(),
-                version,
-                definition: row.try_get("v_definition")?,
-                created_at_us: row.try_get("v_created_at_us")?,
-            }),
-            None => None,
-        };
-        Ok(Some((execution, job)))
-    }
-
-    /// One execution.
-    pub async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| execution_from_row(&r)).transpose()
-    }
-
-    /// An execution's step runs, in seq order.
-    pub async fn list_step_runs(&self, execution_id: &str) -> Result<Vec<StepRunRow>, StoreError> {
-        let sql = format!(
-            "SELECT {STEP_RUN_COLUMNS} FROM step_runs WHERE execution_id = $1 ORDER BY seq"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(execution_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StepRunRow {
-                    execution_id: r.try_get("execution_id")?,
-                    seq: r.try_get("seq")?,
-                    step_id: r.try_get("step_id")?,
-                    step_type: r.try_get("step_type")?,
-                    status: r.try_get("status")?,
-                    attempts: r.try_get("attempts")?,
-                    started_at_us: r.try_get("started_at_us")?,
-                    finished_at_us: r.try_get("finished_at_us")?,
-                    output: r.try_get("output")?,
-                    exports: r.try_get("exports")?,
-                    error: r.try_get("error")?,
-                })
-            })
-            .collect()
-    }
-
-    /// An execution's attempts, by step run then attempt.
-    pub async fn list_attempts(&self, execution_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE execution_id = $1 \
-             ORDER BY seq, attempt"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(execution_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AttemptRow {
-                    execution_id: r.try_get("execution_id")?,
-                    seq: r.try_get("seq")?,
-                    attempt: r.try_get("attempt")?,
-                    status: r.try_get("status")?,
-                    started_at_us: r.try_get("started_at_us")?,
-                    finished_at_us: r.try_get("finished_at_us")?,
-                    duration_us: r.try_get("duration_us")?,
-                    output: r.try_get("output")?,
-                    exports: r.try_get("exports")?,
-                    error: r.try_get("error")?,
-                    logs: r.try_get("logs")?,
-                    host_calls: r.try_get("host_calls")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Executions matching `filter`, newest first (by id: UUID v7 ids sort
-    /// by time), at most `filter.limit`.
-    pub async fn list_executions(
-        &self,
-        filter: &ExecutionFilter,
-    ) -> Result<Vec<ExecutionRow>, StoreError> {
-        // Only the shape of the statement varies; every value is bound.
-        let mut conditions: Vec<String> = Vec::new();
-        let mut texts: Vec<&str> = Vec::new();
-        let mut ints: Vec<i64> = Vec::new();
-        // Bound in this order: texts, then ints, then the limit.
-        let text_filters = [
-            ("job_id =", &filter.job_id),
-            ("status =", &filter.status),
-            ("schedule_id =", &filter.schedule_id),
-            ("id <", &filter.before_id),
-        ];
-        for (condition, value) in text_filters {
-            if let Some(value) = value {
-                texts.push(value);
-                conditions.push(format!("{condition} ${}", texts.len()));
-            }
-        }
-        let int_filters = [
-            ("queued_at_us >=", filter.since_us),
-            ("queued_at_us <", filter.until_us),
-        ];
-        for (condition, value) in int_filters {
-            if let Some(value) = value {
-                ints.push(value);
-                conditions.push(format!("{condition} ${}", texts.len() + ints.len()));
-            }
-        }
-        let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
-        sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT ${}",
-            texts.len() + ints.len() + 1
-        ));
-        let mut query = sqlx::query(&sql);
-        for text in texts {
-            query = query.bind(text);
-        }
-        for int in ints {
-            query = query.bind(int);
-        }
-        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
-        rows.iter().map(execution_from_row).collect()
-    }
-
-    /// Asks a queued or running execution to cancel (the engine acts on
-    /// it). Returns its status, also when it has finished (nothing
-    /// changes then); `None` when it does not exist.
-    pub async fn request_cancel(
-        &self,
-        id: &str,
-        now_us: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE executions SET cancel_requested = TRUE, updated_at_us = $2 \
-             WHERE id = $1 AND status IN ('queued', 'running') RETURNING status",
-        )
-        .bind(id)
-        .bind(now_us)
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = match row {
-            Some(row) => Some(row),
-            None => {
-                sqlx::query("SELECT status FROM executions WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
-        };
-        Ok(row.map(|r| r.try_get("status")).transpose()?)
-    }
-
-    /// Cancels a queued execution: `queued → cancelled`, with `error`
-    /// (JSON). Returns false, changing nothing, unless it was queued.
-    pub async fn cancel_queued(
-        &self,
-        id: &str,
-        error: &str,
-        now_us: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE executions SET status = 'cancelled', error = $2, finished_at_us = $3, \
-             updated_at_us = $3 WHERE id = $1 AND status = 'queued'",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(now_us)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// The executions queued or running (recovery, at start-up), by the
-    /// time they were queued, then id.
-    pub async fn unfinished_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN ('queued', 'running') \
-             ORDER BY queued_at_us, id"
-        );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(execution_from_row).collect()
-    }
-
-    /// Marks what of an execution was still running when the node stopped
-    /// as `interrupted`, in one transaction: its running attempts and step
-    /// runs get that status, the end time `now_us` (when recovery found
-    /// them) and an `interrupted` error. An interrupted attempt's duration
-    /// is unknown (NULL): it ended somewhere in the node's downtime. Returns the (seq, attempt) of
-    /// the attempts interrupted, in order.
-    pub async fn interrupt_running(
-        &self,
-        execution_id: &str,
-        now_us: i64,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE attempts SET status = 'interrupted', finished_at_us = $2, \
-             duration_us = NULL, error = $3 \
-             WHERE execution_id = $1 AND status = 'running' RETURNING seq, attempt",
-        )
-        .bind(execution_id)
-        .bind(now_us)
-        .bind(INTERRUPTED)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE step_runs SET status = 'interrupted', finished_at_us = $2, error = $3 \
-             WHERE execution_id = $1 AND status = 'running'",
-        )
-        .bind(execution_id)
-        .bind(now_us)
-        .bind(INTERRUPTED)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut interrupted = rows
-            .iter()
-            .map(|r| Ok((r.try_get("seq")?, r.try_get("attempt")?)))
-            .collect::<Result<Vec<(i64, i64)>, StoreError>>()?;
-        interrupted.sort_unstable();
-        Ok(interrupted)
-    }
-
-    /// Puts a running execution back in the queue after its node stopped:
-    /// `running → queued`, one more recovery. Returns false, changing
-    /// nothing, unless it was running.
-    pub async fn requeue_execution(&self, id: &str, now_us: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE executions SET status = 'queued', recoveries = recoveries + 1, \
-             updated_at_us = $2 WHERE id = $1 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(now_us)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Deletes a job's finished executions (with their step runs and
-    /// attempts) beyond its newest `keep_last` finished ones and/or that
-    /// finished before `now_us - max_age_us`, in one transaction. Queued
-    /// and running executions are never touched, nor counted. Returns how
-    /// many executions were deleted.
-    pub async fn apply_retention(
-        &self,
-        job_id: &str,
-        keep_last: Option<i64>,
-        max_age_us: Option<i64>,
-        now_us: i64,
-    ) -> Result<u64, StoreError> {
-        if keep_last.is_none() && max_age_us.is_none() {
-            return Ok(0);
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut deleted = 0;
-        if let Some(keep_last) = keep_last {
-            // Everything from the (keep_last + 1)-th newest finished one
-            // back; nothing when there are not that many.
-            let done = sqlx::query(
-                "DELETE FROM executions WHERE job_id = $1 \
-                 AND status NOT IN ('queued', 'running') \
-                 AND id <= (SELECT id FROM executions WHERE job_id = $1 \
-                 AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            )
-            .bind(job_id)
-            .bind(keep_last.max(0))
-            .execute(&mut *tx)
-            .await?;
-            deleted += done.rows_affected();
-        }
-        if let Some(max_age_us) = max_age_us {
-            let done = sqlx::query(
-                "DELETE FROM executions WHERE job_id = $1 \
-                 AND status NOT IN ('queued', 'running') AND finished_at_us < $2",
-            )
-            .bind(job_id)
-            .bind(now_us.saturating_sub(max_age_us))
-            .execute(&mut *tx)
-            .await?;
-            deleted += done.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(deleted)
-    }
-}
-
-/// Inserts executions with multi-row inserts of [`EXECUTIONS_PER_INSERT`]
-/// rows, on `conn` (the caller's transaction).
-pub(super) async fn insert_executions_on(
-    conn: &mut sqlx::SqliteConnection,
-    executions: &[&NewExecution],
-) -> Result<(), StoreError> {
-    for chunk in executions.chunks(EXECUTIONS_PER_INSERT) {
-        let mut values = Values::new(INSERT_EXECUTION);
-        for e in chunk {
-            values.row(&[
-                Some(Value::Text(&e.id)),
-                Some(Value::Text(&e.job_id)),
-                Some(Value::Text("queued")),
-                Some(Value::Text(&e.trigger)),
-                e.schedule_id.as_deref().map(Value::Text),
-                e.fire_nominal_local.as_deref().map(Value::Text),
-                e.fire_utc_offset_s.map(|o| Value::Int(i64::from(o))),
-                Some(Value::Text(&e.timezone)),
-                Some(Value::Int(i64::from(e.priority))),
-                Some(Value::Text(&e.params)),
-                e.scheduled_at_us.map(Value::Int),
-                Some(Value::Int(e.queued_at_us)),
-                Some(Value::Int(e.queued_at_us)),
-            ]);
-        }
-        let statement = values.finish("");
-        let first = chunk.first().map(|e| e.id.as_str()).unwrap_or_default();
-        statement
-            .query()
-            .execute(&mut *conn)
-            .await
-            .map_err(|err| conflict_on_unique(err, first))?;
-    }
-    Ok(())
-}
-
-fn conflict_on_unique(e: sqlx::Error, id: &str) -> StoreError {
-    match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
-            what: "execution",
-            id: id.to_string(),
-        },
-        other => other.into(),
-    }
-}
-
-fn execution_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow, StoreError> {
-    Ok(ExecutionRow {
-        id: r.try_get("id")?,
-        job_id: r.try_get("job_id")?,
-        job_version: r.try_get("job_version")?,
-        status: r.try_get("status")?,
-        trigger: r.try_get("trigger")?,
-        schedule_id: r.try_get("schedule_id")?,
-        fire_nominal_local: r.try_get("fire_nominal_local")?,
-        fire_utc_offset_s: r.try_get("fire_utc_offset_s")?,
-        timezone: r.try_get("timezone")?,
-        priority: r.try_get("priority")?,
-        params: r.try_get("params")?,
-        scheduled_at_us: r.try_get("scheduled_at_us")?,
-        queued_at_us: r.try_get("queued_at_us")?,
-        started_at_us: r.try_get("started_at_us")?,
-        finished_at_us: r.try_get("finished_at_us")?,
-        error: r.try_get("error")?,
-        step_runs: r.try_get("step_runs")?,
-        recoveries: r.try_get("recoveries")?,
-        cancel_requested: r.try_get("cancel_requested")?,
-        updated_at_us: r.try_get("updated_at_us")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::{EXECUTIONS_PER_INSERT, INTERRUPTED, Store, StoreError};
     use crate::store::{FireRow, ScheduleRow};
 
     fn new_execution(id: &str, job: &str, queued_at_us: i64) -> NewExecution {
@@ -856,654 +293,654 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_execution_goes_from_queued_to_running_to_finished_once() {
-        let store = Store::open_memory().await.unwrap();
-        let new = NewExecution {
-            trigger: "schedule".into(),
-            schedule_id: Some("s1".into()),
-            fire_nominal_local: Some("2026-03-29T02:30:00".into()),
-            fire_utc_offset_s: Some(7200),
-            priority: -3,
-            params: r#"{"x":1}"#.into(),
-            scheduled_at_us: Some(90),
-            ..new_execution("e1", "job", 100)
-        };
-        store.insert_execution(&new).await.unwrap();
-        assert!(matches!(
-            store.insert_execution(&new).await,
-            Err(StoreError::Conflict {
-                what: "execution",
-                ..
-            })
-        ));
-        let queued = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!(
-            queued,
-            ExecutionRow {
-                id: "e1".into(),
-                job_id: "job".into(),
-                job_version: None,
-                status: "queued".into(),
+    crate::store_test! {
+        async fn an_execution_goes_from_queued_to_running_to_finished_once(store) {
+            let new = NewExecution {
                 trigger: "schedule".into(),
                 schedule_id: Some("s1".into()),
                 fire_nominal_local: Some("2026-03-29T02:30:00".into()),
                 fire_utc_offset_s: Some(7200),
-                timezone: "Europe/Berlin".into(),
                 priority: -3,
                 params: r#"{"x":1}"#.into(),
                 scheduled_at_us: Some(90),
-                queued_at_us: 100,
-                started_at_us: None,
-                finished_at_us: None,
-                error: None,
-                step_runs: 0,
-                recoveries: 0,
-                cancel_requested: false,
-                updated_at_us: 100,
-            }
-        );
-        assert!(store.start_execution("e1", 4, 110).await.unwrap());
-        assert!(!store.start_execution("e1", 5, 120).await.unwrap());
-        assert!(!store.start_execution("missing", 1, 120).await.unwrap());
-        let started = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!(started.status, "running");
-        assert_eq!(started.job_version, Some(4));
-        assert_eq!(started.started_at_us, Some(110));
-        assert!(
-            store
-                .finish_execution("e1", "succeeded", None, 2, 130)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .finish_execution("e1", "failed", Some("{}"), 3, 140)
-                .await
-                .unwrap()
-        );
-        assert!(!store.start_execution("e1", 4, 150).await.unwrap());
-        let done = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!(
-            (
-                done.status.as_str(),
-                done.error,
-                done.step_runs,
-                done.finished_at_us
-            ),
-            ("succeeded", None, 2, Some(130))
-        );
-        assert_eq!(done.updated_at_us, 130);
-        // A queued execution can finish without starting (e.g. invalid).
-        store
-            .insert_execution(&new_execution("e2", "job", 200))
-            .await
-            .unwrap();
-        let error = r#"{"kind":"invalid"}"#;
-        assert!(
-            store
-                .finish_execution("e2", "failed", Some(error), 0, 210)
-                .await
-                .unwrap()
-        );
-        let e2 = store.get_execution("e2").await.unwrap().unwrap();
-        assert_eq!(
-            (e2.status.as_str(), e2.error.as_deref()),
-            ("failed", Some(error))
-        );
-        assert_eq!(store.get_execution("missing").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn retries_count_attempts_and_gotos_add_step_runs() {
-        let store = Store::open_memory().await.unwrap();
-        store
-            .insert_execution(&new_execution("e1", "job", 1))
-            .await
-            .unwrap();
-        // Not running yet: nothing is written.
-        assert!(
-            !store
-                .start_attempt(&attempt_start("e1", 1, "a", 1, 2))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .start_attempt(&attempt_start("nope", 1, "a", 1, 2))
-                .await
-                .unwrap()
-        );
-        assert!(store.list_step_runs("e1").await.unwrap().is_empty());
-        assert!(store.start_execution("e1", 1, 2).await.unwrap());
-
-        // Step a: fails once, then succeeds.
-        assert!(
-            store
-                .start_attempt(&attempt_start("e1", 1, "a", 1, 10))
-                .await
-                .unwrap()
-        );
-        assert!(matches!(
-            store
-                .start_attempt(&attempt_start("e1", 1, "a", 1, 15))
-                .await,
-            Err(StoreError::Conflict {
-                what: "attempt",
-                ..
-            })
-        ));
-        // The failed batch was rolled back, its first statement included.
-        assert_eq!(
-            store
-                .get_execution("e1")
-                .await
-                .unwrap()
-                .unwrap()
-                .updated_at_us,
-            10
-        );
-        assert!(
-            store
-                .finish_attempt(&attempt_finish("e1", 1, 1, "failed", false))
-                .await
-                .unwrap()
-        );
-        // Finishing it again changes nothing.
-        assert!(
-            !store
-                .finish_attempt(&attempt_finish("e1", 1, 1, "succeeded", true))
-                .await
-                .unwrap()
-        );
-        let runs = store.list_step_runs("e1").await.unwrap();
-        assert_eq!((runs[0].status.as_str(), runs[0].attempts), ("running", 1));
-        assert_eq!(runs[0].finished_at_us, None);
-        assert!(
-            store
-                .start_attempt(&attempt_start("e1", 1, "a", 2, 20))
-                .await
-                .unwrap()
-        );
-        assert!(matches!(
-            store
-                .start_attempt(&attempt_start("e1", 1, "a", 2, 20))
-                .await,
-            Err(StoreError::Conflict {
-                what: "attempt",
-                ..
-            })
-        ));
-        assert!(
-            store
-                .finish_attempt(&attempt_finish("e1", 1, 2, "succeeded", true))
-                .await
-                .unwrap()
-        );
-        // Step b, then a goto back to a: a new run of a, seq 3.
-        for (seq, step) in [(2, "b"), (3, "a")] {
+                ..new_execution("e1", "job", 100)
+            };
+            store.insert_execution(&new).await.unwrap();
+            assert!(matches!(
+                store.insert_execution(&new).await,
+                Err(StoreError::Conflict {
+                    what: "execution",
+                    ..
+                })
+            ));
+            let queued = store.get_execution("e1").await.unwrap().unwrap();
+            assert_eq!(
+                queued,
+                ExecutionRow {
+                    id: "e1".into(),
+                    job_id: "job".into(),
+                    job_version: None,
+                    status: "queued".into(),
+                    trigger: "schedule".into(),
+                    schedule_id: Some("s1".into()),
+                    fire_nominal_local: Some("2026-03-29T02:30:00".into()),
+                    fire_utc_offset_s: Some(7200),
+                    timezone: "Europe/Berlin".into(),
+                    priority: -3,
+                    params: r#"{"x":1}"#.into(),
+                    scheduled_at_us: Some(90),
+                    queued_at_us: 100,
+                    started_at_us: None,
+                    finished_at_us: None,
+                    error: None,
+                    step_runs: 0,
+                    recoveries: 0,
+                    cancel_requested: false,
+                    updated_at_us: 100,
+                }
+            );
+            assert!(store.start_execution("e1", 4, 110).await.unwrap());
+            assert!(!store.start_execution("e1", 5, 120).await.unwrap());
+            assert!(!store.start_execution("missing", 1, 120).await.unwrap());
+            let started = store.get_execution("e1").await.unwrap().unwrap();
+            assert_eq!(started.status, "running");
+            assert_eq!(started.job_version, Some(4));
+            assert_eq!(started.started_at_us, Some(110));
             assert!(
                 store
-                    .start_attempt(&attempt_start("e1", seq, step, 1, 10 * seq))
+                    .finish_execution("e1", "succeeded", None, 2, 130)
                     .await
                     .unwrap()
             );
-            let finish = attempt_finish("e1", seq, 1, "succeeded", true);
-            assert!(store.finish_attempt(&finish).await.unwrap());
-        }
-        assert!(matches!(
+            assert!(
+                !store
+                    .finish_execution("e1", "failed", Some("{}"), 3, 140)
+                    .await
+                    .unwrap()
+            );
+            assert!(!store.start_execution("e1", 4, 150).await.unwrap());
+            let done = store.get_execution("e1").await.unwrap().unwrap();
+            assert_eq!(
+                (
+                    done.status.as_str(),
+                    done.error,
+                    done.step_runs,
+                    done.finished_at_us
+                ),
+                ("succeeded", None, 2, Some(130))
+            );
+            assert_eq!(done.updated_at_us, 130);
+            // A queued execution can finish without starting (e.g. invalid).
             store
-                .start_attempt(&attempt_start("e1", 9, "a", 2, 99))
-                .await,
-            Err(StoreError::NotFound {
-                what: "step run",
-                ..
-            })
-        ));
+                .insert_execution(&new_execution("e2", "job", 200))
+                .await
+                .unwrap();
+            let error = r#"{"kind":"invalid"}"#;
+            assert!(
+                store
+                    .finish_execution("e2", "failed", Some(error), 0, 210)
+                    .await
+                    .unwrap()
+            );
+            let e2 = store.get_execution("e2").await.unwrap().unwrap();
+            assert_eq!(
+                (e2.status.as_str(), e2.error.as_deref()),
+                ("failed", Some(error))
+            );
+            assert_eq!(store.get_execution("missing").await.unwrap(), None);
+        }
+    }
 
-        let runs = store.list_step_runs("e1").await.unwrap();
-        assert_eq!(
-            runs.iter()
-                .map(|r| (r.seq, r.step_id.as_str(), r.status.as_str(), r.attempts))
-                .collect::<Vec<_>>(),
-            [
-                (1, "a", "succeeded", 2),
-                (2, "b", "succeeded", 1),
-                (3, "a", "succeeded", 1)
-            ]
-        );
-        assert_eq!(
-            runs[0],
-            StepRunRow {
-                execution_id: "e1".into(),
-                seq: 1,
-                step_id: "a".into(),
-                step_type: "http".into(),
-                status: "succeeded".into(),
-                attempts: 2,
-                started_at_us: 10,
-                finished_at_us: Some(1_002),
-                output: Some(r#"{"seq":1,"attempt":2}"#.into()),
-                exports: Some("{}".into()),
-                error: None,
+    crate::store_test! {
+        async fn retries_count_attempts_and_gotos_add_step_runs(store) {
+            store
+                .insert_execution(&new_execution("e1", "job", 1))
+                .await
+                .unwrap();
+            // Not running yet: nothing is written.
+            assert!(
+                !store
+                    .start_attempt(&attempt_start("e1", 1, "a", 1, 2))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .start_attempt(&attempt_start("nope", 1, "a", 1, 2))
+                    .await
+                    .unwrap()
+            );
+            assert!(store.list_step_runs("e1").await.unwrap().is_empty());
+            assert!(store.start_execution("e1", 1, 2).await.unwrap());
+
+            // Step a: fails once, then succeeds.
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 1, "a", 1, 10))
+                    .await
+                    .unwrap()
+            );
+            assert!(matches!(
+                store
+                    .start_attempt(&attempt_start("e1", 1, "a", 1, 15))
+                    .await,
+                Err(StoreError::Conflict {
+                    what: "attempt",
+                    ..
+                })
+            ));
+            // The failed batch was rolled back, its first statement included.
+            assert_eq!(
+                store
+                    .get_execution("e1")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .updated_at_us,
+                10
+            );
+            assert!(
+                store
+                    .finish_attempt(&attempt_finish("e1", 1, 1, "failed", false))
+                    .await
+                    .unwrap()
+            );
+            // Finishing it again changes nothing.
+            assert!(
+                !store
+                    .finish_attempt(&attempt_finish("e1", 1, 1, "succeeded", true))
+                    .await
+                    .unwrap()
+            );
+            let runs = store.list_step_runs("e1").await.unwrap();
+            assert_eq!((runs[0].status.as_str(), runs[0].attempts), ("running", 1));
+            assert_eq!(runs[0].finished_at_us, None);
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 1, "a", 2, 20))
+                    .await
+                    .unwrap()
+            );
+            assert!(matches!(
+                store
+                    .start_attempt(&attempt_start("e1", 1, "a", 2, 20))
+                    .await,
+                Err(StoreError::Conflict {
+                    what: "attempt",
+                    ..
+                })
+            ));
+            assert!(
+                store
+                    .finish_attempt(&attempt_finish("e1", 1, 2, "succeeded", true))
+                    .await
+                    .unwrap()
+            );
+            // Step b, then a goto back to a: a new run of a, seq 3.
+            for (seq, step) in [(2, "b"), (3, "a")] {
+                assert!(
+                    store
+                        .start_attempt(&attempt_start("e1", seq, step, 1, 10 * seq))
+                        .await
+                        .unwrap()
+                );
+                let finish = attempt_finish("e1", seq, 1, "succeeded", true);
+                assert!(store.finish_attempt(&finish).await.unwrap());
             }
-        );
-        let attempts = store.list_attempts("e1").await.unwrap();
-        assert_eq!(
-            attempts
-                .iter()
-                .map(|a| (a.seq, a.attempt))
-                .collect::<Vec<_>>(),
-            [(1, 1), (1, 2), (2, 1), (3, 1)]
-        );
-        assert_eq!(
-            attempts[0],
-            AttemptRow {
-                execution_id: "e1".into(),
-                seq: 1,
-                attempt: 1,
-                status: "failed".into(),
-                started_at_us: 10,
-                finished_at_us: Some(1_001),
-                duration_us: Some(7),
-                output: Some(r#"{"seq":1,"attempt":1}"#.into()),
-                exports: Some("{}".into()),
-                error: Some(r#"{"kind":"failed"}"#.into()),
-                logs: Some("[]".into()),
-                host_calls: 3,
+            assert!(matches!(
+                store
+                    .start_attempt(&attempt_start("e1", 9, "a", 2, 99))
+                    .await,
+                Err(StoreError::NotFound {
+                    what: "step run",
+                    ..
+                })
+            ));
+
+            let runs = store.list_step_runs("e1").await.unwrap();
+            assert_eq!(
+                runs.iter()
+                    .map(|r| (r.seq, r.step_id.as_str(), r.status.as_str(), r.attempts))
+                    .collect::<Vec<_>>(),
+                [
+                    (1, "a", "succeeded", 2),
+                    (2, "b", "succeeded", 1),
+                    (3, "a", "succeeded", 1)
+                ]
+            );
+            assert_eq!(
+                runs[0],
+                StepRunRow {
+                    execution_id: "e1".into(),
+                    seq: 1,
+                    step_id: "a".into(),
+                    step_type: "http".into(),
+                    status: "succeeded".into(),
+                    attempts: 2,
+                    started_at_us: 10,
+                    finished_at_us: Some(1_002),
+                    output: Some(r#"{"seq":1,"attempt":2}"#.into()),
+                    exports: Some("{}".into()),
+                    error: None,
+                }
+            );
+            let attempts = store.list_attempts("e1").await.unwrap();
+            assert_eq!(
+                attempts
+                    .iter()
+                    .map(|a| (a.seq, a.attempt))
+                    .collect::<Vec<_>>(),
+                [(1, 1), (1, 2), (2, 1), (3, 1)]
+            );
+            assert_eq!(
+                attempts[0],
+                AttemptRow {
+                    execution_id: "e1".into(),
+                    seq: 1,
+                    attempt: 1,
+                    status: "failed".into(),
+                    started_at_us: 10,
+                    finished_at_us: Some(1_001),
+                    duration_us: Some(7),
+                    output: Some(r#"{"seq":1,"attempt":1}"#.into()),
+                    exports: Some("{}".into()),
+                    error: Some(r#"{"kind":"failed"}"#.into()),
+                    logs: Some("[]".into()),
+                    host_calls: 3,
+                }
+            );
+            let e1 = store.get_execution("e1").await.unwrap().unwrap();
+            assert_eq!((e1.step_runs, e1.updated_at_us), (3, 30));
+            // Finished: no more attempts.
+            assert!(
+                store
+                    .finish_execution("e1", "succeeded", None, 3, 40)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .start_attempt(&attempt_start("e1", 4, "c", 1, 50))
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+
+    crate::store_test! {
+        async fn listing_filters_and_pages_newest_first(store) {
+            // Ids sort like the time they were made, as UUID v7 do.
+            let batch: Vec<NewExecution> = (0..2 * EXECUTIONS_PER_INSERT + 5)
+                .map(|i| NewExecution {
+                    schedule_id: (i % 5 == 0).then(|| "s1".to_string()),
+                    ..new_execution(
+                        &format!("e{i:04}"),
+                        if i % 2 == 0 { "even" } else { "odd" },
+                        i as i64,
+                    )
+                })
+                .collect();
+            store.insert_executions(&batch).await.unwrap();
+            for id in ["e0004", "e0006"] {
+                assert!(store.start_execution(id, 1, 1_000).await.unwrap());
             }
-        );
-        let e1 = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!((e1.step_runs, e1.updated_at_us), (3, 30));
-        // Finished: no more attempts.
-        assert!(
-            store
-                .finish_execution("e1", "succeeded", None, 3, 40)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .start_attempt(&attempt_start("e1", 4, "c", 1, 50))
-                .await
-                .unwrap()
-        );
-    }
+            let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+            let all = ExecutionFilter {
+                limit: 1_000,
+                ..ExecutionFilter::default()
+            };
+            let everything = ids(store.list_executions(&all).await.unwrap());
+            assert_eq!(everything.len(), batch.len());
+            assert_eq!(everything[0], "e0204");
+            assert!(everything.windows(2).all(|w| w[0] > w[1]));
 
-    #[tokio::test]
-    async fn listing_filters_and_pages_newest_first() {
-        let store = Store::open_memory().await.unwrap();
-        // Ids sort like the time they were made, as UUID v7 do.
-        let batch: Vec<NewExecution> = (0..2 * EXECUTIONS_PER_INSERT + 5)
-            .map(|i| NewExecution {
-                schedule_id: (i % 5 == 0).then(|| "s1".to_string()),
-                ..new_execution(
-                    &format!("e{i:04}"),
-                    if i % 2 == 0 { "even" } else { "odd" },
-                    i as i64,
-                )
-            })
-            .collect();
-        store.insert_executions(&batch).await.unwrap();
-        for id in ["e0004", "e0006"] {
-            assert!(store.start_execution(id, 1, 1_000).await.unwrap());
+            let even = ExecutionFilter {
+                job_id: Some("even".into()),
+                limit: 3,
+                ..ExecutionFilter::default()
+            };
+            assert_eq!(
+                ids(store.list_executions(&even).await.unwrap()),
+                ["e0204", "e0202", "e0200"]
+            );
+            let page2 = ExecutionFilter {
+                before_id: Some("e0200".into()),
+                ..even.clone()
+            };
+            assert_eq!(
+                ids(store.list_executions(&page2).await.unwrap()),
+                ["e0198", "e0196", "e0194"]
+            );
+
+            let running = ExecutionFilter {
+                status: Some("running".into()),
+                limit: 10,
+                ..ExecutionFilter::default()
+            };
+            assert_eq!(
+                ids(store.list_executions(&running).await.unwrap()),
+                ["e0006", "e0004"]
+            );
+
+            // Every filter at once: [since, until) on the queue time.
+            let narrow = ExecutionFilter {
+                job_id: Some("even".into()),
+                status: Some("queued".into()),
+                schedule_id: Some("s1".into()),
+                since_us: Some(10),
+                until_us: Some(60),
+                before_id: Some("e0050".into()),
+                limit: 10,
+            };
+            assert_eq!(
+                ids(store.list_executions(&narrow).await.unwrap()),
+                ["e0040", "e0030", "e0020", "e0010"]
+            );
+            let window = ExecutionFilter {
+                since_us: Some(100),
+                until_us: Some(103),
+                limit: 10,
+                ..ExecutionFilter::default()
+            };
+            assert_eq!(
+                ids(store.list_executions(&window).await.unwrap()),
+                ["e0102", "e0101", "e0100"]
+            );
+            // A value that looks like SQL is only ever a value.
+            let odd = ExecutionFilter {
+                job_id: Some("even' OR '1'='1".into()),
+                limit: 10,
+                ..ExecutionFilter::default()
+            };
+            assert!(store.list_executions(&odd).await.unwrap().is_empty());
+
+            // A batch with an id already stored stores nothing.
+            let again = vec![new_execution("fresh", "job", 1), batch[150].clone()];
+            assert!(matches!(
+                store.insert_executions(&again).await,
+                Err(StoreError::Conflict {
+                    what: "execution",
+                    ..
+                })
+            ));
+            assert_eq!(store.get_execution("fresh").await.unwrap(), None);
         }
-        let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        let all = ExecutionFilter {
-            limit: 1_000,
-            ..ExecutionFilter::default()
-        };
-        let everything = ids(store.list_executions(&all).await.unwrap());
-        assert_eq!(everything.len(), batch.len());
-        assert_eq!(everything[0], "e0204");
-        assert!(everything.windows(2).all(|w| w[0] > w[1]));
-
-        let even = ExecutionFilter {
-            job_id: Some("even".into()),
-            limit: 3,
-            ..ExecutionFilter::default()
-        };
-        assert_eq!(
-            ids(store.list_executions(&even).await.unwrap()),
-            ["e0204", "e0202", "e0200"]
-        );
-        let page2 = ExecutionFilter {
-            before_id: Some("e0200".into()),
-            ..even.clone()
-        };
-        assert_eq!(
-            ids(store.list_executions(&page2).await.unwrap()),
-            ["e0198", "e0196", "e0194"]
-        );
-
-        let running = ExecutionFilter {
-            status: Some("running".into()),
-            limit: 10,
-            ..ExecutionFilter::default()
-        };
-        assert_eq!(
-            ids(store.list_executions(&running).await.unwrap()),
-            ["e0006", "e0004"]
-        );
-
-        // Every filter at once: [since, until) on the queue time.
-        let narrow = ExecutionFilter {
-            job_id: Some("even".into()),
-            status: Some("queued".into()),
-            schedule_id: Some("s1".into()),
-            since_us: Some(10),
-            until_us: Some(60),
-            before_id: Some("e0050".into()),
-            limit: 10,
-        };
-        assert_eq!(
-            ids(store.list_executions(&narrow).await.unwrap()),
-            ["e0040", "e0030", "e0020", "e0010"]
-        );
-        let window = ExecutionFilter {
-            since_us: Some(100),
-            until_us: Some(103),
-            limit: 10,
-            ..ExecutionFilter::default()
-        };
-        assert_eq!(
-            ids(store.list_executions(&window).await.unwrap()),
-            ["e0102", "e0101", "e0100"]
-        );
-        // A value that looks like SQL is only ever a value.
-        let odd = ExecutionFilter {
-            job_id: Some("even' OR '1'='1".into()),
-            limit: 10,
-            ..ExecutionFilter::default()
-        };
-        assert!(store.list_executions(&odd).await.unwrap().is_empty());
-
-        // A batch with an id already stored stores nothing.
-        let again = vec![new_execution("fresh", "job", 1), batch[150].clone()];
-        assert!(matches!(
-            store.insert_executions(&again).await,
-            Err(StoreError::Conflict {
-                what: "execution",
-                ..
-            })
-        ));
-        assert_eq!(store.get_execution("fresh").await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn cancelling_queued_and_running_executions() {
-        let store = Store::open_memory().await.unwrap();
-        store
-            .insert_execution(&new_execution("q", "job", 1))
-            .await
-            .unwrap();
-        running(&store, "r", "job", 2).await;
-        finished(&store, "f", "job", 3).await;
+    crate::store_test! {
+        async fn cancelling_queued_and_running_executions(store) {
+            store
+                .insert_execution(&new_execution("q", "job", 1))
+                .await
+                .unwrap();
+            running(&store, "r", "job", 2).await;
+            finished(&store, "f", "job", 3).await;
 
-        assert_eq!(store.request_cancel("missing", 10).await.unwrap(), None);
-        assert_eq!(
-            store.request_cancel("q", 10).await.unwrap().as_deref(),
-            Some("queued")
-        );
-        assert_eq!(
-            store.request_cancel("r", 11).await.unwrap().as_deref(),
-            Some("running")
-        );
-        assert_eq!(
-            store.request_cancel("f", 12).await.unwrap().as_deref(),
-            Some("succeeded")
-        );
-        let q = store.get_execution("q").await.unwrap().unwrap();
-        assert!(q.cancel_requested);
-        assert_eq!(q.updated_at_us, 10);
-        assert!(
-            store
-                .get_execution("r")
-                .await
-                .unwrap()
-                .unwrap()
-                .cancel_requested
-        );
-        // A finished execution is left as it was.
-        assert!(
-            !store
-                .get_execution("f")
-                .await
-                .unwrap()
-                .unwrap()
-                .cancel_requested
-        );
+            assert_eq!(store.request_cancel("missing", 10).await.unwrap(), None);
+            assert_eq!(
+                store.request_cancel("q", 10).await.unwrap().as_deref(),
+                Some("queued")
+            );
+            assert_eq!(
+                store.request_cancel("r", 11).await.unwrap().as_deref(),
+                Some("running")
+            );
+            assert_eq!(
+                store.request_cancel("f", 12).await.unwrap().as_deref(),
+                Some("succeeded")
+            );
+            let q = store.get_execution("q").await.unwrap().unwrap();
+            assert!(q.cancel_requested);
+            assert_eq!(q.updated_at_us, 10);
+            assert!(
+                store
+                    .get_execution("r")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .cancel_requested
+            );
+            // A finished execution is left as it was.
+            assert!(
+                !store
+                    .get_execution("f")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .cancel_requested
+            );
 
-        let error = r#"{"kind":"cancelled"}"#;
-        assert!(store.cancel_queued("q", error, 20).await.unwrap());
-        assert!(!store.cancel_queued("q", error, 21).await.unwrap());
-        assert!(!store.cancel_queued("r", error, 21).await.unwrap());
-        assert!(!store.cancel_queued("missing", error, 21).await.unwrap());
-        let q = store.get_execution("q").await.unwrap().unwrap();
-        assert_eq!(
-            (q.status.as_str(), q.error.as_deref(), q.finished_at_us),
-            ("cancelled", Some(error), Some(20))
-        );
-        assert!(!store.start_execution("q", 1, 22).await.unwrap());
-        // The running one is cancelled by the engine, through finish.
-        assert!(
-            store
-                .finish_execution("r", "cancelled", Some(error), 0, 23)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store.request_cancel("r", 24).await.unwrap().as_deref(),
-            Some("cancelled")
-        );
-        assert!(store.unfinished_executions().await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn recovery_interrupts_what_ran_and_requeues() {
-        let store = Store::open_memory().await.unwrap();
-        running(&store, "e1", "job", 5).await;
-        // Step 1 done; step 2 failed once and is on its second attempt.
-        assert!(
-            store
-                .start_attempt(&attempt_start("e1", 1, "a", 1, 10))
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .finish_attempt(&attempt_finish("e1", 1, 1, "succeeded", true))
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .start_attempt(&attempt_start("e1", 2, "b", 1, 20))
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .finish_attempt(&attempt_finish("e1", 2, 1, "failed", false))
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .start_attempt(&attempt_start("e1", 2, "b", 2, 30))
-                .await
-                .unwrap()
-        );
-        store
-            .insert_execution(&new_execution("e0", "job", 1))
-            .await
-            .unwrap();
-        store
-            .insert_execution(&new_execution("e2", "job", 5))
-            .await
-            .unwrap();
-        finished(&store, "done", "job", 0).await;
-
-        let unfinished = store.unfinished_executions().await.unwrap();
-        assert_eq!(
-            unfinished.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-            ["e0", "e1", "e2"]
-        );
-
-        assert_eq!(store.interrupt_running("e1", 100).await.unwrap(), [(2, 2)]);
-        assert!(store.interrupt_running("e1", 101).await.unwrap().is_empty());
-        let attempts = store.list_attempts("e1").await.unwrap();
-        let statuses: Vec<_> = attempts.iter().map(|a| a.status.as_str()).collect();
-        assert_eq!(statuses, ["succeeded", "failed", "interrupted"]);
-        assert_eq!(
-            (
-                attempts[2].finished_at_us,
-                attempts[2].duration_us,
-                attempts[2].error.as_deref()
-            ),
-            (Some(100), None, Some(INTERRUPTED))
-        );
-        let runs = store.list_step_runs("e1").await.unwrap();
-        assert_eq!(runs[0].status, "succeeded");
-        assert_eq!(
-            (
-                runs[1].status.as_str(),
-                runs[1].finished_at_us,
-                runs[1].error.as_deref()
-            ),
-            ("interrupted", Some(100), Some(INTERRUPTED))
-        );
-        // A late finish of the interrupted attempt changes nothing.
-        assert!(
-            !store
-                .finish_attempt(&attempt_finish("e1", 2, 2, "succeeded", true))
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store.list_step_runs("e1").await.unwrap()[1].status,
-            "interrupted"
-        );
-
-        assert!(store.requeue_execution("e1", 110).await.unwrap());
-        assert!(!store.requeue_execution("e1", 111).await.unwrap());
-        assert!(!store.requeue_execution("e0", 111).await.unwrap());
-        let e1 = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!(
-            (e1.status.as_str(), e1.recoveries, e1.updated_at_us),
-            ("queued", 1, 110)
-        );
-        // Started again, it keeps its first start.
-        assert!(store.start_execution("e1", 2, 120).await.unwrap());
-        let e1 = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!((e1.started_at_us, e1.job_version), (Some(6), Some(2)));
-        assert!(
-            store
-                .start_attempt(&attempt_start("e1", 3, "b", 1, 130))
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store.get_execution("e1").await.unwrap().unwrap().step_runs,
-            3
-        );
-    }
-
-    #[tokio::test]
-    async fn retention_deletes_only_finished_executions() {
-        let store = Store::open_memory().await.unwrap();
-        for i in 0..6 {
-            finished(&store, &format!("e{i}"), "job", 100 * i).await;
+            let error = r#"{"kind":"cancelled"}"#;
+            assert!(store.cancel_queued("q", error, 20).await.unwrap());
+            assert!(!store.cancel_queued("q", error, 21).await.unwrap());
+            assert!(!store.cancel_queued("r", error, 21).await.unwrap());
+            assert!(!store.cancel_queued("missing", error, 21).await.unwrap());
+            let q = store.get_execution("q").await.unwrap().unwrap();
+            assert_eq!(
+                (q.status.as_str(), q.error.as_deref(), q.finished_at_us),
+                ("cancelled", Some(error), Some(20))
+            );
+            assert!(!store.start_execution("q", 1, 22).await.unwrap());
+            // The running one is cancelled by the engine, through finish.
+            assert!(
+                store
+                    .finish_execution("r", "cancelled", Some(error), 0, 23)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(
+                store.request_cancel("r", 24).await.unwrap().as_deref(),
+                Some("cancelled")
+            );
+            assert!(store.unfinished_executions().await.unwrap().is_empty());
         }
-        // Unfinished ones, older than every finished one, and another job's.
-        store
-            .insert_execution(&new_execution("a-queued", "job", 0))
-            .await
-            .unwrap();
-        running(&store, "a-running", "job", 0).await;
-        finished(&store, "other", "other", 0).await;
-        let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        let job = ExecutionFilter {
-            job_id: Some("job".into()),
-            limit: 100,
-            ..ExecutionFilter::default()
-        };
+    }
 
-        assert_eq!(
+    crate::store_test! {
+        async fn recovery_interrupts_what_ran_and_requeues(store) {
+            running(&store, "e1", "job", 5).await;
+            // Step 1 done; step 2 failed once and is on its second attempt.
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 1, "a", 1, 10))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .finish_attempt(&attempt_finish("e1", 1, 1, "succeeded", true))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 2, "b", 1, 20))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .finish_attempt(&attempt_finish("e1", 2, 1, "failed", false))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 2, "b", 2, 30))
+                    .await
+                    .unwrap()
+            );
             store
-                .apply_retention("job", None, None, 1_000)
+                .insert_execution(&new_execution("e0", "job", 1))
                 .await
-                .unwrap(),
-            0
-        );
-        // By count: the 4 newest finished stay.
-        assert_eq!(
+                .unwrap();
             store
-                .apply_retention("job", Some(4), None, 1_000)
+                .insert_execution(&new_execution("e2", "job", 5))
                 .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            ids(store.list_executions(&job).await.unwrap()),
-            ["e5", "e4", "e3", "e2", "a-running", "a-queued"]
-        );
-        // Cascade: their step runs and attempts went with them.
-        assert!(store.list_step_runs("e0").await.unwrap().is_empty());
-        assert!(store.list_attempts("e1").await.unwrap().is_empty());
-        assert_eq!(store.list_step_runs("e2").await.unwrap().len(), 1);
-        assert_eq!(
+                .unwrap();
+            finished(&store, "done", "job", 0).await;
+
+            let unfinished = store.unfinished_executions().await.unwrap();
+            assert_eq!(
+                unfinished.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+                ["e0", "e1", "e2"]
+            );
+
+            assert_eq!(store.interrupt_running("e1", 100).await.unwrap(), [(2, 2)]);
+            assert!(store.interrupt_running("e1", 101).await.unwrap().is_empty());
+            let attempts = store.list_attempts("e1").await.unwrap();
+            let statuses: Vec<_> = attempts.iter().map(|a| a.status.as_str()).collect();
+            assert_eq!(statuses, ["succeeded", "failed", "interrupted"]);
+            assert_eq!(
+                (
+                    attempts[2].finished_at_us,
+                    attempts[2].duration_us,
+                    attempts[2].error.as_deref()
+                ),
+                (Some(100), None, Some(INTERRUPTED))
+            );
+            let runs = store.list_step_runs("e1").await.unwrap();
+            assert_eq!(runs[0].status, "succeeded");
+            assert_eq!(
+                (
+                    runs[1].status.as_str(),
+                    runs[1].finished_at_us,
+                    runs[1].error.as_deref()
+                ),
+                ("interrupted", Some(100), Some(INTERRUPTED))
+            );
+            // A late finish of the interrupted attempt changes nothing.
+            assert!(
+                !store
+                    .finish_attempt(&attempt_finish("e1", 2, 2, "succeeded", true))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(
+                store.list_step_runs("e1").await.unwrap()[1].status,
+                "interrupted"
+            );
+
+            assert!(store.requeue_execution("e1", 110).await.unwrap());
+            assert!(!store.requeue_execution("e1", 111).await.unwrap());
+            assert!(!store.requeue_execution("e0", 111).await.unwrap());
+            let e1 = store.get_execution("e1").await.unwrap().unwrap();
+            assert_eq!(
+                (e1.status.as_str(), e1.recoveries, e1.updated_at_us),
+                ("queued", 1, 110)
+            );
+            // Started again, it keeps its first start.
+            assert!(store.start_execution("e1", 2, 120).await.unwrap());
+            let e1 = store.get_execution("e1").await.unwrap().unwrap();
+            assert_eq!((e1.started_at_us, e1.job_version), (Some(6), Some(2)));
+            assert!(
+                store
+                    .start_attempt(&attempt_start("e1", 3, "b", 1, 130))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(
+                store.get_execution("e1").await.unwrap().unwrap().step_runs,
+                3
+            );
+        }
+    }
+
+    crate::store_test! {
+        async fn retention_deletes_only_finished_executions(store) {
+            for i in 0..6 {
+                finished(&store, &format!("e{i}"), "job", 100 * i).await;
+            }
+            // Unfinished ones, older than every finished one, and another job's.
             store
-                .apply_retention("job", Some(4), None, 1_000)
+                .insert_execution(&new_execution("a-queued", "job", 0))
                 .await
-                .unwrap(),
-            0
-        );
-        // By age: finished before 1000 - 650 = 350 (e2 and e3 finished at
-        // 200 and 300).
-        assert_eq!(
-            store
-                .apply_retention("job", None, Some(650), 1_000)
-                .await
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            ids(store.list_executions(&job).await.unwrap()),
-            ["e5", "e4", "a-running", "a-queued"]
-        );
-        // Both at once: the count takes e4, the age (before 400) nothing.
-        assert_eq!(
-            store
-                .apply_retention("job", Some(1), Some(600), 1_000)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            ids(store.list_executions(&job).await.unwrap()),
-            ["e5", "a-running", "a-queued"]
-        );
-        // Then the age alone takes the last finished one.
-        assert_eq!(
-            store
-                .apply_retention("job", Some(5), Some(0), 1_000)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            ids(store.list_executions(&job).await.unwrap()),
-            ["a-running", "a-queued"]
-        );
-        assert!(store.get_execution("other").await.unwrap().is_some());
-        assert_eq!(
-            store
-                .apply_retention("other", Some(0), None, 1_000)
-                .await
-                .unwrap(),
-            1
-        );
+                .unwrap();
+            running(&store, "a-running", "job", 0).await;
+            finished(&store, "other", "other", 0).await;
+            let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+            let job = ExecutionFilter {
+                job_id: Some("job".into()),
+                limit: 100,
+                ..ExecutionFilter::default()
+            };
+
+            assert_eq!(
+                store
+                    .apply_retention("job", None, None, 1_000)
+                    .await
+                    .unwrap(),
+                0
+            );
+            // By count: the 4 newest finished stay.
+            assert_eq!(
+                store
+                    .apply_retention("job", Some(4), None, 1_000)
+                    .await
+                    .unwrap(),
+                2
+            );
+            assert_eq!(
+                ids(store.list_executions(&job).await.unwrap()),
+                ["e5", "e4", "e3", "e2", "a-running", "a-queued"]
+            );
+            // Cascade: their step runs and attempts went with them.
+            assert!(store.list_step_runs("e0").await.unwrap().is_empty());
+            assert!(store.list_attempts("e1").await.unwrap().is_empty());
+            assert_eq!(store.list_step_runs("e2").await.unwrap().len(), 1);
+            assert_eq!(
+                store
+                    .apply_retention("job", Some(4), None, 1_000)
+                    .await
+                    .unwrap(),
+                0
+            );
+            // By age: finished before 1000 - 650 = 350 (e2 and e3 finished at
+            // 200 and 300).
+            assert_eq!(
+                store
+                    .apply_retention("job", None, Some(650), 1_000)
+                    .await
+                    .unwrap(),
+                2
+            );
+            assert_eq!(
+                ids(store.list_executions(&job).await.unwrap()),
+                ["e5", "e4", "a-running", "a-queued"]
+            );
+            // Both at once: the count takes e4, the age (before 400) nothing.
+            assert_eq!(
+                store
+                    .apply_retention("job", Some(1), Some(600), 1_000)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                ids(store.list_executions(&job).await.unwrap()),
+                ["e5", "a-running", "a-queued"]
+            );
+            // Then the age alone takes the last finished one.
+            assert_eq!(
+                store
+                    .apply_retention("job", Some(5), Some(0), 1_000)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                ids(store.list_executions(&job).await.unwrap()),
+                ["a-running", "a-queued"]
+            );
+            assert!(store.get_execution("other").await.unwrap().is_some());
+            assert_eq!(
+                store
+                    .apply_retention("other", Some(0), None, 1_000)
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
     }
 
     fn schedule() -> ScheduleRow {
@@ -1686,34 +1123,34 @@ mod tests {
         assert!(store.list_attempts("e2").await.unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_batch_whose_caller_stops_waiting_still_runs_to_its_end() {
-        let store = Store::open_memory().await.unwrap();
-        running(&store, "e1", "job", 1).await;
-        // Polled once (the batch starts), then dropped.
-        let attempt = attempt_start("e1", 1, "a", 1, 10);
-        let start = store.start_attempt(&attempt);
-        tokio::select! {
-            biased;
-            _ = start => panic!("a batch is not done on its first poll"),
-            _ = std::future::ready(()) => {}
-        }
-        // It runs on, and commits (no transaction is left open on the one
-        // connection: the next batch could not begin).
-        for _ in 0..1_000 {
-            if !store.list_step_runs("e1").await.unwrap().is_empty() {
-                break;
+    crate::store_test! {
+        async fn a_batch_whose_caller_stops_waiting_still_runs_to_its_end(store) {
+            running(&store, "e1", "job", 1).await;
+            // Polled once (the batch starts), then dropped.
+            let attempt = attempt_start("e1", 1, "a", 1, 10);
+            let start = store.start_attempt(&attempt);
+            tokio::select! {
+                biased;
+                _ = start => panic!("a batch is not done on its first poll"),
+                _ = std::future::ready(()) => {}
             }
-            tokio::task::yield_now().await;
+            // It runs on, and commits (no transaction is left open on the one
+            // connection: the next batch could not begin).
+            for _ in 0..1_000 {
+                if !store.list_step_runs("e1").await.unwrap().is_empty() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(store.list_step_runs("e1").await.unwrap().len(), 1);
+            assert_eq!(store.list_attempts("e1").await.unwrap().len(), 1);
+            let finish = attempt_finish("e1", 1, 1, "succeeded", true);
+            assert!(store.finish_attempt(&finish).await.unwrap());
+            assert_eq!(
+                store.list_step_runs("e1").await.unwrap()[0].status,
+                "succeeded"
+            );
         }
-        assert_eq!(store.list_step_runs("e1").await.unwrap().len(), 1);
-        assert_eq!(store.list_attempts("e1").await.unwrap().len(), 1);
-        let finish = attempt_finish("e1", 1, 1, "succeeded", true);
-        assert!(store.finish_attempt(&finish).await.unwrap());
-        assert_eq!(
-            store.list_step_runs("e1").await.unwrap()[0].status,
-            "succeeded"
-        );
     }
 
     /// The engine's writes for one-step executions, on the file store, a

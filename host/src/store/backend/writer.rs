@@ -18,13 +18,11 @@
 //!
 //! A caller that stops waiting does not stop its write: the writer owns it.
 
-use super::StoreError;
 use super::executions::{
-    AttemptFinish, AttemptStart, FINISH_ATTEMPT, FINISH_LAST_ATTEMPT, INSERT_EXECUTION,
-    NewExecution, START_FIRST_ATTEMPT, START_RETRY,
+    FINISH_ATTEMPT, FINISH_LAST_ATTEMPT, INSERT_EXECUTION, START_FIRST_ATTEMPT, START_RETRY,
 };
-use sqlx::SqliteConnection;
-use sqlx::SqlitePool;
+use super::{Conn, DIALECT, DbQuery, DbRow, Pool};
+use crate::store::{AttemptFinish, AttemptStart, Dialect, NewExecution, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most writes in one transaction.
@@ -76,7 +74,7 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer task on the current tokio runtime.
-    pub(super) fn spawn(pool: SqlitePool) -> Self {
+    pub(super) fn spawn(pool: Pool) -> Self {
         let (tx, rx) = mpsc::channel(CAPACITY);
         tokio::spawn(run(pool, rx));
         Writer { tx }
@@ -97,7 +95,7 @@ impl Writer {
 }
 
 /// The writer: one batch per turn, until every handle is gone.
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ops = std::mem::take(&mut batch);
@@ -106,7 +104,7 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
 }
 
 /// Applies `ops` in one transaction and answers each.
-async fn commit(pool: &SqlitePool, ops: Vec<Op>) {
+async fn commit(pool: &Pool, ops: Vec<Op>) {
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
@@ -117,7 +115,12 @@ async fn commit(pool: &SqlitePool, ops: Vec<Op>) {
             return;
         }
     };
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    // SQLite: take the write lock now, not at the first write.
+    let begin = match DIALECT {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    if let Err(e) = sqlx::query(begin).execute(&mut *conn).await {
         let message = e.to_string();
         for op in ops {
             let _ = op.take_reply().send(Err(failed(&message)));
@@ -126,7 +129,7 @@ async fn commit(pool: &SqlitePool, ops: Vec<Op>) {
     }
     let mut done = Vec::with_capacity(ops.len());
     for op in ops {
-        let result = apply(&mut conn, &op).await;
+        let result = apply_alone(&mut conn, &op).await;
         done.push((op.take_reply(), result));
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {
@@ -157,34 +160,89 @@ fn failed(message: &str) -> StoreError {
     )))
 }
 
-/// Statements of a multi-statement write, inside its own savepoint.
-fn in_savepoint(batch: &str) -> String {
+/// Applies one write so that its failure undoes it alone. SQLite undoes
+/// a failed statement by itself (and a batch runs in its own savepoint, see
+/// [`batch_statements`]); a failed statement on PostgreSQL aborts the whole
+/// transaction, so there every write gets a savepoint.
+async fn apply_alone(conn: &mut Conn, op: &Op) -> Result<bool, StoreError> {
+    if DIALECT == Dialect::Sqlite {
+        return apply(conn, op).await;
+    }
+    sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
+    let result = apply(conn, op).await;
+    if result.is_err() {
+        sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
+    }
+    sqlx::query("RELEASE op").execute(&mut *conn).await?;
+    result
+}
+
+/// The statements to send for a multi-statement write (`BEGIN; …;
+/// COMMIT`), which must not end the writer's transaction: on SQLite one
+/// batch inside its own savepoint; on PostgreSQL, which prepares one
+/// statement at a time, each statement alone (`apply_alone` gives the
+/// write its savepoint). Each is bound with every parameter of the batch.
+fn batch_statements(batch: &str) -> Vec<String> {
     let body = batch
         .trim()
         .trim_start_matches("BEGIN;")
         .trim_end_matches("COMMIT")
         .trim();
-    format!("SAVEPOINT op; {body} RELEASE op")
+    match DIALECT {
+        Dialect::Sqlite => vec![format!("SAVEPOINT op; {body} RELEASE op")],
+        Dialect::Postgres => body
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
 }
 
-/// Runs a multi-statement write; on failure undoes it alone.
-async fn run_in_savepoint(
-    conn: &mut SqliteConnection,
-    query: super::SqliteQuery<'_>,
-) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-    match query.fetch_all(&mut *conn).await {
-        Ok(rows) => Ok(rows),
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK TO op; RELEASE op")
-                .execute(&mut *conn)
-                .await;
-            Err(e.into())
+/// The parameters of a multi-statement write.
+#[derive(Clone, Copy)]
+enum Params<'q> {
+    Start(&'q AttemptStart),
+    Finish(&'q AttemptFinish),
+}
+
+impl<'q> Params<'q> {
+    fn bind(self, query: DbQuery<'q>) -> DbQuery<'q> {
+        match self {
+            Params::Start(a) => bind_start(query, a),
+            Params::Finish(a) => bind_finish(query, a),
         }
     }
 }
 
+/// Runs a multi-statement write, each of its statements bound with
+/// `params`, and returns the rows they returned; on failure undoes it
+/// alone.
+async fn run_batch<'a>(
+    conn: &mut Conn,
+    statements: &'a [String],
+    params: Params<'a>,
+) -> Result<Vec<DbRow>, StoreError> {
+    let mut rows = Vec::new();
+    for sql in statements {
+        let query = params.bind(sqlx::query(sql));
+        match query.fetch_all(&mut *conn).await {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => {
+                if DIALECT == Dialect::Sqlite {
+                    let _ = sqlx::query("ROLLBACK TO op; RELEASE op")
+                        .execute(&mut *conn)
+                        .await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// Applies one write; `Ok(false)` when its guard found nothing to change.
-async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError> {
+async fn apply(conn: &mut Conn, op: &Op) -> Result<bool, StoreError> {
     match op {
         Op::InsertExecution(e, _) => {
             let sql = format!(
@@ -254,20 +312,13 @@ async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError>
             Ok(done.rows_affected() == 1)
         }
         Op::StartAttempt(a, _) => {
-            let sql = in_savepoint(if a.attempt == 1 {
+            let statements = batch_statements(if a.attempt == 1 {
                 START_FIRST_ATTEMPT
             } else {
                 START_RETRY
             });
-            let query = sqlx::query(&sql)
-                .bind(&a.execution_id)
-                .bind(a.seq)
-                .bind(&a.step_id)
-                .bind(&a.step_type)
-                .bind(a.attempt)
-                .bind(a.now_us);
             let id = || format!("{}#{}#{}", a.execution_id, a.seq, a.attempt);
-            match run_in_savepoint(conn, query).await {
+            match run_batch(conn, &statements, Params::Start(a)).await {
                 Ok(rows) => Ok(!rows.is_empty()),
                 Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                     Err(StoreError::Conflict {
@@ -287,32 +338,46 @@ async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<bool, StoreError>
             }
         }
         Op::FinishAttempt(a, _) => {
-            let last = in_savepoint(FINISH_LAST_ATTEMPT);
-            let sql = if a.step_done {
-                last.as_str()
-            } else {
-                FINISH_ATTEMPT
-            };
-            let query = sqlx::query(sql)
-                .bind(&a.execution_id)
-                .bind(a.seq)
-                .bind(a.attempt)
-                .bind(&a.status)
-                .bind(a.now_us)
-                .bind(a.duration_us)
-                .bind(&a.output)
-                .bind(&a.exports)
-                .bind(&a.error)
-                .bind(&a.logs)
-                .bind(a.host_calls);
             if a.step_done {
-                Ok(!run_in_savepoint(conn, query).await?.is_empty())
+                let statements = batch_statements(FINISH_LAST_ATTEMPT);
+                Ok(!run_batch(conn, &statements, Params::Finish(a))
+                    .await?
+                    .is_empty())
             } else {
-                let done = query.execute(&mut *conn).await?;
+                let done = bind_finish(sqlx::query(FINISH_ATTEMPT), a)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(done.rows_affected() == 1)
             }
         }
     }
+}
+
+/// Binds [`START_FIRST_ATTEMPT`] / [`START_RETRY`]'s parameters.
+fn bind_start<'q>(query: DbQuery<'q>, a: &'q AttemptStart) -> DbQuery<'q> {
+    query
+        .bind(a.execution_id.as_str())
+        .bind(a.seq)
+        .bind(a.step_id.as_str())
+        .bind(a.step_type.as_str())
+        .bind(a.attempt)
+        .bind(a.now_us)
+}
+
+/// Binds [`FINISH_ATTEMPT`] / [`FINISH_LAST_ATTEMPT`]'s parameters.
+fn bind_finish<'q>(query: DbQuery<'q>, a: &'q AttemptFinish) -> DbQuery<'q> {
+    query
+        .bind(a.execution_id.as_str())
+        .bind(a.seq)
+        .bind(a.attempt)
+        .bind(a.status.as_str())
+        .bind(a.now_us)
+        .bind(a.duration_us)
+        .bind(a.output.as_deref())
+        .bind(a.exports.as_deref())
+        .bind(a.error.as_deref())
+        .bind(a.logs.as_deref())
+        .bind(a.host_calls)
 }
 
 #[cfg(test)]
@@ -321,9 +386,23 @@ mod tests {
 
     #[test]
     fn batches_lose_their_own_transaction() {
-        let s = in_savepoint(START_FIRST_ATTEMPT);
-        assert!(s.starts_with("SAVEPOINT op; UPDATE executions"), "{s}");
-        assert!(s.ends_with("; RELEASE op"), "{s}");
-        assert!(!s.contains("BEGIN") && !s.contains("COMMIT"), "{s}");
+        let statements = batch_statements(START_FIRST_ATTEMPT);
+        for s in &statements {
+            assert!(!s.contains("BEGIN") && !s.contains("COMMIT"), "{s}");
+        }
+        match DIALECT {
+            Dialect::Sqlite => {
+                let [s] = statements.as_slice() else {
+                    panic!("one batch: {statements:?}")
+                };
+                assert!(s.starts_with("SAVEPOINT op; UPDATE executions"), "{s}");
+                assert!(s.ends_with("; RELEASE op"), "{s}");
+            }
+            Dialect::Postgres => {
+                assert_eq!(statements.len(), 3, "{statements:?}");
+                assert!(statements[0].starts_with("UPDATE executions"));
+                assert!(statements[2].starts_with("INSERT INTO attempts"));
+            }
+        }
     }
 }

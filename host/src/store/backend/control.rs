@@ -1,12 +1,11 @@
 //! Small queries for the node's control loops: cancel requests made through
 //! the store, and closing the pool.
 
-use super::{Store, StoreError};
+use super::Backend;
+use crate::store::StoreError;
 use sqlx::Row;
 
-impl Store {
-    /// Which of `ids` have a cancel request stored and are still running
-    /// (`meridian executions cancel`, or another node's API, asked).
+impl Backend {
     pub async fn cancel_requested(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let mut found = Vec::new();
         // SQLite binds at most 32,766 parameters; stay far below it.
@@ -29,8 +28,6 @@ impl Store {
         Ok(found)
     }
 
-    /// Closes the pool: waits for connections in use, then checkpoints and
-    /// closes the database.
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -1,0 +1,292 @@
+use super::*;
+use crate::audit::{AuditEntry, AuditRecord};
+
+const AUDIT_COLUMNS: &str = "seq, at_us, kind, actor, plugin, digest, job_id, execution_id, \
+     step_id, capability, target, decision, detail, grant_hint, duration_us, data, prev_hash, hash";
+
+/// Rows per multi-row insert (17 parameters each; SQLite binds at most
+/// 32,766).
+const INSERT_CHUNK: usize = 100;
+
+impl Backend {
+    pub async fn append_audit(
+        &self,
+        entries: &[AuditEntry],
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let records = append_on(&mut tx, entries).await?;
+        tx.commit().await?;
+        Ok(records)
+    }
+
+    pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("seq")?, row.try_get("hash")?))
+    }
+
+    pub async fn audit_all(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(audit_record).collect()
+    }
+
+    pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        let mut ints: Vec<(String, i64)> = Vec::new();
+        for (column, value) in [
+            ("kind", &q.kind),
+            ("plugin", &q.plugin),
+            ("job_id", &q.job_id),
+            ("execution_id", &q.execution_id),
+            ("capability", &q.capability),
+            ("decision", &q.decision),
+        ] {
+            if let Some(v) = value {
+                texts.push(v);
+                clauses.push(format!("{column} = ${}", texts.len()));
+            }
+        }
+        let mut n = texts.len();
+        for (clause, value) in [
+            ("at_us >= ", q.since_us),
+            ("at_us < ", q.until_us),
+            ("seq > ", q.after_seq),
+        ] {
+            if let Some(v) = value {
+                n += 1;
+                ints.push((format!("{clause}${n}"), v));
+            }
+        }
+        clauses.extend(ints.iter().map(|(c, _)| c.clone()));
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log {filter} ORDER BY seq LIMIT {}",
+            q.limit.max(1)
+        );
+        let mut query = sqlx::query(&sql);
+        for t in texts {
+            query = query.bind(t);
+        }
+        for (_, v) in &ints {
+            query = query.bind(*v);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(audit_record).collect()
+    }
+
+    pub async fn audit_usage(&self, plugin: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT capability, target, decision, COUNT(*) AS calls, MAX(at_us) AS last_us \
+             FROM audit_log WHERE kind = 'capability' AND plugin = $1 \
+             GROUP BY capability, target, decision ORDER BY capability, target, decision",
+        )
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    capability: r
+                        .try_get::<Option<String>, _>("capability")?
+                        .unwrap_or_default(),
+                    target: r
+                        .try_get::<Option<String>, _>("target")?
+                        .unwrap_or_default(),
+                    decision: r.try_get("decision")?,
+                    calls: r.try_get("calls")?,
+                    last_us: r.try_get("last_us")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_grant(
+        &self,
+        g: &GrantRow,
+        audit: &AuditEntry,
+    ) -> Result<AuditRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO grants (id, plugin, spec, created_at_us, created_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&g.id)
+        .bind(&g.plugin)
+        .bind(&g.spec)
+        .bind(g.created_at_us)
+        .bind(&g.created_by)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict {
+                    what: "grant",
+                    id: g.id.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let mut records = append_on(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await?;
+        records.pop().ok_or_else(|| StoreError::NotFound {
+            what: "audit record",
+            id: g.id.clone(),
+        })
+    }
+
+    pub async fn list_grants(&self) -> Result<Vec<GrantRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, plugin, spec, created_at_us, created_by FROM grants ORDER BY created_at_us, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant_row).collect()
+    }
+
+    pub async fn delete_grant(
+        &self,
+        id: &str,
+        audit: impl FnOnce(&GrantRow) -> AuditEntry,
+    ) -> Result<(GrantRow, AuditRecord), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM grants WHERE id = $1 RETURNING id, plugin, spec, created_at_us, created_by",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                what: "grant",
+                id: id.to_string(),
+            });
+        };
+        let grant = grant_row(&row)?;
+        let mut records = append_on(&mut tx, &[audit(&grant)]).await?;
+        tx.commit().await?;
+        let record = records.pop().ok_or_else(|| StoreError::NotFound {
+            what: "audit record",
+            id: id.to_string(),
+        })?;
+        Ok((grant, record))
+    }
+}
+
+fn grant_row(r: &DbRow) -> Result<GrantRow, StoreError> {
+    Ok(GrantRow {
+        id: r.try_get("id")?,
+        plugin: r.try_get("plugin")?,
+        spec: r.try_get("spec")?,
+        created_at_us: r.try_get("created_at_us")?,
+        created_by: r.try_get("created_by")?,
+    })
+}
+
+/// Appends entries to the chain inside the caller's transaction (see
+/// [`Store::append_audit`]).
+pub(super) async fn append_on(
+    conn: &mut Conn,
+    entries: &[AuditEntry],
+) -> Result<Vec<AuditRecord>, StoreError> {
+    // Taking the write lock before reading the head: on SQLite this
+    // makes the transaction a writer (waiting out others through the
+    // busy timeout); on PostgreSQL it locks the row.
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut seq: i64 = head.try_get("seq")?;
+    let mut prev: String = head.try_get("hash")?;
+    let mut records = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let hash = e.chain_hash(&prev);
+        records.push(AuditRecord {
+            seq,
+            entry: e.clone(),
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let mut sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let b = i * 18;
+            sql.push('(');
+            sql.push_str(
+                &(1..=18)
+                    .map(|k| format!("${}", b + k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            let e = &r.entry;
+            q = q
+                .bind(r.seq)
+                .bind(e.at_us)
+                .bind(&e.kind)
+                .bind(&e.actor)
+                .bind(&e.plugin)
+                .bind(&e.digest)
+                .bind(&e.job_id)
+                .bind(&e.execution_id)
+                .bind(&e.step_id)
+                .bind(&e.capability)
+                .bind(&e.target)
+                .bind(&e.decision)
+                .bind(&e.detail)
+                .bind(&e.grant_hint)
+                .bind(e.duration_us)
+                .bind(&e.data)
+                .bind(&r.prev_hash)
+                .bind(&r.hash);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&prev)
+        .execute(&mut *conn)
+        .await?;
+    Ok(records)
+}
+
+fn audit_record(r: &DbRow) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        seq: r.try_get("seq")?,
+        entry: AuditEntry {
+            at_us: r.try_get("at_us")?,
+            kind: r.try_get("kind")?,
+            actor: r.try_get("actor")?,
+            plugin: r.try_get("plugin")?,
+            digest: r.try_get("digest")?,
+            job_id: r.try_get("job_id")?,
+            execution_id: r.try_get("execution_id")?,
+            step_id: r.try_get("step_id")?,
+            capability: r.try_get("capability")?,
+            target: r.try_get("target")?,
+            decision: r.try_get("decision")?,
+            detail: r.try_get("detail")?,
+            grant_hint: r.try_get("grant_hint")?,
+            duration_us: r.try_get("duration_us")?,
+            data: r.try_get("data")?,
+        },
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}

@@ -1,0 +1,496 @@
+//! The store's queries, written once and compiled once per database: this
+//! module is included by `store/sqlite.rs` and by `store/postgres.rs`, each
+//! of which names its database's types (`Db`, `Pool`, `Conn`, `DbRow`) and
+//! its [`Dialect`] before including it. So every query exists once in the
+//! source, is checked by the compiler against each database's concrete
+//! sqlx types (no generic trait bounds, no runtime `Any` conversion), and
+//! the few places where the two databases differ branch on `DIALECT`.
+
+use super::{Conn, DIALECT, Db, DbRow, Pool};
+use crate::store::*;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+
+mod audit;
+mod control;
+mod executions;
+mod jobs;
+mod tokens;
+mod writer;
+
+/// The store over one database; `crate::store::Store` dispatches to it.
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    pool: Pool,
+    /// Group commit for the execution hot path (`writer.rs`).
+    writer: writer::Writer,
+}
+
+type DbQuery<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+const SCHEDULE_COLUMNS: &str = "id, job_id, cron, timezone, enabled, start_at_us, end_at_us, \
+     misfire_window_s, misfire_policy, overlap_policy, dst_gap, dst_overlap, jitter_s, priority, \
+     cursor_us, created_at_us, updated_at_us";
+
+impl Backend {
+    /// The store over `pool`, its schema brought up to date.
+    pub(crate) async fn from_pool(pool: Pool) -> Result<Self, StoreError> {
+        crate::store::MIGRATOR.run(&pool).await?;
+        let writer = writer::Writer::spawn(pool.clone());
+        Ok(Self { pool, writer })
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn insert_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_schedule_on(&mut conn, s).await
+    }
+
+    pub async fn insert_schedules(&self, schedules: &[ScheduleRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for s in schedules {
+            insert_schedule_on(&mut tx, s).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn update_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE schedules SET job_id = $2, cron = $3, timezone = $4, enabled = $5, \
+             start_at_us = $6, end_at_us = $7, misfire_window_s = $8, misfire_policy = $9, \
+             overlap_policy = $10, dst_gap = $11, dst_overlap = $12, jitter_s = $13, \
+             priority = $14, updated_at_us = $15 WHERE id = $1",
+        );
+        let done = bind_definition(query, s)
+            .bind(s.updated_at_us)
+            .execute(&self.pool)
+            .await?;
+        not_found_if_none(done.rows_affected(), "schedule", &s.id)
+    }
+
+    pub async fn set_schedule_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE schedules SET enabled = $2, updated_at_us = $3 WHERE id = $1")
+                .bind(id)
+                .bind(enabled)
+                .bind(now_us)
+                .execute(&self.pool)
+                .await?;
+        not_found_if_none(done.rows_affected(), "schedule", id)
+    }
+
+    pub async fn advance_cursor(&self, id: &str, cursor_us: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE schedules SET cursor_us = $2 WHERE id = $1 AND (cursor_us IS NULL OR cursor_us < $2)",
+        )
+        .bind(id)
+        .bind(cursor_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn advance_cursors(&self, cursors: &[(String, i64)]) -> Result<(), StoreError> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let cursors: Vec<(&str, i64)> = cursors.iter().map(|(id, c)| (id.as_str(), *c)).collect();
+        advance_cursors_on(&mut tx, &cursors).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM schedules WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        not_found_if_none(done.rows_affected(), "schedule", id)
+    }
+
+    pub async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRow>, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| schedule_from_row(&r)).transpose()
+    }
+
+    pub async fn list_schedule_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM schedules")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub async fn list_schedules(
+        &self,
+        job_id: Option<&str>,
+    ) -> Result<Vec<ScheduleRow>, StoreError> {
+        let rows = match job_id {
+            Some(job) => {
+                let sql = format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE job_id = $1 ORDER BY id"
+                );
+                sqlx::query(&sql).bind(job).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id");
+                sqlx::query(&sql).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    pub async fn list_schedules_page(
+        &self,
+        job_id: Option<&str>,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ScheduleRow>, StoreError> {
+        let sql = format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules \
+             WHERE ($1 IS NULL OR job_id = $1) AND ($2 IS NULL OR id > $2) \
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(job_id)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    pub async fn record_fires(&self, fires: &[FireRow]) -> Result<Vec<bool>, StoreError> {
+        self.record_fires_and_executions(fires, &[]).await
+    }
+
+    pub async fn record_fires_with_executions(
+        &self,
+        fires: &[FireRow],
+        executions: &[NewExecution],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.record_fires_and_executions(fires, executions).await
+    }
+
+    /// [`Store::record_fires`], then the executions of the new fires.
+    async fn record_fires_and_executions(
+        &self,
+        fires: &[FireRow],
+        executions: &[NewExecution],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = Vec::with_capacity(fires.len());
+        // Usually every fire is new: try that first, under one savepoint.
+        let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
+        let mut fast = true;
+        for chunk in fires.chunks(FIRES_PER_INSERT) {
+            let done = insert_fires(chunk).query().execute(&mut *all_new).await?;
+            if !usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+                fast = false;
+                break;
+            }
+        }
+        if fast {
+            all_new.commit().await?;
+            inserted.resize(fires.len(), true);
+        } else {
+            all_new.rollback().await?;
+        }
+        // Some were stored already: find out which, chunk by chunk.
+        for chunk in fires.chunks(FIRES_PER_INSERT).filter(|_| !fast) {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let done = insert_fires(chunk).query().execute(&mut *savepoint).await?;
+            if usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+                savepoint.commit().await?;
+                inserted.extend(std::iter::repeat_n(true, chunk.len()));
+                continue;
+            }
+            savepoint.rollback().await?;
+            for f in chunk {
+                let done = insert_fires(std::slice::from_ref(f))
+                    .query()
+                    .execute(&mut *tx)
+                    .await?;
+                inserted.push(done.rows_affected() == 1);
+            }
+        }
+        // The executions of the new fires.
+        if !executions.is_empty() {
+            let accepted: HashSet<&str> = fires
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .filter_map(|(f, _)| f.run_id.as_deref())
+                .collect();
+            let queued: Vec<&NewExecution> = executions
+                .iter()
+                .filter(|e| accepted.contains(e.id.as_str()))
+                .collect();
+            executions::insert_executions_on(&mut tx, &queued).await?;
+        }
+        // Each schedule's latest fire, backfills aside, in first-seen order.
+        let mut latest: Vec<(&str, i64)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for f in fires.iter().filter(|f| f.origin != "backfill") {
+            match index.get(f.schedule_id.as_str()) {
+                Some(&i) => latest[i].1 = latest[i].1.max(f.fire_at_us),
+                None => {
+                    index.insert(&f.schedule_id, latest.len());
+                    latest.push((&f.schedule_id, f.fire_at_us));
+                }
+            }
+        }
+        advance_cursors_on(&mut tx, &latest).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    pub async fn list_fires(
+        &self,
+        schedule_id: &str,
+        limit: i64,
+    ) -> Result<Vec<FireRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, outcome, run_id, \
+             created_at_us FROM fires WHERE schedule_id = $1 ORDER BY fire_at_us DESC LIMIT $2",
+        )
+        .bind(schedule_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FireRow {
+                    schedule_id: r.try_get("schedule_id")?,
+                    nominal_local: r.try_get("nominal_local")?,
+                    utc_offset_s: r.try_get("utc_offset_s")?,
+                    fire_at_us: r.try_get("fire_at_us")?,
+                    origin: r.try_get("origin")?,
+                    outcome: r.try_get("outcome")?,
+                    run_id: r.try_get("run_id")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_schedule_on(conn: &mut Conn, s: &ScheduleRow) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    );
+    let result = bind_definition(sqlx::query(&sql), s)
+        .bind(s.cursor_us)
+        .bind(s.created_at_us)
+        .bind(s.updated_at_us)
+        .execute(conn)
+        .await;
+    match result {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict {
+            what: "schedule",
+            id: s.id.clone(),
+        }),
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
+/// Schedules per multi-row cursor update.
+const CURSORS_PER_UPDATE: usize = 200;
+
+/// A value bound to a multi-row statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Value<'q> {
+    Text(&'q str),
+    Int(i64),
+}
+
+/// The `VALUES` list of a multi-row statement, each distinct value bound
+/// once and referred to by its `$N` wherever it recurs.
+///
+/// Why: sqlx binds SQLite parameters by name, and SQLite finds a
+/// parameter's name by a linear search, so binding a statement costs the
+/// square of its distinct parameters. The fires of one batch share their
+/// instant, origin, outcome and creation time, and their nominal times and
+/// offsets take a few values only; interned, a fire costs about two
+/// parameters (schedule and run ids) instead of eight.
+struct Values<'q> {
+    sql: String,
+    values: Vec<Value<'q>>,
+    index: HashMap<Value<'q>, usize>,
+    rows: usize,
+}
+
+impl<'q> Values<'q> {
+    /// Starts the statement with `head`, which ends before its first tuple.
+    fn new(head: &str) -> Self {
+        Values {
+            sql: head.to_owned(),
+            values: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+        }
+    }
+
+    /// Appends one `(…)` tuple; `None` is written as `NULL`.
+    fn row(&mut self, row: &[Option<Value<'q>>]) {
+        use std::fmt::Write;
+        self.sql.push_str(if self.rows == 0 { "(" } else { ", (" });
+        self.rows += 1;
+        for (col, value) in row.iter().enumerate() {
+            if col > 0 {
+                self.sql.push_str(", ");
+            }
+            let Some(value) = *value else {
+                self.sql.push_str("NULL");
+                continue;
+            };
+            let n = *self.index.entry(value).or_insert_with(|| {
+                self.values.push(value);
+                self.values.len()
+            });
+            let _ = write!(self.sql, "${n}");
+        }
+        self.sql.push(')');
+    }
+
+    /// The statement's text, `tail` appended, and its values.
+    fn finish(mut self, tail: &str) -> Statement<'q> {
+        self.sql.push_str(tail);
+        Statement {
+            sql: self.sql,
+            values: self.values,
+        }
+    }
+}
+
+/// A multi-row statement built by [`Values`].
+struct Statement<'q> {
+    sql: String,
+    values: Vec<Value<'q>>,
+}
+
+impl Statement<'_> {
+    /// The query with its values bound. Not kept prepared: its text
+    /// changes with the pattern of the values.
+    fn query(&self) -> DbQuery<'_> {
+        let mut query = sqlx::query(&self.sql).persistent(false);
+        for value in &self.values {
+            query = match *value {
+                Value::Text(text) => query.bind(text),
+                Value::Int(int) => query.bind(int),
+            };
+        }
+        query
+    }
+}
+
+/// One `INSERT INTO fires` of `fires` that skips identities already
+/// stored.
+fn insert_fires(fires: &[FireRow]) -> Statement<'_> {
+    let mut values = Values::new(
+        "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, \
+         outcome, run_id, created_at_us) VALUES ",
+    );
+    for f in fires {
+        values.row(&[
+            Some(Value::Text(&f.schedule_id)),
+            Some(Value::Text(&f.nominal_local)),
+            Some(Value::Int(i64::from(f.utc_offset_s))),
+            Some(Value::Int(f.fire_at_us)),
+            Some(Value::Text(&f.origin)),
+            Some(Value::Text(&f.outcome)),
+            f.run_id.as_deref().map(Value::Text),
+            Some(Value::Int(f.created_at_us)),
+        ]);
+    }
+    values.finish(" ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING")
+}
+
+/// Moves each schedule's cursor forward to its value (never back), with
+/// multi-row `UPDATE … FROM (VALUES …)`: SQLite ≥ 3.33 and PostgreSQL both
+/// name the columns of a `VALUES` list `column1`, `column2`. Ids must be
+/// distinct.
+async fn advance_cursors_on(conn: &mut Conn, cursors: &[(&str, i64)]) -> Result<(), StoreError> {
+    for chunk in cursors.chunks(CURSORS_PER_UPDATE) {
+        let mut values = Values::new("UPDATE schedules SET cursor_us = v.column2 FROM (VALUES ");
+        for (id, cursor_us) in chunk {
+            values.row(&[Some(Value::Text(id)), Some(Value::Int(*cursor_us))]);
+        }
+        let statement = values.finish(
+            ") AS v WHERE schedules.id = v.column1 \
+             AND (schedules.cursor_us IS NULL OR schedules.cursor_us < v.column2)",
+        );
+        statement.query().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Binds `$1`..`$14`: the id and the definition columns, in the order of
+/// `SCHEDULE_COLUMNS`, shared by insert and update.
+fn bind_definition<'q>(query: DbQuery<'q>, s: &'q ScheduleRow) -> DbQuery<'q> {
+    query
+        .bind(&s.id)
+        .bind(&s.job_id)
+        .bind(&s.cron)
+        .bind(&s.timezone)
+        .bind(s.enabled)
+        .bind(s.start_at_us)
+        .bind(s.end_at_us)
+        .bind(s.misfire_window_s)
+        .bind(&s.misfire_policy)
+        .bind(&s.overlap_policy)
+        .bind(&s.dst_gap)
+        .bind(&s.dst_overlap)
+        .bind(s.jitter_s)
+        .bind(s.priority)
+}
+
+fn not_found_if_none(affected: u64, what: &'static str, id: &str) -> Result<(), StoreError> {
+    if affected == 0 {
+        Err(StoreError::NotFound {
+            what,
+            id: id.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn schedule_from_row(r: &DbRow) -> Result<ScheduleRow, StoreError> {
+    Ok(ScheduleRow {
+        id: r.try_get("id")?,
+        job_id: r.try_get("job_id")?,
+        cron: r.try_get("cron")?,
+        timezone: r.try_get("timezone")?,
+        enabled: r.try_get("enabled")?,
+        start_at_us: r.try_get("start_at_us")?,
+        end_at_us: r.try_get("end_at_us")?,
+        misfire_window_s: r.try_get("misfire_window_s")?,
+        misfire_policy: r.try_get("misfire_policy")?,
+        overlap_policy: r.try_get("overlap_policy")?,
+        dst_gap: r.try_get("dst_gap")?,
+        dst_overlap: r.try_get("dst_overlap")?,
+        jitter_s: r.try_get("jitter_s")?,
+        priority: r.try_get("priority")?,
+        cursor_us: r.try_get("cursor_us")?,
+        created_at_us: r.try_get("created_at_us")?,
+        updated_at_us: r.try_get("updated_at_us")?,
+    })
+}
