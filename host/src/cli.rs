@@ -411,6 +411,7 @@ async fn serve(
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
+    register_node(&config, &store).await?;
     let (runtime, audit_log) = crate::build_node_runtime(&config, &store).await?;
     let runtime = Arc::new(runtime);
     let grant_watch = crate::grants::stored::watch(
@@ -435,7 +436,9 @@ async fn serve(
         },
     )
     .await?;
+    executions.start_cluster_loop(config.cluster.heartbeat);
     let executions = Arc::new(executions);
+    let store_for_stop = store.clone();
     let state = Arc::new(api::AppState {
         runtime,
         store,
@@ -445,6 +448,7 @@ async fn serve(
         metrics: Arc::clone(&metrics),
         audit: audit_log.clone(),
         access: Default::default(),
+        uploads: api::PluginUploads::from_config(&config),
     });
     if let Some(token) = crate::auth::ensure_first_admin(&state.store).await? {
         writeln!(
@@ -486,13 +490,121 @@ async fn serve(
         Err(_) => tracing::warn!("executions still referenced at shutdown"),
     }
     audit_log.flush().await;
+    // Give up this node's leases: other nodes take over at once what it
+    // leaves unfinished (and it claims them back if it restarts first).
+    if let Err(e) = store_for_stop
+        .stop_node(chrono::Utc::now().timestamp_micros())
+        .await
+    {
+        tracing::warn!("cannot record this node's stop: {e}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Stops its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `meridian run` beside serving nodes on one store: the execution it runs
+/// inline is held under a node id of its own (`<node_id>-run-<pid>`, not a
+/// registered node), its lease renewed while the command runs, so no node
+/// takes it over — unless the command dies, when a node recovers it.
+fn hold_leases(config: &Config, store: &crate::store::Store) -> AbortOnDrop {
+    let lease_us = i64::try_from(config.cluster.lease.as_micros()).unwrap_or(i64::MAX);
+    store.set_node(crate::store::NodeLease {
+        id: Arc::from(format!(
+            "{}-run-{}",
+            config.cluster.node_id,
+            std::process::id()
+        )),
+        lease_us,
+    });
+    let (store, every) = (store.clone(), config.cluster.heartbeat);
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.heartbeat(chrono::Utc::now().timestamp_micros()).await {
+                tracing::warn!("cannot renew the run's lease: {e}");
+            }
+        }
+    }))
+}
+
+/// Makes `store` write for this node and registers it (`nodes`). A node id
+/// still held by a live process is refused; one whose process is gone (same
+/// host, pid no longer running — a crash or kill) is taken over at once.
+async fn register_node(config: &Config, store: &crate::store::Store) -> anyhow::Result<()> {
+    use crate::store::{NodeLease, NodeRow, StoreError};
+    let lease_us = i64::try_from(config.cluster.lease.as_micros()).unwrap_or(i64::MAX);
+    store.set_node(NodeLease {
+        id: Arc::from(config.cluster.node_id.as_str()),
+        lease_us,
+    });
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let mut instance = [0u8; 8];
+    getrandom::fill(&mut instance).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let row = NodeRow {
+        id: config.cluster.node_id.clone(),
+        instance: instance.iter().map(|b| format!("{b:02x}")).collect(),
+        hostname: hostname.clone(),
+        pid: i64::from(std::process::id()),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        listen: config.listen.to_string(),
+        started_at_us: 0,
+        heartbeat_at_us: 0,
+        stopped_at_us: None,
+        held: 0,
+        running: 0,
+    };
+    let now_us = chrono::Utc::now().timestamp_micros();
+    match store.register_node(&row, now_us, None).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict { .. }) => {
+            let other = store
+                .list_nodes()
+                .await?
+                .into_iter()
+                .find(|n| n.id == row.id);
+            let gone = other.as_ref().is_some_and(|n| {
+                n.hostname == hostname
+                    && i32::try_from(n.pid).is_ok_and(|pid| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+                    })
+            });
+            match other {
+                Some(other) if gone => {
+                    tracing::warn!(node_id = %row.id, pid = other.pid, "the previous process of this node id is gone; taking its place");
+                    store
+                        .register_node(&row, now_us, Some(&other.instance))
+                        .await?;
+                    Ok(())
+                }
+                _ => anyhow::bail!(
+                    "node id {:?} is in use by a live node (its heartbeat is within the lease); \
+                     give each node its own [cluster] node_id",
+                    row.id
+                ),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<crate::store::Store> {
-    crate::store::Store::open_sqlite(&config.store_path())
+    config
+        .store
+        .open()
         .await
-        .with_context(|| format!("cannot open the store {}", config.store_path().display()))
+        .with_context(|| format!("cannot open the store {}", config.store.describe()))
 }
 
 /// The OS user running the CLI (from the process's uid, not the
@@ -822,10 +934,10 @@ async fn doctor(
         report
             .checks
             .push(crate::doctor::writable_dir("data-dir", &config.data_dir));
-        let opened = crate::store::Store::open_sqlite(&config.store_path()).await;
+        let opened = config.store.open().await;
         report.checks.push(crate::doctor::store_opened(
             opened.as_ref(),
-            &config.store_path(),
+            &config.store.describe(),
         ));
         if let Ok(store) = &opened {
             let runtime = match crate::build_runtime(config).await {
@@ -977,6 +1089,7 @@ async fn run_job(
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
+    let _leases = hold_leases(&config, &store);
     let (runtime, audit_log) = crate::build_node_runtime(&config, &store).await?;
     let runtime = Arc::new(runtime);
     let job = match load_job(&runtime, &path).await? {
@@ -1114,9 +1227,7 @@ async fn executions(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let store = crate::store::Store::open_sqlite(&config.store_path())
-        .await
-        .with_context(|| format!("cannot open the store {}", config.store_path().display()))?;
+    let store = open_store(&config).await?;
     match command {
         ExecutionsCommand::List {
             job,
@@ -1255,7 +1366,8 @@ async fn list_plugins(
 ) -> anyhow::Result<ExitCode> {
     let runtime = crate::build_runtime(&config).await?;
     if json {
-        let all: Vec<_> = runtime.plugins().map(|p| &p.info).collect();
+        let plugins = runtime.plugins();
+        let all: Vec<_> = plugins.iter().map(|p| &p.info).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
     } else {
         for p in runtime.plugins() {

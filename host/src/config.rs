@@ -50,6 +50,125 @@ struct FileConfig {
     grants: Vec<GrantSpec>,
     #[serde(default)]
     logging: LoggingFile,
+    /// `[api]`: limits of the REST API.
+    #[serde(default)]
+    api: ApiFile,
+    /// Where the store lives: a SQLite file path, or a `postgres://` URL
+    /// for several nodes on one database. Default `<data_dir>/meridian.db`.
+    store: Option<String>,
+    /// The PostgreSQL password, from `[secrets]` (so the URL can leave it
+    /// out).
+    store_password_secret: Option<String>,
+    /// `[cluster]`: this node's id and its leases.
+    #[serde(default)]
+    cluster: ClusterFile,
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    node_id: Option<String>,
+    lease_s: Option<u64>,
+    heartbeat_s: Option<u64>,
+    max_connections: Option<u32>,
+}
+
+/// Where the store lives (`store`).
+#[derive(Clone)]
+pub enum StoreLocation {
+    /// The embedded SQLite file.
+    Sqlite(PathBuf),
+    /// PostgreSQL, shared by the nodes of a cluster.
+    Postgres {
+        url: String,
+        password: Option<String>,
+        max_connections: u32,
+    },
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl StoreLocation {
+    /// For messages: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => path.display().to_string(),
+            StoreLocation::Postgres { url, .. } => redact_url(url),
+        }
+    }
+
+    /// Opens the store and brings its schema up to date.
+    pub async fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        match self {
+            StoreLocation::Sqlite(path) => crate::store::Store::open_sqlite(path).await,
+            StoreLocation::Postgres {
+                url,
+                password,
+                max_connections,
+            } => {
+                crate::store::Store::open_postgres(url, password.as_deref(), *max_connections).await
+            }
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}/{path}")
+}
+
+/// This node in a cluster (`[cluster]`).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// Unique per node; default the host name.
+    pub node_id: String,
+    /// How long a node holds an execution without renewing: a dead node's
+    /// work is taken over within this time (plus one heartbeat).
+    pub lease: Duration,
+    /// How often a node renews its leases and looks for expired ones.
+    pub heartbeat: Duration,
+}
+
+/// `[api]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiFile {
+    max_plugin_bytes: Option<usize>,
+}
+
+/// The REST API's settings (`[api]`).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The largest component PUT /api/v2/plugins/{name} accepts; every
+    /// other route keeps the 1 MiB body limit.
+    pub max_plugin_bytes: usize,
+}
+
+/// The default of `[api] max_plugin_bytes`: 64 MiB.
+pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 64 * 1024 * 1024;
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+        }
+    }
 }
 
 /// `[logging]` as written; checked into a [`LogConfig`] by [`logging_config`].
@@ -166,6 +285,12 @@ pub struct Config {
     pub grant_specs: Vec<GrantSpec>,
     /// Log files: where, in what format, rotated and kept how long.
     pub logging: LogConfig,
+    /// `[api]`: the plugin upload's size limit.
+    pub api: ApiSettings,
+    /// Where the store lives.
+    pub store: StoreLocation,
+    /// This node's id and leases (`[cluster]`).
+    pub cluster: ClusterSettings,
 }
 
 /// A configuration problem, naming the file and the field.
@@ -260,6 +385,54 @@ impl Config {
             sandbox.max_concurrent = n;
         }
 
+        let cluster_file = parsed.cluster;
+        let lease_s = cluster_file.lease_s.unwrap_or(15);
+        if !(2..=3600).contains(&lease_s) {
+            return Err(field(
+                "cluster.lease_s",
+                "must be between 2 and 3600 seconds".into(),
+            ));
+        }
+        let heartbeat_s = cluster_file.heartbeat_s.unwrap_or((lease_s / 3).max(1));
+        if heartbeat_s == 0 || heartbeat_s * 2 > lease_s {
+            return Err(field(
+                "cluster.heartbeat_s",
+                format!("must be at least 1 and at most half of lease_s ({lease_s})"),
+            ));
+        }
+        let node_id = match cluster_file.node_id {
+            Some(id) => id,
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "local".to_string()),
+        };
+        if node_id.is_empty()
+            || node_id.len() > 128
+            || !node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(field(
+                "cluster.node_id",
+                format!("{node_id:?}: use 1 to 128 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let cluster = ClusterSettings {
+            node_id,
+            lease: Duration::from_secs(lease_s),
+            heartbeat: Duration::from_secs(heartbeat_s),
+        };
+
+        let mut api = ApiSettings::default();
+        if let Some(n) = parsed.api.max_plugin_bytes {
+            if n == 0 {
+                return Err(field("api.max_plugin_bytes", "must be at least 1".into()));
+            }
+            api.max_plugin_bytes = n;
+        }
+
         let mut http = HttpLimits::default();
         let h = parsed.http;
         if let Some(n) = h.max_response_bytes {
@@ -343,6 +516,48 @@ impl Config {
                     .join("; "),
             })?;
 
+        let store = match parsed.store {
+            None => StoreLocation::Sqlite(data_dir.join("meridian.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let password = match parsed.store_password_secret {
+                    Some(name) => Some(
+                        secrets
+                            .get(&name)
+                            .map(|v: &SecretValue| v.expose().to_string())
+                            .ok_or_else(|| {
+                                field(
+                                    "store_password_secret",
+                                    format!("no secret named {name:?} in [secrets]"),
+                                )
+                            })?,
+                    ),
+                    None => None,
+                };
+                let max_connections = cluster_file.max_connections.unwrap_or(16);
+                if !(2..=1000).contains(&max_connections) {
+                    return Err(field(
+                        "cluster.max_connections",
+                        "must be between 2 and 1000".into(),
+                    ));
+                }
+                StoreLocation::Postgres {
+                    url,
+                    password,
+                    max_connections,
+                }
+            }
+            Some(other) if other.contains("://") => {
+                return Err(field(
+                    "store",
+                    format!(
+                        "{}: a postgres:// URL or a SQLite file path",
+                        redact_url(&other)
+                    ),
+                ));
+            }
+            Some(path) => StoreLocation::Sqlite(resolve(PathBuf::from(path))),
+        };
+
         Ok(Self {
             grant_specs: grants_specs,
             data_dir,
@@ -354,12 +569,23 @@ impl Config {
             secrets: SecretStore::new(secrets),
             grants,
             logging,
+            api,
+            store,
+            cluster,
         })
     }
 
-    /// The embedded SQLite database.
+    /// The embedded SQLite database's default file.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("meridian.db")
+    }
+
+    /// Where plugins uploaded through the API are stored (and loaded from
+    /// at start): `plugins_dir`, or `<data_dir>/plugins` without one.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.plugins_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 
     /// Where compiled components are cached.
@@ -477,6 +703,8 @@ mod tests {
             plugins_dir = "plugins"
             [sandbox]
             timeout_ms = 1500
+            [api]
+            max_plugin_bytes = 4096
             [secrets]
             lit = "literal"
             pw = { file = "pw" }
@@ -497,6 +725,8 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.plugins_dir, Some(dir.path().join("plugins")));
         assert_eq!(c.sandbox.timeout, Duration::from_millis(1500));
+        assert_eq!(c.api.max_plugin_bytes, 4096);
+        assert_eq!(c.upload_dir(), dir.path().join("plugins"));
         assert_eq!(c.secrets.get("pw").unwrap().expose(), "from-file");
         assert_eq!(c.secrets.get("lit").unwrap().expose(), "literal");
     }
@@ -523,6 +753,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("grants[0].http[0].host"), "{e}");
+        let cfg = write(dir.path(), "m4.toml", "[api]\nmax_plugin_bytes = 0\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.max_plugin_bytes"), "{e}");
     }
 
     fn logging(text: &str, env: LogEnv) -> Result<LogConfig, (String, String)> {

@@ -212,7 +212,7 @@ fn granted_kinds(g: &crate::grants::GrantSpec) -> BTreeSet<&'static str> {
 /// asks that no grant gives), one per grant that applies to nothing, one
 /// per secret a grant names that the host does not have.
 fn plugin_items(runtime: &Runtime, items: &mut Vec<Item>) {
-    let plugins: Vec<_> = runtime.plugins().collect();
+    let plugins = runtime.plugins();
     items.push(Item::new(
         "plugins",
         if plugins.is_empty() {
@@ -461,17 +461,17 @@ pub fn config_item(loaded: Result<&crate::config::Config, &crate::config::Config
 
 /// The store item when opening it (which applies the migrations) worked
 /// or not.
-pub fn store_opened(opened: Result<&Store, &crate::store::StoreError>, path: &Path) -> Item {
+pub fn store_opened(opened: Result<&Store, &crate::store::StoreError>, what: &str) -> Item {
     match opened {
         Ok(_) => Item::new(
             "store-open",
             Verdict::Ok,
-            format!("{} opens, migrations applied", path.display()),
+            format!("{what} opens, migrations applied"),
         ),
         Err(e) => Item::new(
             "store-open",
             Verdict::Fail,
-            format!("{} does not open: {e}", path.display()),
+            format!("{what} does not open: {e}"),
         ),
     }
 }

@@ -22,6 +22,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secrets;
 pub mod store;
+pub mod web;
 
 use config::Config;
 use runtime::{Runtime, RuntimeOptions};
@@ -46,12 +47,14 @@ pub fn new_runtime(config: &Config) -> anyhow::Result<Runtime> {
 }
 
 /// The runtime for a configuration with its plugins: the built-in ones,
-/// then the plugins directory.
+/// then the plugins directory (`plugins_dir`, or `<data_dir>/plugins`
+/// where uploads go without one, when it exists).
 pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
     let mut runtime = new_runtime(config)?;
     runtime.load_builtin().await?;
-    if let Some(dir) = &config.plugins_dir {
-        runtime.load_dir(dir).await?;
+    let dir = config.upload_dir();
+    if config.plugins_dir.is_some() || dir.is_dir() {
+        runtime.load_dir(&dir).await?;
     }
     Ok(runtime)
 }

@@ -148,7 +148,7 @@ async fn run_all(engine: &Engine, ids: &[String], steps: usize) {
 async fn execute_n(runtime: &Runtime, n: u64) {
     let plugin = runtime.plugin("trivial").unwrap();
     for _ in 0..n {
-        let run = runtime.execute(plugin, invocation(json!({}))).await;
+        let run = runtime.execute(&plugin, invocation(json!({}))).await;
         assert!(run.result.is_ok());
     }
 }

@@ -798,7 +798,7 @@ async fn config_issues_carry_json_paths() {
     let issues = rt
         .runtime
         .validate_config(
-            rt.plugin("azure-devops"),
+            &rt.plugin("azure-devops"),
             &json!({
                 "organization": "not a name", "project": "", "pipeline_id": 0,
                 "branch": "refs/heads/main",
@@ -826,7 +826,7 @@ async fn config_issues_carry_json_paths() {
     let issues = rt
         .runtime
         .validate_config(
-            rt.plugin("azure-devops"),
+            &rt.plugin("azure-devops"),
             &json!({ "organization": "contoso", "project": "p", "pipeline_id": 1, "variables": { "v": { "value": "x", "secret": true } } }),
         )
         .await;
@@ -834,7 +834,7 @@ async fn config_issues_carry_json_paths() {
     let issues = rt
         .runtime
         .validate_config(
-            rt.plugin("azure-devops"),
+            &rt.plugin("azure-devops"),
             &json!({ "organization": "contoso", "project": "p" }),
         )
         .await;
@@ -904,7 +904,7 @@ async fn sleeping_between_reads_does_not_block_the_host() {
     let mut inv = invocation(standin.config(json!({ "wait": true, "poll_interval_ms": 10000 })));
     inv.timeout = Some(Duration::from_millis(400));
     let started = Instant::now();
-    let run = rt.runtime.execute(rt.plugin("azure-devops"), inv).await;
+    let run = rt.runtime.execute(&rt.plugin("azure-devops"), inv).await;
     assert!(
         matches!(run.result, Err(StepFailure::Timeout { limit_ms: 400 })),
         "{:?}",
@@ -974,7 +974,7 @@ async fn queues_a_real_run_when_configured() {
     }
     let mut inv = invocation(config);
     inv.timeout = Some(Duration::from_secs(1900));
-    let run = rt.runtime.execute(rt.plugin("azure-devops"), inv).await;
+    let run = rt.runtime.execute(&rt.plugin("azure-devops"), inv).await;
     match run.result {
         Ok(ok) => {
             assert!(ok.output["run_id"].as_u64().unwrap() > 0);

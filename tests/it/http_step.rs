@@ -227,7 +227,7 @@ async fn slow_servers_time_out() {
     let mut inv = invocation(json!({ "url": server.url("/slow?ms=5000") }));
     inv.timeout = Some(Duration::from_millis(300));
     let started = Instant::now();
-    let run = rt.runtime.execute(rt.plugin("http"), inv).await;
+    let run = rt.runtime.execute(&rt.plugin("http"), inv).await;
     assert!(
         matches!(run.result, Err(StepFailure::Timeout { limit_ms: 300 })),
         "{:?}",
@@ -272,7 +272,7 @@ async fn config_errors_carry_json_paths() {
     let issues = rt
         .runtime
         .validate_config(
-            rt.plugin("http"),
+            &rt.plugin("http"),
             &json!({ "url": "ftp://x", "extract": { "a": "no-slash" } }),
         )
         .await;

@@ -11,7 +11,12 @@
 //!   admin token is read from its stderr) and schemathesis (PyPI) generating
 //!   requests from the document for every operation, a bounded number of
 //!   examples each, checking that no response is a 5xx and that every
-//!   status code, content type, header and body conforms to the document.
+//!   status code, content type, header and body conforms to the document;
+//!   then its stateful phase, which chains calls along the document's
+//!   response links (POST /api/v2/jobs → GET/DELETE of that job, POST
+//!   /api/v2/jobs/execute → GET of that execution, POST /api/v2/grants →
+//!   PUT/DELETE of that grant, the list routes → their first item) with the
+//!   ids the API returned, a few calls per scenario.
 //!   Without schemathesis the test says how to install it and skips — except
 //!   under `CI=true`, where that is a failure.
 
@@ -119,6 +124,58 @@ async fn the_document_is_openapi_3_1_and_matches_the_router() {
         }
     }
     assert!(operations >= 39, "only {operations} operations documented");
+
+    // Response links (what schemathesis's stateful phase follows) name a
+    // real operation and only parameters that operation has.
+    let mut ops = std::collections::HashMap::new();
+    for item in paths.values() {
+        for method in METHODS {
+            if let Some(op) = item.get(method) {
+                ops.insert(op["operationId"].as_str().unwrap().to_string(), op);
+            }
+        }
+    }
+    let mut links = Vec::new();
+    for (path, item) in paths {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            for response in op["responses"].as_object().unwrap().values() {
+                let Some(these) = response.get("links").and_then(Value::as_object) else {
+                    continue;
+                };
+                for (name, link) in these {
+                    let target = link["operationId"].as_str().unwrap();
+                    let to = ops
+                        .get(target)
+                        .unwrap_or_else(|| panic!("{method} {path}: link {name} to {target}"));
+                    let params: Vec<&str> = to["parameters"]
+                        .as_array()
+                        .map(|p| p.iter().map(|p| p["name"].as_str().unwrap()).collect())
+                        .unwrap_or_default();
+                    for (param, value) in link["parameters"].as_object().unwrap() {
+                        assert!(params.contains(&param.as_str()), "{name}: {param}");
+                        assert!(
+                            value.as_str().unwrap().starts_with("$response.body#/"),
+                            "{name}: {value}"
+                        );
+                    }
+                    links.push(format!("{method} {path} -> {target}"));
+                }
+            }
+        }
+    }
+    links.sort();
+    for want in [
+        "get /api/v2/executions -> get_execution",
+        "get /api/v2/jobs -> get_job",
+        "post /api/v2/grants -> replace_grant",
+        "post /api/v2/grants -> revoke_grant",
+        "post /api/v2/jobs -> delete_job",
+        "post /api/v2/jobs -> get_job",
+        "post /api/v2/jobs/execute -> get_execution",
+    ] {
+        assert!(links.iter().any(|l| l == want), "{want} not in {links:#?}");
+    }
 
     let (status, headers, body) = request_as(state, None, "GET", "/api/v2/docs", "").await;
     assert_eq!(status, StatusCode::OK);
@@ -263,11 +320,20 @@ async fn seed(base: &str, token: &str) -> Vec<String> {
     assert_eq!(res.status(), 202);
     let run: Value = res.json().await.unwrap();
     let execution = run["execution_id"].as_str().unwrap().to_string();
+    let res = post(
+        "/api/v2/grants",
+        serde_json::json!({ "plugin": "script", "secrets": ["fuzz"] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let grant: Value = res.json().await.unwrap();
     vec![
         "fuzz-job".into(),
         "fuzz-schedule".into(),
         execution,
         "trivial".into(),
+        grant["id"].as_str().unwrap().to_string(),
     ]
 }
 
@@ -282,10 +348,18 @@ fn config(ids: &[String]) -> String {
     format!(
         "[dictionaries.ids]\nvalues = [{values}]\n\n[parameters]\n\
          \"path.id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
-         \"path.name\" = {{ dictionary = \"ids\", probability = 0.5 }}\n"
+         \"path.name\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\n\
+         [phases.stateful]\nmax-steps = {STATEFUL_MAX_STEPS}\n\
+         [phases.stateful.inference]\nalgorithms = [\"location-headers\"]\n"
     )
 }
 
+/// Calls in one stateful scenario (a chain of linked operations: POST
+/// /api/v2/jobs, then GET or DELETE of that job, …). Only the document's
+/// links and `Location` headers are followed, not links schemathesis infers
+/// from the schemas: an inferred link to a followed log stream would make
+/// the run's length depend on an execution's.
+const STATEFUL_MAX_STEPS: u32 = 4;
 /// Test cases schemathesis generates per operation (and phase);
 /// `MERIDIAN_TEST_FUZZ_EXAMPLES` overrides it for a deeper run (the time
 /// bound then grows with it).
@@ -329,9 +403,9 @@ async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
              response_headers_conformance,response_schema_conformance",
         ])
         .args(["--max-examples", &examples.to_string()])
-        // No stateful phase: it follows links without bound in time (a
-        // followed log stream of a real execution, say).
-        .args(["--phases", "examples,coverage,fuzzing"])
+        // The stateful phase follows the document's response links with
+        // real ids (bounded: `STATEFUL_MAX_STEPS` calls per scenario).
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--workers", "2", "--request-timeout", "35"])
         .args(["--wait-for-schema", "30"])
         .current_dir(&work)
@@ -361,11 +435,21 @@ async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
         out.status,
         node.log_tail()
     );
-    // It really tested the operations (a run that tested nothing passes too).
+    // It really tested the operations (a run that tested nothing passes too),
+    // and the stateful phase ran.
     assert!(
         report.contains("passed") && !report.contains("No operations"),
         "{report}"
     );
+    // How many links it could follow depends on how many generated bodies
+    // the API accepted; that the phase ran, with scenarios, does not.
+    let scenarios: u32 = report
+        .split("Scenarios:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stateful phase in the report:\n{report}"));
+    assert!(scenarios > 0, "no stateful scenario ran:\n{report}");
     eprintln!("schemathesis took {took:.0?}:\n{report}");
     drop(node);
 }

@@ -43,7 +43,7 @@ async fn infinite_loop_is_stopped_at_its_timeout() {
     let mut inv = invocation(json!({}));
     inv.timeout = Some(Duration::from_millis(300));
     let started = Instant::now();
-    let run = rt.runtime.execute(rt.plugin("spin"), inv).await;
+    let run = rt.runtime.execute(&rt.plugin("spin"), inv).await;
     let took = started.elapsed();
     assert!(
         matches!(failure(&run), StepFailure::Timeout { limit_ms: 300 }),

@@ -41,7 +41,7 @@ impl TestRuntime {
         }
     }
 
-    pub fn plugin(&self, name: &str) -> &Arc<LoadedPlugin> {
+    pub fn plugin(&self, name: &str) -> Arc<LoadedPlugin> {
         self.runtime
             .plugin(name)
             .unwrap_or_else(|| panic!("plugin {name} is not loaded"))
@@ -50,7 +50,7 @@ impl TestRuntime {
     /// Runs one step of the named plugin with this config.
     pub async fn run(&self, plugin: &str, config: Value) -> meridian::runtime::StepRun {
         self.runtime
-            .execute(self.plugin(plugin), invocation(config))
+            .execute(&self.plugin(plugin), invocation(config))
             .await
     }
 }
@@ -110,6 +110,7 @@ impl TestNode {
             metrics,
             audit,
             access: Default::default(),
+            uploads: meridian::api::PluginUploads::from_config(&config),
         });
         let admin = meridian::store::TokenRow {
             id: "test-admin".into(),

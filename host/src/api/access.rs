@@ -338,7 +338,10 @@ async fn reapply(state: &AppState) -> Result<(), Problem> {
     summary = "Store a capability grant (the `[[grants]]` shape) and put it in force",
     request_body(content = Object, description = "One grant, as in the config file's `[[grants]]`"),
     responses(
-        (status = 201, description = "Stored and in force", body = doc::GrantEntry),
+        (status = 201, description = "Stored and in force", body = doc::GrantEntry, links(
+            ("ReplaceGrant" = (operation_id = "replace_grant", parameters(("id" = "$response.body#/id")), description = "Replace the grant just stored")),
+            ("RevokeGrant" = (operation_id = "revoke_grant", parameters(("id" = "$response.body#/id")), description = "Revoke the grant just stored")),
+        )),
         (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
     ),
 )]
@@ -379,6 +382,69 @@ pub(super) async fn create_grant(
     }
 }
 
+/// PUT /api/v2/grants/{id}: the body is the grant's new definition in the
+/// `[[grants]]` shape; applied live like a new grant.
+#[utoipa::path(
+    put,
+    path = "/api/v2/grants/{id}",
+    tag = "security",
+    summary = "Replace a stored grant's definition and put it in force",
+    description = "The grant keeps its id; its definition is replaced in one transaction with its audit record (`grant`, `replaced`, the previous definition in the detail) and applies to the next step that starts.",
+    params(("id" = String, Path, description = "The stored grant's id")),
+    request_body(content = Object, description = "One grant, as in the config file's `[[grants]]`"),
+    responses(
+        (status = 200, description = "Replaced and in force", body = doc::GrantEntry),
+        (status = 400, description = "The body is not JSON (`validation_failed`, path empty)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 404, description = "No stored grant has this id (`not_found`)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 422, description = "The grant is not valid (`validation_failed`, every issue with its JSON path); nothing changes", content_type = "application/problem+json", body = doc::Problem),
+    ),
+)]
+pub(super) async fn replace_grant(
+    State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<Caller>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(p) => return p.into_response(),
+    };
+    let invalid = |errors: Vec<crate::grants::GrantError>| {
+        let mut p = Problem::validation(
+            errors
+                .into_iter()
+                .map(|e| Issue {
+                    path: e.path,
+                    message: e.message,
+                })
+                .collect(),
+        );
+        p.status = StatusCode::UNPROCESSABLE_ENTITY.as_u16();
+        p.into_response()
+    };
+    let spec = match stored::from_json(v) {
+        Ok(s) => s,
+        Err(errors) => return invalid(errors),
+    };
+    match stored::replace(&state.store, &id, spec, &actor(caller)).await {
+        Ok((entry, _)) => {
+            if let Err(p) = reapply(&state).await {
+                return p.into_response();
+            }
+            Json(entry).into_response()
+        }
+        Err(GrantChangeError::Invalid(errors)) => invalid(errors),
+        Err(GrantChangeError::NotFound(_)) => no_stored_grant().into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+fn no_stored_grant() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "No such stored grant").with_detail(
+        "no stored grant has this id (grants from the config file are changed by editing it)",
+    )
+}
+
 /// DELETE /api/v2/grants/{id}
 #[utoipa::path(
     delete,
@@ -403,15 +469,7 @@ pub(super) async fn revoke_grant(
             }
             Json(json!({ "id": row.id, "plugin": row.plugin, "revoked": true })).into_response()
         }
-        Err(GrantChangeError::NotFound(_)) => Problem::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such stored grant",
-        )
-        .with_detail(
-            "no stored grant has this id (grants from the config file are changed by editing it)",
-        )
-        .into_response(),
+        Err(GrantChangeError::NotFound(_)) => no_stored_grant().into_response(),
         Err(e) => internal(e).into_response(),
     }
 }

@@ -1,5 +1,5 @@
-//! The security team's resources: the audit trail (query, verify), the
-//! grants in force, and each plugin's asked / granted / used capabilities.
+//! The security team's resources: the audit trail (query, verify) and the
+//! grants in force (plugins and their capabilities are in `plugins.rs`).
 
 use super::executions::internal;
 use super::openapi::schemas as doc;
@@ -7,8 +7,7 @@ use super::{AppState, Problem};
 use crate::audit::AuditQuery;
 use crate::model::Issue;
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::collections::HashMap;
@@ -54,11 +53,13 @@ pub(super) async fn query_audit(
             "execution_id" => query.execution_id = Some(v.clone()),
             "capability" => query.capability = Some(v.clone()),
             "decision" => {
-                const DECISIONS: [&str; 9] = [
+                const DECISIONS: [&str; 11] = [
                     "allowed",
                     "denied",
                     "failed",
                     "created",
+                    "replaced",
+                    "removed",
                     "revoked",
                     "ok",
                     "rejected",
@@ -128,75 +129,12 @@ pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response
     tag = "security",
     summary = "List the grants in force (config and stored)",
     responses(
-        (status = 200, description = "The grants", body = doc::Grants),
+        (status = 200, description = "The grants", body = doc::Grants, links(
+            ("ReplaceFirstGrant" = (operation_id = "replace_grant", parameters(("id" = "$response.body#/grants/0/id")), description = "Replace the first grant listed (a stored one; a config grant's id is refused)")),
+            ("RevokeFirstGrant" = (operation_id = "revoke_grant", parameters(("id" = "$response.body#/grants/0/id")), description = "Revoke the first grant listed")),
+        )),
     ),
 )]
 pub(super) async fn list_grants(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "grants": state.runtime.grant_entries() })).into_response()
-}
-
-/// GET /api/v2/plugins: the loaded plugins.
-#[utoipa::path(
-    get,
-    path = "/api/v2/plugins",
-    tag = "security",
-    summary = "List the loaded plugins",
-    responses(
-        (status = 200, description = "The plugins", body = doc::Plugins),
-    ),
-)]
-pub(super) async fn list_plugins(State(state): State<Arc<AppState>>) -> Response {
-    let plugins: Vec<_> = state.runtime.plugins().map(|p| &p.info).collect();
-    Json(json!({ "plugins": plugins })).into_response()
-}
-
-/// GET /api/v2/plugins/{name}: what a loaded plugin is — version, digest,
-/// source, config schema, the capabilities it asks for, its imports and
-/// exports.
-#[utoipa::path(
-    get,
-    path = "/api/v2/plugins/{name}",
-    tag = "security",
-    summary = "Inspect a loaded plugin",
-    params(("name" = String, Path, description = "The plugin's (step type's) name")),
-    responses(
-        (status = 200, description = "The plugin", body = doc::PluginInfo),
-        (status = 404, description = "No plugin of that name is loaded", content_type = "application/problem+json", body = doc::Problem),
-    ),
-)]
-pub(super) async fn get_plugin(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Response {
-    match state.runtime.plugin(&name) {
-        Some(p) => Json(&p.info).into_response(),
-        None => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin")
-            .with_detail(format!("no plugin named {name:?} is loaded"))
-            .into_response(),
-    }
-}
-
-/// GET /api/v2/plugins/{name}/capabilities
-#[utoipa::path(
-    get,
-    path = "/api/v2/plugins/{name}/capabilities",
-    tag = "security",
-    summary = "A plugin's capabilities: asked, granted, used",
-    params(("name" = String, Path, description = "The plugin's name")),
-    responses(
-        (status = 200, description = "The capabilities", body = doc::PluginCapabilities),
-        (status = 404, description = "No such plugin (`not_found`)", content_type = "application/problem+json", body = doc::Problem),
-    ),
-)]
-pub(super) async fn plugin_capabilities(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> Response {
-    match crate::audit::view::capabilities(&state.runtime, &state.store, &name).await {
-        Ok(Some(view)) => Json(view).into_response(),
-        Ok(None) => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin")
-            .with_detail(format!("no plugin named {name:?} is loaded"))
-            .into_response(),
-        Err(e) => internal(e).into_response(),
-    }
 }

@@ -85,7 +85,11 @@ fn job_body(body: &[u8]) -> Result<model::Job, Problem> {
     summary = "Create a job, or a new version of it",
     request_body(content = doc::Job, description = "The job definition"),
     responses(
-        (status = 200, description = "Stored; `Location` is the job", body = doc::JobStored),
+        (status = 200, description = "Stored; `Location` is the job", body = doc::JobStored, links(
+            ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")), description = "The job just stored")),
+            ("DeleteJob" = (operation_id = "delete_job", parameters(("id" = "$response.body#/id")), description = "Delete the job just stored")),
+            ("ListJobVersions" = (operation_id = "list_job_versions", parameters(("id" = "$response.body#/id")), description = "The job's versions")),
+        )),
         (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
     ),
 )]
@@ -188,7 +192,10 @@ struct ExecuteRequest {
     summary = "Run a job now",
     request_body(content = doc::ExecuteRequest),
     responses(
-        (status = 202, description = "Queued; `Location` is the execution", body = doc::Accepted),
+        (status = 202, description = "Queued; `Location` is the execution", body = doc::Accepted, links(
+            ("GetExecution" = (operation_id = "get_execution", parameters(("id" = "$response.body#/execution_id")), description = "The execution just queued")),
+            ("CancelExecution" = (operation_id = "cancel_execution", parameters(("id" = "$response.body#/execution_id")), description = "Cancel the execution just queued")),
+        )),
         (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path)", content_type = "application/problem+json", body = doc::Problem),
         (status = 503, description = "The node is shutting down (`shutting_down`)", content_type = "application/problem+json", body = doc::Problem),
     ),
@@ -292,7 +299,10 @@ pub(super) async fn get_execution(
     summary = "List executions, newest first",
     params(doc::ExecutionListQuery),
     responses(
-        (status = 200, description = "A page of executions", body = doc::ExecutionList),
+        (status = 200, description = "A page of executions", body = doc::ExecutionList, links(
+            ("GetFirstExecution" = (operation_id = "get_execution", parameters(("id" = "$response.body#/executions/0/id")), description = "The first execution listed")),
+            ("CancelFirstExecution" = (operation_id = "cancel_execution", parameters(("id" = "$response.body#/executions/0/id")), description = "Cancel the first execution listed")),
+        )),
         (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
     ),
 )]
@@ -433,7 +443,10 @@ fn job_item(row: &crate::store::JobVersionRow) -> Result<Value, Problem> {
     summary = "List the current versions of live jobs",
     params(doc::JobListQuery),
     responses(
-        (status = 200, description = "A page of jobs in id order", body = doc::JobList),
+        (status = 200, description = "A page of jobs in id order", body = doc::JobList, links(
+            ("GetFirstJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/jobs/0/id")), description = "The first job listed")),
+            ("DeleteFirstJob" = (operation_id = "delete_job", parameters(("id" = "$response.body#/jobs/0/id")), description = "Delete the first job listed")),
+        )),
         (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
     ),
 )]

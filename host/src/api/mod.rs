@@ -5,13 +5,16 @@
 
 mod access;
 mod audit;
+mod cluster;
 mod compat;
 mod docs;
 mod executions;
 mod logs;
 pub mod openapi;
 mod performance;
+mod plugins;
 pub mod prometheus;
+pub use plugins::PluginUploads;
 mod schedules;
 
 use crate::model::Issue;
@@ -47,6 +50,8 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
     /// The token guard's own state.
     pub access: access::AuthState,
+    /// Where uploaded plugins go and how large one may be.
+    pub uploads: PluginUploads,
 }
 
 /// How long a request may take before it is answered 408 (a followed log
@@ -59,6 +64,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v2/health", get(health))
+        .route("/api/v2/session", get(session))
         .route("/api/v2/openapi.json", get(openapi_json))
         .route("/api/v2/docs", get(docs::docs_page))
         .route("/api/v2/steps/types", get(step_types))
@@ -115,6 +121,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(executions::get_job_version),
         )
         .route("/api/v2/queues", get(executions::list_queues))
+        .route("/api/v2/cluster", get(cluster::cluster))
         .route(
             "/api/v2/execution/status",
             get(executions::execution_status),
@@ -134,13 +141,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/api/v2/grants/{id}",
-            axum::routing::delete(access::revoke_grant),
+            axum::routing::put(access::replace_grant).delete(access::revoke_grant),
         )
-        .route("/api/v2/plugins", get(audit::list_plugins))
-        .route("/api/v2/plugins/{name}", get(audit::get_plugin))
+        .route("/api/v2/plugins", get(plugins::list_plugins))
         .route(
             "/api/v2/plugins/{name}/capabilities",
-            get(audit::plugin_capabilities),
+            get(plugins::plugin_capabilities),
         )
         .route(
             "/api/v2/tokens",
@@ -149,6 +155,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v2/tokens/{id}",
             axum::routing::delete(access::revoke_token),
+        )
+        // The web UI's assets (public in `crate::auth::required`).
+        .merge(crate::web::router())
+        // The body limit of every route above; the plugin upload below has
+        // its own (`[api] max_plugin_bytes`, read by its handler).
+        .route_layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .route(
+            "/api/v2/plugins/{name}",
+            get(plugins::get_plugin)
+                .delete(plugins::delete_plugin)
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    MAX_BODY_BYTES,
+                ))
+                .put(plugins::upload_plugin),
         )
         // Every route above: token, role, audit (`crate::auth::required`).
         .route_layer(axum::middleware::from_fn_with_state(
@@ -162,9 +184,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(not_found)
         .layer(axum::middleware::map_response(bare_errors_as_problems))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -175,8 +194,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The body-limit and timeout layers answer with a bare status; clients
 /// get a problem document like everywhere else.
 async fn bare_errors_as_problems(res: Response) -> Response {
-    if res.headers().contains_key(header::CONTENT_TYPE)
-        && res.status() != StatusCode::PAYLOAD_TOO_LARGE
+    let content_type = res.headers().get(header::CONTENT_TYPE);
+    if content_type.is_some_and(|t| t == "application/problem+json")
+        || (content_type.is_some() && res.status() != StatusCode::PAYLOAD_TOO_LARGE)
     {
         return res;
     }
@@ -305,6 +325,7 @@ async fn health(
     let plugins: Vec<_> = state
         .runtime
         .plugins()
+        .iter()
         .map(|p| json!({ "name": p.info.name, "version": p.info.version, "digest": p.info.digest }))
         .collect();
     let subject = crate::doctor::Subject {
@@ -339,6 +360,54 @@ async fn health(
     (status, body).into_response()
 }
 
+/// Who the presented token is, and what it may do.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Session {
+    /// The token's name.
+    name: String,
+    /// viewer, operator, auditor or admin.
+    role: &'static str,
+    /// What the role allows: `read` always, then `operate`, `audit`,
+    /// `admin` (see `x-required-permission` on each operation).
+    permissions: Vec<crate::auth::Permission>,
+}
+
+/// The caller's token: its name, role and permissions (the web UI decides
+/// from them what to show).
+#[utoipa::path(
+    get,
+    path = "/api/v2/session",
+    tag = "security",
+    summary = "Who this token is: its name, role and permissions",
+    responses((status = 200, description = "The token's name, role and permissions", body = Session)),
+)]
+async fn session(caller: Option<axum::Extension<crate::auth::Caller>>) -> Response {
+    use crate::auth::Permission;
+    let Some(axum::Extension(c)) = caller else {
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "A valid API token is required",
+        )
+        .into_response();
+    };
+    let permissions = [
+        Permission::Read,
+        Permission::Operate,
+        Permission::Audit,
+        Permission::Admin,
+    ]
+    .into_iter()
+    .filter(|p| c.role.allows(*p))
+    .collect();
+    Json(Session {
+        name: c.name,
+        role: c.role.as_str(),
+        permissions,
+    })
+    .into_response()
+}
+
 /// A step type as the API lists it.
 #[derive(Debug, Serialize)]
 struct StepType<'a> {
@@ -355,11 +424,8 @@ struct StepType<'a> {
     responses((status = 200, description = "The step types", body = openapi::schemas::StepTypes)),
 )]
 async fn step_types(State(state): State<Arc<AppState>>) -> Response {
-    let types: Vec<StepType<'_>> = state
-        .runtime
-        .plugins()
-        .map(|p| StepType { info: &p.info })
-        .collect();
+    let plugins = state.runtime.plugins();
+    let types: Vec<StepType<'_>> = plugins.iter().map(|p| StepType { info: &p.info }).collect();
     Json(json!({ "step_types": types })).into_response()
 }
 

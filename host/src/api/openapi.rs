@@ -40,6 +40,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         super::health,
+        super::session,
         super::openapi_json,
         super::docs::docs_page,
         super::step_types,
@@ -63,6 +64,7 @@ use utoipa::{Modify, OpenApi};
         super::executions::list_job_versions,
         super::executions::get_job_version,
         super::executions::list_queues,
+        super::cluster::cluster,
         super::executions::execution_status,
         super::executions::list_executions,
         super::executions::get_execution,
@@ -72,10 +74,13 @@ use utoipa::{Modify, OpenApi};
         super::audit::verify_audit,
         super::audit::list_grants,
         super::access::create_grant,
+        super::access::replace_grant,
         super::access::revoke_grant,
-        super::audit::list_plugins,
-        super::audit::get_plugin,
-        super::audit::plugin_capabilities,
+        super::plugins::list_plugins,
+        super::plugins::get_plugin,
+        super::plugins::upload_plugin,
+        super::plugins::delete_plugin,
+        super::plugins::plugin_capabilities,
         super::access::list_tokens,
         super::access::create_token,
         super::access::revoke_token,
@@ -103,6 +108,7 @@ use utoipa::{Modify, OpenApi};
         (name = "executions", description = "Running jobs now, watching and cancelling executions, their logs, the queues"),
         (name = "schedules", description = "Cron schedules in a time zone: create, change, pause, trigger, backfill, preview"),
         (name = "performance", description = "Recent latencies, throughput and error rates"),
+        (name = "cluster", description = "The nodes sharing this store and what each holds"),
         (name = "security", description = "The audit trail, capability grants, plugins and API tokens"),
     )
 )]
@@ -248,10 +254,40 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
 
 /// The document as JSON, built once.
 static DOCUMENT: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .map_err(|e| e.to_string())
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).map_err(|e| e.to_string())?;
+    camel_case_links(&mut doc);
+    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
 });
+
+/// utoipa 5.5 writes a response link's `operationId` and `operationRef` as
+/// `operation_id` and `operation_ref` (its `Link` lacks the camelCase
+/// rename), which no OpenAPI tool reads; the links are renamed here.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let responses = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|r| r.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+            ] {
+                if let Some(v) = link.remove(snake) {
+                    link.insert(camel.to_string(), v);
+                }
+            }
+        }
+    }
+}
 
 /// The document as JSON text (an error if it cannot be serialized, which
 /// would be a bug).
@@ -951,6 +987,8 @@ pub mod schemas {
         Denied,
         Failed,
         Created,
+        Replaced,
+        Removed,
         Revoked,
         Ok,
         Rejected,

@@ -11,7 +11,7 @@
 //! | viewer   | read jobs, schedules, executions, logs, queues, plugins      |
 //! | operator | viewer + create, change, delete, run, cancel, trigger         |
 //! | auditor  | viewer + the audit trail, the grants, plugin capabilities    |
-//! | admin    | everything, including grant and token changes                |
+//! | admin    | everything, including grant, token and plugin changes        |
 //!
 //! What a route needs is [`required`], one table keyed by the route's
 //! template, so every route is covered and a new one must be placed. The
@@ -63,7 +63,7 @@ impl Role {
 }
 
 /// What a route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// No token (the health check, for load balancers).
@@ -87,12 +87,18 @@ pub fn required(method: &Method, route: &str) -> Permission {
         "/api/v2/health" => Permission::Public,
         // The OpenAPI document and its docs page describe the API, nothing more.
         "/api/v2/openapi.json" | "/api/v2/docs" => Permission::Public,
+        // The web UI's static files; the UI itself calls the API with a token.
+        "/" | "/ui" | "/ui/" | "/ui/{file}" if read => Permission::Public,
+        // Any valid token may ask who it is.
+        "/api/v2/session" if read => Permission::Read,
         "/api/v2/audit" | "/api/v2/audit/verify" | "/api/v2/plugins/{name}/capabilities" => {
             Permission::Audit
         }
         "/api/v2/grants" | "/api/v2/grants/{id}" if read => Permission::Audit,
         "/api/v2/grants" | "/api/v2/grants/{id}" => Permission::Admin,
         "/api/v2/tokens" | "/api/v2/tokens/{id}" => Permission::Admin,
+        // Installing or removing code that steps run is the admin's.
+        "/api/v2/plugins/{name}" if !read => Permission::Admin,
         // Prometheus scrapers send a bearer token like any client; the
         // figures (zones, step types, routes) are what any reader sees.
         "/metrics" | "/api/v1/jobs" if read => Permission::Read,
@@ -358,6 +364,16 @@ mod tests {
         assert_eq!(required(&get, "/api/v2/grants"), Audit);
         assert_eq!(required(&post, "/api/v2/grants"), Admin);
         assert_eq!(required(&get, "/api/v2/tokens"), Admin);
+        assert_eq!(required(&Method::PUT, "/api/v2/grants/{id}"), Admin);
+        assert_eq!(required(&get, "/api/v2/plugins/{name}"), Read);
+        assert_eq!(required(&Method::PUT, "/api/v2/plugins/{name}"), Admin);
+        assert_eq!(required(&Method::DELETE, "/api/v2/plugins/{name}"), Admin);
+        assert_eq!(required(&get, "/api/v2/session"), Read);
+        for ui in ["/", "/ui", "/ui/", "/ui/{file}"] {
+            assert_eq!(required(&get, ui), Public, "{ui}");
+            assert_eq!(required(&Method::HEAD, ui), Public, "{ui}");
+            assert_eq!(required(&post, ui), Operate, "{ui}");
+        }
         assert!(Role::Viewer.allows(Read) && !Role::Viewer.allows(Operate));
         assert!(Role::Operator.allows(Operate) && !Role::Operator.allows(Audit));
         assert!(Role::Auditor.allows(Audit) && !Role::Auditor.allows(Operate));

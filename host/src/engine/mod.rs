@@ -815,7 +815,7 @@ impl Run<'_> {
         let engine = self.engine;
         let step = &self.job.steps[pos];
         let policy: RetryPolicy = step.retry_policy();
-        let plugin = engine.runtime.plugin(&step.step_type).cloned();
+        let plugin = engine.runtime.plugin(&step.step_type);
         let mut report = StepRunReport {
             seq,
             step_id: step.id.clone(),

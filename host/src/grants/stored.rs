@@ -243,6 +243,46 @@ pub async fn create(
     Ok((entry, record))
 }
 
+/// Replaces a stored grant's definition, with its audit record (decision
+/// `replaced`, the new grant as data, the previous one in the detail),
+/// after checking the new one parses.
+pub async fn replace(
+    store: &Store,
+    id: &str,
+    grant: GrantSpec,
+    actor: &str,
+) -> Result<(GrantEntry, AuditRecord), GrantChangeError> {
+    parse_one(&grant).map_err(GrantChangeError::Invalid)?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let spec = serde_json::to_string(&grant).map_err(|e| {
+        GrantChangeError::Invalid(vec![GrantError {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let (row, record) = store
+        .replace_grant(id, &grant.plugin, &spec, |old, new| {
+            let mut entry = change_record(new, "replaced", actor, now_us);
+            entry.detail = Some(format!("replaces {}", old.spec));
+            entry
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound { .. } => GrantChangeError::NotFound(id.to_string()),
+            e => GrantChangeError::Store(e),
+        })?;
+    crate::audit::mirror(&record);
+    let entry = GrantEntry {
+        id: row.id,
+        origin: GrantOrigin::Stored {
+            created_by: row.created_by,
+            created_at: rfc3339(row.created_at_us),
+        },
+        grant,
+    };
+    Ok((entry, record))
+}
+
 /// Deletes a stored grant, with its audit record.
 pub async fn revoke(
     store: &Store,
@@ -292,6 +332,32 @@ mod tests {
     use serde_json::json;
 
     #[tokio::test]
+    async fn a_replaced_grant_keeps_its_id_and_is_audited_in_one_step() {
+        let store = Store::open_memory().await.unwrap();
+        let spec = from_json(json!({"plugin": "http", "secrets": ["a"]})).unwrap();
+        let (entry, _) = create(&store, spec, "cli:alice").await.unwrap();
+        let spec = from_json(json!({"plugin": "http", "secrets": ["b"]})).unwrap();
+        let (replaced, record) = replace(&store, &entry.id, spec, "cli:bob").await.unwrap();
+        assert_eq!(replaced.id, entry.id);
+        assert_eq!(record.entry.decision, "replaced");
+        assert_eq!(record.entry.actor.as_deref(), Some("cli:bob"));
+        assert!(record.entry.detail.unwrap().contains(r#"["a"]"#));
+        let loaded = load(&store).await.unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].grant.secrets, vec!["b".to_string()]);
+        let bad = from_json(
+            json!({"plugin": "http", "http": [{"host": "a.example", "scheme": ["gopher"]}]}),
+        )
+        .unwrap();
+        assert!(matches!(
+            replace(&store, &entry.id, bad, "cli:bob").await,
+            Err(GrantChangeError::Invalid(_))
+        ));
+        assert_eq!(load(&store).await.unwrap()[0].grant.secrets, ["b"]);
+        assert!(crate::audit::verify_store(&store).await.unwrap().ok);
+    }
+
+    #[tokio::test]
     async fn a_grant_change_is_stored_with_its_audit_record() {
         let store = Store::open_memory().await.unwrap();
         let spec = from_json(json!({
@@ -316,6 +382,11 @@ mod tests {
         let report = crate::audit::verify_store(&store).await.unwrap();
         assert!(report.ok);
         assert_eq!(report.records, 2);
+        let spec = from_json(json!({"plugin": "http", "secrets": ["other"]})).unwrap();
+        assert!(matches!(
+            replace(&store, &entry.id, spec, "cli:bob").await,
+            Err(GrantChangeError::NotFound(_))
+        ));
         assert!(matches!(
             revoke(&store, &entry.id, "cli:bob").await,
             Err(GrantChangeError::NotFound(_))

@@ -640,6 +640,7 @@ pub async fn validate_job(job: &Job, runtime: &Runtime) -> Vec<Issue> {
                     step.step_type,
                     runtime
                         .plugins()
+                        .iter()
                         .map(|p| p.info.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -649,7 +650,7 @@ pub async fn validate_job(job: &Job, runtime: &Runtime) -> Vec<Issue> {
                 // Strings holding `${...}` are checked after resolution, at
                 // run time: their type is not known yet.
                 let templated = templated_paths(&step.config);
-                for found in runtime.validate_config(plugin, &step.config).await {
+                for found in runtime.validate_config(&plugin, &step.config).await {
                     if templated
                         .iter()
                         .any(|t| found.path == *t || is_inside(&found.path, t))

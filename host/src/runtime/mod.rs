@@ -214,6 +214,15 @@ pub enum LoadError {
     },
 }
 
+/// Why a plugin could not be swapped in or out at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("{0:?} is a built-in plugin; it cannot be replaced or removed")]
+    BuiltIn(String),
+    #[error("no plugin named {0:?} is loaded")]
+    NotFound(String),
+}
+
 /// One problem with a step's config, with its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigIssue {
@@ -378,7 +387,11 @@ pub struct Runtime {
     grants: std::sync::RwLock<(Grants, Vec<crate::grants::stored::GrantEntry>)>,
     http: Arc<HttpClient>,
     sql: Arc<capabilities::sql::SqlPools>,
-    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// The loaded plugins by name. Swapped at run time (upload, removal
+    /// through the API): readers clone an `Arc` out and never hold the lock
+    /// across an `.await`, so a running step keeps the plugin it started
+    /// with. Lock order: `grants`, then `plugins`.
+    plugins: std::sync::RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
     /// Where capability calls are recorded (set by `serve` and `run`).
     audit: Option<crate::audit::AuditLog>,
     _ticker: EpochTicker,
@@ -387,7 +400,7 @@ pub struct Runtime {
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
-            .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
+            .field("plugins", &read(&self.plugins).keys().collect::<Vec<_>>())
             .field("limits", &self.limits)
             .finish()
     }
@@ -443,7 +456,7 @@ impl Runtime {
             },
             secrets: Arc::new(secrets),
             grants: std::sync::RwLock::new((grants, Vec::new())),
-            plugins: BTreeMap::new(),
+            plugins: std::sync::RwLock::new(BTreeMap::new()),
             audit: None,
         })
     }
@@ -457,22 +470,20 @@ impl Runtime {
         entries: Vec<crate::grants::stored::GrantEntry>,
     ) -> Result<(), Vec<crate::grants::GrantError>> {
         let grants = crate::grants::stored::combine(&entries)?;
-        for p in self.plugins.values() {
+        // Held while the plugins' sets are recomputed, so a plugin installed
+        // meanwhile ([`Runtime::install`]) gets its set from these grants or
+        // from the next ones, never from a set already replaced.
+        let mut in_force = write(&self.grants);
+        for p in self.plugins() {
             p.set_grants(grants.effective(&p.info.name, &p.info.digest, &p.asks));
         }
-        match self.grants.write() {
-            Ok(mut g) => *g = (grants, entries),
-            Err(poisoned) => *poisoned.into_inner() = (grants, entries),
-        }
+        *in_force = (grants, entries);
         Ok(())
     }
 
     /// The grant entries in force, as given to [`Runtime::replace_grants`].
     pub fn grant_entries(&self) -> Vec<crate::grants::stored::GrantEntry> {
-        match self.grants.read() {
-            Ok(g) => g.1.clone(),
-            Err(poisoned) => poisoned.into_inner().1.clone(),
-        }
+        read(&self.grants).1.clone()
     }
 
     /// Records every capability call of every step from now on.
@@ -492,12 +503,56 @@ impl Runtime {
         &self.secrets
     }
 
-    pub fn plugin(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
-        self.plugins.get(name)
+    /// The plugin of this name in force now (a later swap does not change
+    /// the one returned).
+    pub fn plugin(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        read(&self.plugins).get(name).cloned()
     }
 
-    pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
-        self.plugins.values()
+    /// The plugins in force now, in name order.
+    pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
+        read(&self.plugins).values().cloned().collect()
+    }
+
+    /// Puts a prepared plugin in force under its name, replacing a plugin
+    /// of that name that is not built in, and returns the one replaced.
+    /// Its effective grants come from the grants in force (a grant pinned
+    /// to the old binary's digest does not apply to a new one). Steps
+    /// already running keep the plugin they started with.
+    pub fn install(&self, plugin: LoadedPlugin) -> Result<Option<Arc<LoadedPlugin>>, SwapError> {
+        let in_force = read(&self.grants);
+        plugin.set_grants(in_force.0.effective(
+            &plugin.info.name,
+            &plugin.info.digest,
+            &plugin.asks,
+        ));
+        let mut plugins = write(&self.plugins);
+        let name = plugin.info.name.clone();
+        if let Some(existing) = plugins.get(&name)
+            && matches!(existing.info.source, PluginSource::BuiltIn)
+        {
+            return Err(SwapError::BuiltIn(name));
+        }
+        tracing::info!(plugin = %name, version = %plugin.info.version, digest = %plugin.info.digest, "plugin installed");
+        Ok(plugins.insert(name, Arc::new(plugin)))
+    }
+
+    /// Takes a plugin that is not built in out of force; steps already
+    /// running keep it, new ones find no such step type.
+    pub fn remove(&self, name: &str) -> Result<Arc<LoadedPlugin>, SwapError> {
+        let mut plugins = write(&self.plugins);
+        match plugins.get(name) {
+            None => return Err(SwapError::NotFound(name.to_string())),
+            Some(p) if matches!(p.info.source, PluginSource::BuiltIn) => {
+                return Err(SwapError::BuiltIn(name.to_string()));
+            }
+            Some(_) => {}
+        }
+        let removed = plugins
+            .remove(name)
+            .ok_or_else(|| SwapError::NotFound(name.to_string()))?;
+        tracing::info!(plugin = %name, digest = %removed.info.digest, "plugin removed");
+        Ok(removed)
     }
 
     /// Loads the plugins built into this binary.
@@ -558,7 +613,11 @@ impl Runtime {
 
     fn register(&mut self, plugin: LoadedPlugin) -> Result<(), LoadError> {
         let name = plugin.info.name.clone();
-        if let Some(existing) = self.plugins.get(&name) {
+        let plugins = match self.plugins.get_mut() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(existing) = plugins.get(&name) {
             return Err(LoadError::Duplicate {
                 name,
                 origin: origin_of(&plugin.info.source),
@@ -566,7 +625,7 @@ impl Runtime {
             });
         }
         tracing::debug!(plugin = %name, version = %plugin.info.version, digest = %plugin.info.digest, source = %origin_of(&plugin.info.source), "plugin loaded");
-        self.plugins.insert(name, Arc::new(plugin));
+        plugins.insert(name, Arc::new(plugin));
         Ok(())
     }
 
@@ -654,13 +713,9 @@ impl Runtime {
                 reason: c.reason.clone(),
             });
         }
-        let grants = match self.grants.read() {
-            Ok(g) => g.0.effective(&descriptor.name, &digest, &asks),
-            Err(poisoned) => poisoned
-                .into_inner()
-                .0
-                .effective(&descriptor.name, &digest, &asks),
-        };
+        let grants = read(&self.grants)
+            .0
+            .effective(&descriptor.name, &digest, &asks);
         Ok(LoadedPlugin {
             info: PluginInfo {
                 name: descriptor.name,
@@ -958,6 +1013,19 @@ fn cap_message(s: &str) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes in all)", &s[..end], s.len())
+}
+
+/// A read guard, also of a lock a panicking writer poisoned (every write
+/// here replaces a whole value, so what is inside is always consistent).
+fn read<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A write guard, as [`read`].
+fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn kind_name(kind: AskKind) -> &'static str {
