@@ -54,7 +54,7 @@ const FAILED_SLEEP_MS: u64 = 20_000;
 
 /// A `meridian-node serve` child process. Dropping it kills the process
 /// (if still running) and, when the test is failing, prints its stderr.
-struct Node {
+pub(super) struct Node {
     name: &'static str,
     child: Option<Child>,
     log: PathBuf,
@@ -73,9 +73,19 @@ impl Node {
         logs: &Path,
         token: &str,
     ) -> Self {
+        Self::start_with(name, meridian_node(data, plugins), logs, token).await
+    }
+
+    /// Starts `cmd` (a [`meridian_node`] command) with `serve` on a free
+    /// loopback port and waits for its "listening" line.
+    pub(super) async fn start_with(
+        name: &'static str,
+        mut cmd: Command,
+        logs: &Path,
+        token: &str,
+    ) -> Self {
         let log = logs.join(format!("{name}.stderr"));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = meridian_node(data, plugins);
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -107,27 +117,31 @@ impl Node {
         }
     }
 
-    fn child_mut(&mut self) -> &mut Child {
+    pub(super) fn child_mut(&mut self) -> &mut Child {
         self.child.as_mut().expect("node already stopped")
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL (`Child::kill` on unix), then reaps it.
-    fn kill_9(&mut self) -> ExitStatus {
+    pub(super) fn kill_9(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("node already stopped");
         child.kill().unwrap();
         child.wait().unwrap()
     }
 
     /// SIGTERM, then waits up to `within` for the process to exit.
-    async fn terminate(&mut self, within: Duration) -> ExitStatus {
+    pub(super) async fn terminate(&mut self, within: Duration) -> ExitStatus {
         let pid = self.child_mut().id();
         let sent = Command::new("kill")
             .arg("-TERM")
@@ -171,7 +185,7 @@ impl Drop for Node {
 
 /// The `meridian` CLI (as the test crate's `meridian-node` binary) on this
 /// data and plugins directory, with no `MERIDIAN_*` variable inherited.
-fn meridian_node(data: &Path, plugins: &Path) -> Command {
+pub(super) fn meridian_node(data: &Path, plugins: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian-node"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MERIDIAN_") {
@@ -209,7 +223,7 @@ fn operator_token(data: &Path, plugins: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))
@@ -218,7 +232,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Stores the job and queues an execution of it; returns its id.
-async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> String {
+pub(super) async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> String {
     let resp = http
         .post(node.url("/api/v2/jobs/execute"))
         .bearer_auth(&node.token)
@@ -234,7 +248,7 @@ async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> String {
     id
 }
 
-async fn execution(http: &reqwest::Client, node: &Node, id: &str) -> Value {
+pub(super) async fn execution(http: &reqwest::Client, node: &Node, id: &str) -> Value {
     let resp = http
         .get(node.url(&format!("/api/v2/executions/{id}")))
         .bearer_auth(&node.token)
@@ -250,7 +264,7 @@ async fn execution(http: &reqwest::Client, node: &Node, id: &str) -> Value {
 }
 
 /// Polls an execution until `done` holds; returns it.
-async fn poll_until(
+pub(super) async fn poll_until(
     http: &reqwest::Client,
     node: &Node,
     id: &str,
@@ -272,7 +286,7 @@ async fn poll_until(
 }
 
 /// The step run of `step_id` that is in flight: its latest attempt runs.
-fn in_flight(detail: &Value, step_id: &str) -> bool {
+pub(super) fn in_flight(detail: &Value, step_id: &str) -> bool {
     detail["status"] == "running"
         && detail["steps"].as_array().is_some_and(|steps| {
             steps.last().is_some_and(|s| {
@@ -285,12 +299,12 @@ fn in_flight(detail: &Value, step_id: &str) -> bool {
         })
 }
 
-fn is_final(detail: &Value) -> bool {
+pub(super) fn is_final(detail: &Value) -> bool {
     !matches!(detail["status"].as_str(), Some("queued" | "running") | None)
 }
 
 /// The step ids in the order of their step runs.
-fn path(detail: &Value) -> Vec<&str> {
+pub(super) fn path(detail: &Value) -> Vec<&str> {
     detail["steps"]
         .as_array()
         .unwrap()

@@ -239,6 +239,8 @@ pub struct Executions {
     queues: QueueManager<RunPayload>,
     scheduler: SchedulerHandle,
     watcher: tokio::task::JoinHandle<()>,
+    /// The cluster loop, when started.
+    cluster: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Executions {
@@ -279,6 +281,7 @@ impl Executions {
                 queues,
                 scheduler,
                 watcher,
+                cluster: Mutex::new(None),
             },
             report,
         ))
@@ -371,6 +374,22 @@ impl Executions {
         Ok(Some(CancelOutcome::Cancelling))
     }
 
+    /// Starts the cluster loop (see [`cluster_loop`]) that renews this
+    /// node's leases and takes over expired ones every `every`; stopped by
+    /// [`Executions::shutdown`].
+    pub fn start_cluster_loop(&self, every: Duration) {
+        let engine = Arc::clone(&self.engine);
+        let (queues, scheduler) = (self.queues.clone(), self.scheduler.clone());
+        let task = tokio::spawn(async move {
+            let sync = sync_schedules(engine.store().clone(), scheduler, SCHEDULE_SYNC);
+            tokio::join!(cluster_loop(engine, queues, every), sync);
+        });
+        let mut slot = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = slot.replace(task) {
+            old.abort();
+        }
+    }
+
     /// Re-queues and recovers what the previous run of this node left
     /// unfinished; see the module docs for the policy. [`Executions::start`]
     /// does this before the scheduler starts.
@@ -385,6 +404,14 @@ impl Executions {
     pub async fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.watcher.abort();
+        if let Some(task) = self
+            .cluster
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
         match self.scheduler.shutdown().await {
             Ok(report) => tracing::info!(
                 queued = report.queued.len(),
@@ -410,61 +437,26 @@ impl Executions {
     }
 }
 
-/// See [`Executions::recover`].
+/// How many unfinished executions one claim takes.
+const CLAIM_BATCH: i64 = 500;
+
+/// See [`Executions::recover`]: claims what this node id held before (and
+/// what nobody holds under a live lease), then recovers each.
 async fn recover(
     engine: &Engine,
     queues: &QueueManager<RunPayload>,
 ) -> Result<RecoveryReport, StoreError> {
     let store = engine.store();
     let mut report = RecoveryReport::default();
-    for row in store.unfinished_executions().await? {
+    loop {
         let now_us = engine.timer().now().timestamp_micros();
-        if row.status == "running" {
-            let interrupted = store.interrupt_running(&row.id, now_us).await?;
-            if row.cancel_requested {
-                // Asked to stop before the node died: do not resume.
-                let error = json!({"kind": "cancelled", "message": "cancelled; the node stopped before the cancellation completed"});
-                store
-                    .finish_execution(
-                        &row.id,
-                        ExecutionStatus::Cancelled.as_str(),
-                        Some(&error.to_string()),
-                        row.step_runs,
-                        now_us,
-                    )
-                    .await?;
-                report.cancelled.push(row.id);
-                continue;
-            }
-            let policy = policy_of(engine.store(), &row.job_id, row.job_version).await?;
-            tracing::warn!(execution_id = %row.id, job_id = %row.job_id, ?interrupted, ?policy, "execution was interrupted by a stop of its node");
-            match policy {
-                OnInterrupted::Fail => {
-                    let error = json!({"kind": "interrupted", "message": "the node stopped while the execution ran; the job's on_interrupted is fail"});
-                    store
-                        .finish_execution(
-                            &row.id,
-                            ExecutionStatus::Failed.as_str(),
-                            Some(&error.to_string()),
-                            row.step_runs,
-                            now_us,
-                        )
-                        .await?;
-                    report.failed.push(row.id);
-                    continue;
-                }
-                OnInterrupted::RetryStep => {
-                    store.requeue_execution(&row.id, now_us).await?;
-                    report.resumed.push(row.id.clone());
-                }
-            }
-        } else {
-            report.requeued.push(row.id.clone());
+        let claimed = store.claim_executions(now_us, true, CLAIM_BATCH).await?;
+        let last = claimed.len() < usize::try_from(CLAIM_BATCH).unwrap_or(usize::MAX);
+        for row in claimed {
+            recover_one(engine, queues, row, &mut report).await?;
         }
-        let zone: Tz = row.timezone.parse().unwrap_or(chrono_tz::UTC);
-        let run = QueuedRun::new(&row.id, &row.job_id, zone, row.priority, adhoc_payload());
-        if queues.submit(run).is_err() {
-            tracing::error!(execution_id = %row.id, "could not queue a recovered execution: the queues are shutting down");
+        if last {
+            break;
         }
     }
     if report != RecoveryReport::default() {
@@ -476,6 +468,168 @@ async fn recover(
         );
     }
     Ok(report)
+}
+
+/// Recovers one claimed execution under the policy in the module docs.
+async fn recover_one(
+    engine: &Engine,
+    queues: &QueueManager<RunPayload>,
+    row: crate::store::ExecutionRow,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let store = engine.store();
+    let now_us = engine.timer().now().timestamp_micros();
+    if row.status == "running" {
+        let interrupted = store.interrupt_running(&row.id, now_us).await?;
+        if row.cancel_requested {
+            // Asked to stop before the node died: do not resume.
+            let error = json!({"kind": "cancelled", "message": "cancelled; the node stopped before the cancellation completed"});
+            store
+                .finish_execution(
+                    &row.id,
+                    ExecutionStatus::Cancelled.as_str(),
+                    Some(&error.to_string()),
+                    row.step_runs,
+                    now_us,
+                )
+                .await?;
+            report.cancelled.push(row.id);
+            return Ok(());
+        }
+        let policy = policy_of(engine.store(), &row.job_id, row.job_version).await?;
+        tracing::warn!(execution_id = %row.id, job_id = %row.job_id, ?interrupted, ?policy, "execution was interrupted by a stop of its node");
+        match policy {
+            OnInterrupted::Fail => {
+                let error = json!({"kind": "interrupted", "message": "the node stopped while the execution ran; the job's on_interrupted is fail"});
+                store
+                    .finish_execution(
+                        &row.id,
+                        ExecutionStatus::Failed.as_str(),
+                        Some(&error.to_string()),
+                        row.step_runs,
+                        now_us,
+                    )
+                    .await?;
+                report.failed.push(row.id);
+                return Ok(());
+            }
+            OnInterrupted::RetryStep => {
+                store.requeue_execution(&row.id, now_us).await?;
+                report.resumed.push(row.id.clone());
+            }
+        }
+    } else {
+        report.requeued.push(row.id.clone());
+    }
+    let zone: Tz = row.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let run = QueuedRun::new(&row.id, &row.job_id, zone, row.priority, adhoc_payload());
+    if queues.submit(run).is_err() {
+        tracing::error!(execution_id = %row.id, "could not queue a recovered execution: the queues are shutting down");
+    }
+    Ok(())
+}
+
+/// How often a node looks for schedule changes made by other nodes.
+pub const SCHEDULE_SYNC: Duration = Duration::from_secs(1);
+
+/// Keeps this node's scheduler in step with schedules created, changed or
+/// deleted through other nodes sharing the store: polls the schedules'
+/// fingerprint (count and latest change) every `every`, and when it moved,
+/// reloads each schedule whose `updated_at_us` changed and removes the
+/// deleted ones. Reloading a schedule this node changed itself is
+/// harmless: fire identities keep every fire once.
+async fn sync_schedules(store: Store, scheduler: SchedulerHandle, every: Duration) {
+    let mut known: HashMap<String, i64> = match store.schedule_versions().await {
+        Ok(v) => v.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!("cannot read the schedules to follow other nodes' changes: {e}");
+            HashMap::new()
+        }
+    };
+    let mut fingerprint = store.schedule_fingerprint().await.ok();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = match store.schedule_fingerprint().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("cannot poll the schedules: {e}");
+                continue;
+            }
+        };
+        if Some(now) == fingerprint {
+            continue;
+        }
+        let current: HashMap<String, i64> = match store.schedule_versions().await {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!("cannot read the schedules: {e}");
+                continue;
+            }
+        };
+        for (id, updated) in &current {
+            if known.get(id) != Some(updated) {
+                match scheduler.reload(id).await {
+                    Ok(_) => {
+                        tracing::info!(schedule_id = %id, "schedule changed on another node; reloaded")
+                    }
+                    Err(e) => {
+                        tracing::warn!(schedule_id = %id, "cannot reload a schedule changed on another node: {e}")
+                    }
+                }
+            }
+        }
+        for id in known.keys().filter(|id| !current.contains_key(*id)) {
+            if let Err(e) = scheduler.remove(id).await {
+                tracing::warn!(schedule_id = %id, "cannot drop a schedule deleted on another node: {e}");
+            }
+        }
+        known = current;
+        fingerprint = Some(now);
+    }
+}
+
+/// The cluster loop of a node sharing its store with others: every
+/// `every`, renews this node's heartbeat and leases, then claims and
+/// recovers what other nodes let expire (a node killed or cut off), under
+/// the same policy as recovery at start-up.
+async fn cluster_loop(engine: Arc<Engine>, queues: QueueManager<RunPayload>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = engine.store();
+        let now_us = engine.timer().now().timestamp_micros();
+        if let Err(e) = store.heartbeat(now_us).await {
+            tracing::warn!("cannot renew this node's heartbeat and leases: {e}");
+            continue;
+        }
+        let claimed = match store.claim_executions(now_us, false, CLAIM_BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot claim expired executions: {e}");
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            continue;
+        }
+        let mut report = RecoveryReport::default();
+        for row in claimed {
+            let id = row.id.clone();
+            if let Err(e) = recover_one(&engine, &queues, row, &mut report).await {
+                tracing::error!(execution_id = %id, "cannot take over an execution: {e}");
+            }
+        }
+        tracing::warn!(
+            requeued = report.requeued.len(),
+            resumed = report.resumed.len(),
+            failed = report.failed.len(),
+            cancelled = report.cancelled.len(),
+            "took over executions whose node's lease expired"
+        );
+    }
 }
 
 async fn policy_of(

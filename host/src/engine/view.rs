@@ -51,6 +51,7 @@ pub fn summary(row: &ExecutionRow) -> Value {
         "step_runs": row.step_runs,
         "recoveries": row.recoveries,
         "cancel_requested": row.cancel_requested,
+        "node": row.node_id,
     })
 }
 

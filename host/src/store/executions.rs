@@ -81,6 +81,9 @@ pub struct ExecutionRow {
     pub cancel_requested: bool,
     /// When the row last changed.
     pub updated_at_us: i64,
+    /// The node that holds it (queued it, or took it over); see
+    /// `backend/cluster.rs`.
+    pub node_id: Option<String>,
 }
 
 /// A stored step run, field for field as in the `step_runs` table.
@@ -337,6 +340,7 @@ mod tests {
                     recoveries: 0,
                     cancel_requested: false,
                     updated_at_us: 100,
+                    node_id: Some("local".into()),
                 }
             );
             assert!(store.start_execution("e1", 4, 110).await.unwrap());
@@ -1212,5 +1216,164 @@ mod tests {
             let per = (after - before) * 1e6 / total as f64;
             println!("CPU (all threads): {per:.0} µs per execution");
         }
+    }
+
+    fn node(id: &str, lease_us: i64) -> crate::store::NodeLease {
+        crate::store::NodeLease {
+            id: std::sync::Arc::from(id),
+            lease_us,
+        }
+    }
+
+    fn node_row(id: &str, instance: &str) -> crate::store::NodeRow {
+        crate::store::NodeRow {
+            id: id.into(),
+            instance: instance.into(),
+            hostname: "host".into(),
+            pid: 1,
+            version: "test".into(),
+            listen: "127.0.0.1:0".into(),
+            started_at_us: 0,
+            heartbeat_at_us: 0,
+            stopped_at_us: None,
+            held: 0,
+            running: 0,
+        }
+    }
+
+    /// Two nodes on one database: a lease keeps another node off an
+    /// execution until it expires; the heartbeat renews it; a claim moves
+    /// it (and fences the old holder off starting it); a clean stop gives
+    /// the leases up at once; one node id cannot be used by two live
+    /// processes.
+    async fn leases_hand_over(a: Store, b: Store) {
+        const LEASE: i64 = 1_000;
+        a.set_node(node("A", LEASE));
+        b.set_node(node("B", LEASE));
+        a.register_node(&node_row("A", "a1"), 0, None)
+            .await
+            .unwrap();
+        b.register_node(&node_row("B", "b1"), 0, None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.register_node(&node_row("A", "other"), 10, None).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        // ... unless the caller found that process dead.
+        b.register_node(&node_row("A", "a0"), 10, Some("a1"))
+            .await
+            .unwrap();
+        a.register_node(&node_row("A", "a1"), 20, Some("a0"))
+            .await
+            .unwrap();
+        a.insert_execution(&new_execution("e1", "job", 100))
+            .await
+            .unwrap();
+        // Live lease (until 1,100): not B's to take.
+        assert!(
+            b.claim_executions(1_099, false, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(a.heartbeat(500).await.unwrap(), 1);
+        assert!(
+            b.claim_executions(1_499, false, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A fell silent: after 1,500 the execution is B's.
+        let claimed = b.claim_executions(1_501, false, 10).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["e1"]
+        );
+        assert!(!a.start_execution("e1", 1, 1_502).await.unwrap(), "fenced");
+        assert!(b.start_execution("e1", 1, 1_503).await.unwrap());
+        assert!(
+            a.claim_executions(1_600, true, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let nodes = a.list_nodes().await.unwrap();
+        let held: Vec<(&str, i64, i64)> = nodes
+            .iter()
+            .map(|n| (n.id.as_str(), n.held, n.running))
+            .collect();
+        assert_eq!(held, [("A", 0, 0), ("B", 1, 1)]);
+        // B stops cleanly: A takes over at once, lease or not.
+        b.stop_node(1_700).await.unwrap();
+        let claimed = a.claim_executions(1_701, false, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].status, "running");
+        // A stopped node's id is free again.
+        b.register_node(&node_row("B", "b2"), 1_800, None)
+            .await
+            .unwrap();
+        // A restarted node claims its own executions, leases or not.
+        a.set_node(node("A", LEASE));
+        let own = a.claim_executions(1_802, true, 10).await.unwrap();
+        assert_eq!(own.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn leases_hand_over_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.db");
+        let a = Store::open_sqlite(&path).await.unwrap();
+        let b = Store::open_sqlite(&path).await.unwrap();
+        leases_hand_over(a, b).await;
+    }
+
+    #[tokio::test]
+    async fn leases_hand_over_on_postgres() {
+        let Some(mut nodes) = crate::store::testing::postgres_nodes(2).await else {
+            return;
+        };
+        let (b, a) = (nodes.pop().unwrap(), nodes.pop().unwrap());
+        leases_hand_over(a, b).await;
+    }
+
+    /// Three nodes claiming the executions of a dead one at the same time
+    /// get disjoint sets that cover them all (`FOR UPDATE SKIP LOCKED`).
+    #[tokio::test]
+    async fn concurrent_claims_on_postgres_are_disjoint() {
+        let Some(mut nodes) = crate::store::testing::postgres_nodes(4).await else {
+            return;
+        };
+        let dead = nodes.pop().unwrap();
+        dead.set_node(node("dead", 1));
+        let all: Vec<NewExecution> = (0..300)
+            .map(|i| new_execution(&format!("e{i:03}"), "job", 10 + i))
+            .collect();
+        dead.insert_executions(&all).await.unwrap();
+        let claimers = nodes.into_iter().enumerate().map(|(i, store)| {
+            store.set_node(node(&format!("n{i}"), 1_000_000));
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.claim_executions(10_000, false, 7).await.unwrap();
+                    if got.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(got.into_iter().map(|e| e.id));
+                    tokio::task::yield_now().await;
+                }
+            })
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        let mut claimers_with_work = 0;
+        for c in claimers.collect::<Vec<_>>() {
+            let mine = c.await.unwrap();
+            claimers_with_work += usize::from(!mine.is_empty());
+            for id in mine {
+                assert!(seen.insert(id.clone()), "{id} claimed twice");
+            }
+        }
+        assert_eq!(seen.len(), 300);
+        assert!(claimers_with_work >= 1);
     }
 }

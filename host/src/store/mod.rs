@@ -99,6 +99,63 @@ const EXECUTIONS_PER_INSERT: usize = 100;
 const INTERRUPTED: &str =
     r#"{"kind":"interrupted","message":"the node stopped while this attempt ran"}"#;
 
+/// The node a store handle writes for: new executions are held by it under
+/// a lease of `lease_us` (see `backend/cluster.rs`).
+#[derive(Debug, Clone)]
+pub struct NodeLease {
+    pub id: std::sync::Arc<str>,
+    pub lease_us: i64,
+}
+
+impl Default for NodeLease {
+    /// A single node: `local`, leases of 30 s.
+    fn default() -> Self {
+        NodeLease {
+            id: std::sync::Arc::from("local"),
+            lease_us: 30_000_000,
+        }
+    }
+}
+
+/// The node a store handle writes for, shared by the handle's clones and
+/// its writer task.
+#[derive(Debug, Default)]
+pub(crate) struct NodeCell(std::sync::RwLock<NodeLease>);
+
+impl NodeCell {
+    fn get(&self) -> NodeLease {
+        match self.0.read() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, node: NodeLease) {
+        match self.0.write() {
+            Ok(mut n) => *n = node,
+            Err(poisoned) => *poisoned.into_inner() = node,
+        }
+    }
+}
+
+/// A node of the cluster, as `nodes` stores it, with what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub instance: String,
+    pub hostname: String,
+    pub pid: i64,
+    pub version: String,
+    pub listen: String,
+    pub started_at_us: i64,
+    pub heartbeat_at_us: i64,
+    pub stopped_at_us: Option<i64>,
+    /// Unfinished executions it holds (queued or running).
+    pub held: i64,
+    /// Of those, running.
+    pub running: i64,
+}
+
 /// Which SQL dialect a backend speaks, where the two differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
@@ -134,11 +191,16 @@ impl Store {
         })
     }
 
-    /// Connects to PostgreSQL at `url` (`postgres://user:pw@host/db`) with
-    /// at most `max_connections`, and brings its schema up to date.
-    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// Connects to PostgreSQL at `url` (`postgres://user@host/db`; the
+    /// password in the URL or given apart) with at most `max_connections`,
+    /// and brings its schema up to date.
+    pub async fn open_postgres(
+        url: &str,
+        password: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            backend: Backend::Postgres(postgres::open(url, None, max_connections).await?),
+            backend: Backend::Postgres(postgres::open(url, password, None, max_connections).await?),
         })
     }
 
@@ -150,8 +212,27 @@ impl Store {
         max_connections: u32,
     ) -> Result<Self, StoreError> {
         Ok(Self {
-            backend: Backend::Postgres(postgres::open(url, Some(schema), max_connections).await?),
+            backend: Backend::Postgres(
+                postgres::open(url, None, Some(schema), max_connections).await?,
+            ),
         })
+    }
+
+    /// Makes this handle (and every clone of it, and its writer) write for
+    /// `node`: new executions are held by it (`backend/cluster.rs`).
+    pub fn set_node(&self, node: NodeLease) {
+        match &self.backend {
+            Backend::Sqlite(b) => b.node_cell().set(node),
+            Backend::Postgres(b) => b.node_cell().set(node),
+        }
+    }
+
+    /// The node this handle writes for.
+    pub fn node(&self) -> NodeLease {
+        match &self.backend {
+            Backend::Sqlite(b) => b.node_cell().get(),
+            Backend::Postgres(b) => b.node_cell().get(),
+        }
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -190,7 +271,12 @@ forward! {
     /// Replaces a schedule's definition, keeping its creation time and
     /// cursor.
     pub async fn update_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError>;
-    pub async fn set_schedule_enabled(&self, id: &str, enabled: bool, now_us: i64) -> Result<(), StoreError>;
+    pub async fn set_schedule_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now_us: i64,
+    ) -> Result<(), StoreError>;
     /// Moves a schedule's cursor forward (never back).
     pub async fn advance_cursor(&self, id: &str, cursor_us: i64) -> Result<(), StoreError>;
     /// Moves several schedules' cursors forward (never back) in one
@@ -198,14 +284,27 @@ forward! {
     pub async fn advance_cursors(&self, cursors: &[(String, i64)]) -> Result<(), StoreError>;
     pub async fn delete_schedule(&self, id: &str) -> Result<(), StoreError>;
     pub async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRow>, StoreError>;
+    /// How many schedules there are and when the latest changed: cheap to
+    /// poll, so nodes sharing a store notice another node's changes.
+    pub async fn schedule_fingerprint(&self) -> Result<(i64, Option<i64>), StoreError>;
+    /// Every schedule's id and when it last changed.
+    pub async fn schedule_versions(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// The ids of every stored schedule.
     pub async fn list_schedule_ids(&self) -> Result<Vec<String>, StoreError>;
     /// Every schedule, or a job's schedules, in id order.
-    pub async fn list_schedules(&self, job_id: Option<&str>) -> Result<Vec<ScheduleRow>, StoreError>;
+    pub async fn list_schedules(
+        &self,
+        job_id: Option<&str>,
+    ) -> Result<Vec<ScheduleRow>, StoreError>;
     /// One page of schedules in id order: every schedule or a job's, with
     /// an id after `after_id` (keyset cursor: the last id of the previous
     /// page), at most `limit` of them.
-    pub async fn list_schedules_page(&self, job_id: Option<&str>, after_id: Option<&str>, limit: i64) -> Result<Vec<ScheduleRow>, StoreError>;
+    pub async fn list_schedules_page(
+        &self,
+        job_id: Option<&str>,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ScheduleRow>, StoreError>;
     /// Records fires in one transaction and moves each schedule's cursor to
     /// its latest fire. Returns, per fire, whether it was new: a fire whose
     /// identity is already stored was handled before (by this node before a
@@ -225,9 +324,17 @@ forward! {
     /// execution whose `id` is the `run_id` of a fire that was new. The
     /// others (their fire was handled before) are not stored. A fire and
     /// its execution are stored together or not at all.
-    pub async fn record_fires_with_executions(&self, fires: &[FireRow], executions: &[NewExecution]) -> Result<Vec<bool>, StoreError>;
+    pub async fn record_fires_with_executions(
+        &self,
+        fires: &[FireRow],
+        executions: &[NewExecution],
+    ) -> Result<Vec<bool>, StoreError>;
     /// A schedule's fires, newest first.
-    pub async fn list_fires(&self, schedule_id: &str, limit: i64) -> Result<Vec<FireRow>, StoreError>;
+    pub async fn list_fires(
+        &self,
+        schedule_id: &str,
+        limit: i64,
+    ) -> Result<Vec<FireRow>, StoreError>;
     /// Queues one execution. An id already stored is a
     /// [`StoreError::Conflict`].
     pub async fn insert_execution(&self, e: &NewExecution) -> Result<(), StoreError>;
@@ -240,11 +347,23 @@ forward! {
     /// `job_version`. `started_at_us` is set only the first time (a
     /// recovered execution keeps its first start). Returns false, changing
     /// nothing, unless it was queued.
-    pub async fn start_execution(&self, id: &str, job_version: i64, now_us: i64) -> Result<bool, StoreError>;
+    pub async fn start_execution(
+        &self,
+        id: &str,
+        job_version: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
     /// Finishes a running (or still queued) execution with `status`, its
     /// `error` (JSON) and how many step runs it had. Returns false,
     /// changing nothing, when it had finished already (or does not exist).
-    pub async fn finish_execution(&self, id: &str, status: &str, error: Option<&str>, step_runs: i64, now_us: i64) -> Result<bool, StoreError>;
+    pub async fn finish_execution(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+        step_runs: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
     /// Records an attempt starting, in one transaction: attempt 1 creates
     /// the step run, a later attempt moves its count on; the attempt is
     /// stored as running, and the execution's step-run count becomes at
@@ -261,7 +380,10 @@ forward! {
     /// One execution with the job version it runs: the one it started with,
     /// or (not started yet) its job's current one; `None` for the job when
     /// that job is gone. One query, for the engine's start.
-    pub async fn get_execution_with_job(&self, id: &str) -> Result<Option<(ExecutionRow, Option<crate::store::JobVersionRow>)>, StoreError>;
+    pub async fn get_execution_with_job(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ExecutionRow, Option<crate::store::JobVersionRow>)>, StoreError>;
     /// One execution.
     pub async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError>;
     /// An execution's step runs, in seq order.
@@ -270,14 +392,22 @@ forward! {
     pub async fn list_attempts(&self, execution_id: &str) -> Result<Vec<AttemptRow>, StoreError>;
     /// Executions matching `filter`, newest first (by id: UUID v7 ids sort
     /// by time), at most `filter.limit`.
-    pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>, StoreError>;
+    pub async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<ExecutionRow>, StoreError>;
     /// Asks a queued or running execution to cancel (the engine acts on
     /// it). Returns its status, also when it has finished (nothing
     /// changes then); `None` when it does not exist.
     pub async fn request_cancel(&self, id: &str, now_us: i64) -> Result<Option<String>, StoreError>;
     /// Cancels a queued execution: `queued → cancelled`, with `error`
     /// (JSON). Returns false, changing nothing, unless it was queued.
-    pub async fn cancel_queued(&self, id: &str, error: &str, now_us: i64) -> Result<bool, StoreError>;
+    pub async fn cancel_queued(
+        &self,
+        id: &str,
+        error: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
     /// The executions queued or running (recovery, at start-up), by the
     /// time they were queued, then id.
     pub async fn unfinished_executions(&self) -> Result<Vec<ExecutionRow>, StoreError>;
@@ -287,7 +417,11 @@ forward! {
     /// them) and an `interrupted` error. An interrupted attempt's duration
     /// is unknown (NULL): it ended somewhere in the node's downtime. Returns the (seq, attempt) of
     /// the attempts interrupted, in order.
-    pub async fn interrupt_running(&self, execution_id: &str, now_us: i64) -> Result<Vec<(i64, i64)>, StoreError>;
+    pub async fn interrupt_running(
+        &self,
+        execution_id: &str,
+        now_us: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Puts a running execution back in the queue after its node stopped:
     /// `running → queued`, one more recovery. Returns false, changing
     /// nothing, unless it was running.
@@ -297,7 +431,13 @@ forward! {
     /// finished before `now_us - max_age_us`, in one transaction. Queued
     /// and running executions are never touched, nor counted. Returns how
     /// many executions were deleted.
-    pub async fn apply_retention(&self, job_id: &str, keep_last: Option<i64>, max_age_us: Option<i64>, now_us: i64) -> Result<u64, StoreError>;
+    pub async fn apply_retention(
+        &self,
+        job_id: &str,
+        keep_last: Option<i64>,
+        max_age_us: Option<i64>,
+        now_us: i64,
+    ) -> Result<u64, StoreError>;
     /// Stores `definition` as the job's current version and returns its
     /// number: version 1 for a new job, the current version when
     /// `definition` is byte for byte the current one, the next version
@@ -308,11 +448,19 @@ forward! {
     /// deleted.
     pub async fn get_job(&self, id: &str) -> Result<Option<JobVersionRow>, StoreError>;
     /// One version of a job, also of a deleted job (history).
-    pub async fn get_job_version(&self, id: &str, version: i64) -> Result<Option<JobVersionRow>, StoreError>;
+    pub async fn get_job_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<JobVersionRow>, StoreError>;
     /// The current versions of live jobs in id order, at most `limit`,
     /// starting after `after_id` (keyset pagination: pass the last id of
     /// the previous page).
-    pub async fn list_jobs(&self, after_id: Option<&str>, limit: i64) -> Result<Vec<JobVersionRow>, StoreError>;
+    pub async fn list_jobs(
+        &self,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<JobVersionRow>, StoreError>;
     /// Every version of a job, oldest first (empty when it never existed).
     pub async fn list_job_versions(&self, id: &str) -> Result<Vec<JobVersionRow>, StoreError>;
     /// Deletes a job softly: its versions stay, as history. A
@@ -322,7 +470,10 @@ forward! {
     /// Appends entries to the chain in one transaction and returns them as
     /// stored. The head row is locked first, so concurrent appenders (also
     /// from other processes) take turns.
-    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, StoreError>;
+    pub async fn append_audit(
+        &self,
+        entries: &[AuditEntry],
+    ) -> Result<Vec<AuditRecord>, StoreError>;
     /// The chain's head: the last record's `seq` and hash (0 and the
     /// genesis hash when empty).
     pub async fn audit_head(&self) -> Result<(i64, String), StoreError>;
@@ -335,15 +486,37 @@ forward! {
     pub async fn audit_usage(&self, plugin: &str) -> Result<Vec<UsageRow>, StoreError>;
     /// Stores a grant and its audit record in one transaction; an id
     /// already stored is a [`StoreError::Conflict`].
-    pub async fn insert_grant(&self, g: &GrantRow, audit: &AuditEntry) -> Result<AuditRecord, StoreError>;
+    pub async fn insert_grant(
+        &self,
+        g: &GrantRow,
+        audit: &AuditEntry,
+    ) -> Result<AuditRecord, StoreError>;
     /// Every stored grant, oldest first.
     pub async fn list_grants(&self) -> Result<Vec<GrantRow>, StoreError>;
+    /// Replaces a stored grant's plugin and definition (keeping its id and
+    /// creation) and appends the audit record `audit` makes of the old and
+    /// the new row, in one transaction; returns the new row and the record.
+    pub async fn replace_grant(
+        &self,
+        id: &str,
+        plugin: &str,
+        spec: &str,
+        audit: impl FnOnce(&GrantRow, &GrantRow) -> AuditEntry,
+    ) -> Result<(GrantRow, AuditRecord), StoreError>;
     /// Deletes a stored grant and appends the audit record `audit` makes of
     /// it, in one transaction; returns both.
-    pub async fn delete_grant(&self, id: &str, audit: impl FnOnce(&GrantRow) -> AuditEntry) -> Result<(GrantRow, AuditRecord), StoreError>;
+    pub async fn delete_grant(
+        &self,
+        id: &str,
+        audit: impl FnOnce(&GrantRow) -> AuditEntry,
+    ) -> Result<(GrantRow, AuditRecord), StoreError>;
     /// Stores a token and its audit record in one transaction; a name
     /// already taken is a [`StoreError::Conflict`].
-    pub async fn insert_token(&self, t: &TokenRow, audit: &AuditEntry) -> Result<AuditRecord, StoreError>;
+    pub async fn insert_token(
+        &self,
+        t: &TokenRow,
+        audit: &AuditEntry,
+    ) -> Result<AuditRecord, StoreError>;
     /// The live (not revoked) token with this hash.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
     /// Every token, revoked ones too, oldest first.
@@ -352,7 +525,12 @@ forward! {
     pub async fn any_live_token(&self) -> Result<bool, StoreError>;
     /// Revokes the live token with this id or name, with its audit record,
     /// in one transaction.
-    pub async fn revoke_token(&self, id_or_name: &str, now_us: i64, audit: impl FnOnce(&TokenRow) -> AuditEntry) -> Result<(TokenRow, AuditRecord), StoreError>;
+    pub async fn revoke_token(
+        &self,
+        id_or_name: &str,
+        now_us: i64,
+        audit: impl FnOnce(&TokenRow) -> AuditEntry,
+    ) -> Result<(TokenRow, AuditRecord), StoreError>;
     /// Notes when a token was last used.
     pub async fn touch_token(&self, id: &str, now_us: i64) -> Result<(), StoreError>;
     /// Which of `ids` have a cancel request stored and are still running
@@ -361,6 +539,36 @@ forward! {
     /// Closes the pool: waits for connections in use, then checkpoints and
     /// closes the database.
     pub async fn close(&self);
+    /// Registers this node (`nodes`) at start: refused with
+    /// [`StoreError::Conflict`] while another live process (heartbeat within
+    /// its lease, not stopped) uses the same node id — unless that is the
+    /// instance named by `replacing` (the caller found it dead).
+    pub async fn register_node(
+        &self,
+        row: &NodeRow,
+        now_us: i64,
+        replacing: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Renews this node's heartbeat and the lease of every unfinished
+    /// execution it holds; returns how many leases were renewed.
+    pub async fn heartbeat(&self, now_us: i64) -> Result<u64, StoreError>;
+    /// Claims for this node at most `limit` unfinished executions whose
+    /// lease has expired (or that never had one) — and, with `own`, those
+    /// already held by this node id (its previous process) — and returns
+    /// them as they were before the claim, oldest first. On PostgreSQL the
+    /// rows are locked with `FOR UPDATE SKIP LOCKED`, so nodes claiming at
+    /// once get disjoint sets.
+    pub async fn claim_executions(
+        &self,
+        now_us: i64,
+        own: bool,
+        limit: i64,
+    ) -> Result<Vec<ExecutionRow>, StoreError>;
+    /// Marks this node stopped and gives up its leases, so other nodes take
+    /// over at once what it leaves unfinished.
+    pub async fn stop_node(&self, now_us: i64) -> Result<(), StoreError>;
+    /// Every node that has registered, with what each holds, by id.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeRow>, StoreError>;
 }
 #[cfg(test)]
 mod tests {

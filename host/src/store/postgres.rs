@@ -25,10 +25,14 @@ pub(super) use backend::Backend;
 /// connections' `search_path` names it.
 pub(super) async fn open(
     url: &str,
+    password: Option<&str>,
     schema: Option<&str>,
     max_connections: u32,
 ) -> Result<Backend, StoreError> {
     let mut options = PgConnectOptions::from_str(url)?.application_name("meridian");
+    if let Some(password) = password {
+        options = options.password(password);
+    }
     if let Some(schema) = schema {
         let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
         let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&options).await?;

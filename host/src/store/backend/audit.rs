@@ -150,6 +150,47 @@ impl Backend {
         rows.iter().map(grant_row).collect()
     }
 
+    pub async fn replace_grant(
+        &self,
+        id: &str,
+        plugin: &str,
+        spec: &str,
+        audit: impl FnOnce(&GrantRow, &GrantRow) -> AuditEntry,
+    ) -> Result<(GrantRow, AuditRecord), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old = sqlx::query(
+            "SELECT id, plugin, spec, created_at_us, created_by FROM grants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(old) = old else {
+            return Err(StoreError::NotFound {
+                what: "grant",
+                id: id.to_string(),
+            });
+        };
+        let old = grant_row(&old)?;
+        sqlx::query("UPDATE grants SET plugin = $2, spec = $3 WHERE id = $1")
+            .bind(id)
+            .bind(plugin)
+            .bind(spec)
+            .execute(&mut *tx)
+            .await?;
+        let new = GrantRow {
+            plugin: plugin.to_string(),
+            spec: spec.to_string(),
+            ..old.clone()
+        };
+        let mut records = append_on(&mut tx, &[audit(&old, &new)]).await?;
+        tx.commit().await?;
+        let record = records.pop().ok_or_else(|| StoreError::NotFound {
+            what: "audit record",
+            id: id.to_string(),
+        })?;
+        Ok((new, record))
+    }
+
     pub async fn delete_grant(
         &self,
         id: &str,

@@ -1,16 +1,16 @@
 use super::writer::Op;
 use super::*;
 
-const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, trigger, schedule_id, \
+pub(super) const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, trigger, schedule_id, \
      fire_nominal_local, fire_utc_offset_s, timezone, priority, params, scheduled_at_us, \
      queued_at_us, started_at_us, finished_at_us, error, step_runs, recoveries, \
-     cancel_requested, updated_at_us";
+     cancel_requested, updated_at_us, node_id";
 
 /// The columns a new execution sets; the others start NULL or at their
 /// defaults.
 pub(super) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trigger, \
      schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
-     scheduled_at_us, queued_at_us, updated_at_us) VALUES ";
+     scheduled_at_us, queued_at_us, updated_at_us, node_id, lease_until_us) VALUES ";
 
 /// [`Store::start_attempt`] of attempt 1, a batch: `$1` execution id,
 /// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
@@ -81,7 +81,7 @@ impl Backend {
         }
         let executions: Vec<&NewExecution> = executions.iter().collect();
         let mut tx = self.pool.begin().await?;
-        insert_executions_on(&mut tx, &executions).await?;
+        insert_executions_on(&mut tx, &executions, &self.node.get()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -435,6 +435,7 @@ impl Backend {
 pub(super) async fn insert_executions_on(
     conn: &mut Conn,
     executions: &[&NewExecution],
+    node: &NodeLease,
 ) -> Result<(), StoreError> {
     for chunk in executions.chunks(EXECUTIONS_PER_INSERT) {
         let mut values = Values::new(INSERT_EXECUTION);
@@ -453,6 +454,8 @@ pub(super) async fn insert_executions_on(
                 e.scheduled_at_us.map(Value::Int),
                 Some(Value::Int(e.queued_at_us)),
                 Some(Value::Int(e.queued_at_us)),
+                Some(Value::Text(&node.id)),
+                Some(Value::Int(e.queued_at_us.saturating_add(node.lease_us))),
             ]);
         }
         let statement = values.finish("");
@@ -476,7 +479,7 @@ fn conflict_on_unique(e: sqlx::Error, id: &str) -> StoreError {
     }
 }
 
-fn execution_from_row(r: &DbRow) -> Result<ExecutionRow, StoreError> {
+pub(super) fn execution_from_row(r: &DbRow) -> Result<ExecutionRow, StoreError> {
     Ok(ExecutionRow {
         id: r.try_get("id")?,
         job_id: r.try_get("job_id")?,
@@ -498,5 +501,6 @@ fn execution_from_row(r: &DbRow) -> Result<ExecutionRow, StoreError> {
         recoveries: r.try_get("recoveries")?,
         cancel_requested: r.try_get("cancel_requested")?,
         updated_at_us: r.try_get("updated_at_us")?,
+        node_id: r.try_get("node_id")?,
     })
 }

@@ -12,6 +12,7 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 mod audit;
+mod cluster;
 mod control;
 mod executions;
 mod jobs;
@@ -24,6 +25,8 @@ pub(crate) struct Backend {
     pool: Pool,
     /// Group commit for the execution hot path (`writer.rs`).
     writer: writer::Writer,
+    /// The node this handle writes for (shared with the writer).
+    node: std::sync::Arc<NodeCell>,
 }
 
 type DbQuery<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
@@ -36,8 +39,13 @@ impl Backend {
     /// The store over `pool`, its schema brought up to date.
     pub(crate) async fn from_pool(pool: Pool) -> Result<Self, StoreError> {
         crate::store::MIGRATOR.run(&pool).await?;
-        let writer = writer::Writer::spawn(pool.clone());
-        Ok(Self { pool, writer })
+        let node = std::sync::Arc::new(NodeCell::default());
+        let writer = writer::Writer::spawn(pool.clone(), std::sync::Arc::clone(&node));
+        Ok(Self { pool, writer, node })
+    }
+
+    pub(crate) fn node_cell(&self) -> &NodeCell {
+        &self.node
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -126,6 +134,22 @@ impl Backend {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| schedule_from_row(&r)).transpose()
+    }
+
+    pub async fn schedule_fingerprint(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at_us) AS latest FROM schedules")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("n")?, row.try_get("latest")?))
+    }
+
+    pub async fn schedule_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT id, updated_at_us FROM schedules")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("updated_at_us")?)))
+            .collect()
     }
 
     pub async fn list_schedule_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -242,7 +266,7 @@ impl Backend {
                 .iter()
                 .filter(|e| accepted.contains(e.id.as_str()))
                 .collect();
-            executions::insert_executions_on(&mut tx, &queued).await?;
+            executions::insert_executions_on(&mut tx, &queued, &self.node.get()).await?;
         }
         // Each schedule's latest fire, backfills aside, in first-seen order.
         let mut latest: Vec<(&str, i64)> = Vec::new();

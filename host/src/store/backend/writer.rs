@@ -22,7 +22,9 @@ use super::executions::{
     FINISH_ATTEMPT, FINISH_LAST_ATTEMPT, INSERT_EXECUTION, START_FIRST_ATTEMPT, START_RETRY,
 };
 use super::{Conn, DIALECT, DbQuery, DbRow, Pool};
-use crate::store::{AttemptFinish, AttemptStart, Dialect, NewExecution, StoreError};
+use crate::store::{
+    AttemptFinish, AttemptStart, Dialect, NewExecution, NodeCell, NodeLease, StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most writes in one transaction.
@@ -74,9 +76,9 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer task on the current tokio runtime.
-    pub(super) fn spawn(pool: Pool) -> Self {
+    pub(super) fn spawn(pool: Pool, node: std::sync::Arc<NodeCell>) -> Self {
         let (tx, rx) = mpsc::channel(CAPACITY);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, rx, node));
         Writer { tx }
     }
 
@@ -95,16 +97,16 @@ impl Writer {
 }
 
 /// The writer: one batch per turn, until every handle is gone.
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, node: std::sync::Arc<NodeCell>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ops = std::mem::take(&mut batch);
-        commit(&pool, ops).await;
+        commit(&pool, ops, &node.get()).await;
     }
 }
 
 /// Applies `ops` in one transaction and answers each.
-async fn commit(pool: &Pool, ops: Vec<Op>) {
+async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
@@ -129,7 +131,7 @@ async fn commit(pool: &Pool, ops: Vec<Op>) {
     }
     let mut done = Vec::with_capacity(ops.len());
     for op in ops {
-        let result = apply_alone(&mut conn, &op).await;
+        let result = apply_alone(&mut conn, &op, node).await;
         done.push((op.take_reply(), result));
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {
@@ -164,12 +166,12 @@ fn failed(message: &str) -> StoreError {
 /// a failed statement by itself (and a batch runs in its own savepoint, see
 /// [`batch_statements`]); a failed statement on PostgreSQL aborts the whole
 /// transaction, so there every write gets a savepoint.
-async fn apply_alone(conn: &mut Conn, op: &Op) -> Result<bool, StoreError> {
+async fn apply_alone(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, StoreError> {
     if DIALECT == Dialect::Sqlite {
-        return apply(conn, op).await;
+        return apply(conn, op, node).await;
     }
     sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
-    let result = apply(conn, op).await;
+    let result = apply(conn, op, node).await;
     if result.is_err() {
         sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
     }
@@ -242,11 +244,11 @@ async fn run_batch<'a>(
 }
 
 /// Applies one write; `Ok(false)` when its guard found nothing to change.
-async fn apply(conn: &mut Conn, op: &Op) -> Result<bool, StoreError> {
+async fn apply(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, StoreError> {
     match op {
         Op::InsertExecution(e, _) => {
             let sql = format!(
-                "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+                "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)"
             );
             sqlx::query(&sql)
                 .bind(&e.id)
@@ -260,6 +262,8 @@ async fn apply(conn: &mut Conn, op: &Op) -> Result<bool, StoreError> {
                 .bind(&e.params)
                 .bind(e.scheduled_at_us)
                 .bind(e.queued_at_us)
+                .bind(&*node.id)
+                .bind(e.queued_at_us.saturating_add(node.lease_us))
                 .execute(&mut *conn)
                 .await
                 .map_err(|err| match err {
@@ -280,11 +284,12 @@ async fn apply(conn: &mut Conn, op: &Op) -> Result<bool, StoreError> {
             let done = sqlx::query(
                 "UPDATE executions SET status = 'running', job_version = $2, \
                  started_at_us = COALESCE(started_at_us, $3), updated_at_us = $3 \
-                 WHERE id = $1 AND status = 'queued'",
+                 WHERE id = $1 AND status = 'queued' AND (node_id IS NULL OR node_id = $4)",
             )
             .bind(id)
             .bind(job_version)
             .bind(now_us)
+            .bind(&*node.id)
             .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
