@@ -1317,6 +1317,19 @@ mod tests {
         a.set_node(node("A", LEASE));
         let own = a.claim_executions(1_802, true, 10).await.unwrap();
         assert_eq!(own.len(), 1);
+        // A holder that is no registered node (`meridian run`) lives by its
+        // own lease, which it renews row by row.
+        b.set_node(node("run-7", LEASE));
+        b.insert_execution(&new_execution("e2", "job", 2_000))
+            .await
+            .unwrap();
+        assert_eq!(b.renew_leases(2_500).await.unwrap(), 1);
+        b.set_node(node("B", LEASE));
+        // At 3,001 A's e1 (lease 2,701, A silent since 20) is claimable,
+        // the run's e2 (renewed to 3,500) is not; after 3,500 it is.
+        let ids = |v: Vec<ExecutionRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(b.claim_executions(3_001, false, 10).await.unwrap()), ["e1"]);
+        assert_eq!(ids(b.claim_executions(3_501, false, 10).await.unwrap()), ["e2"]);
     }
 
     #[tokio::test]

@@ -549,12 +549,17 @@ forward! {
         now_us: i64,
         replacing: Option<&str>,
     ) -> Result<(), StoreError>;
-    /// Renews this node's heartbeat and the lease of every unfinished
-    /// execution it holds; returns how many leases were renewed.
+    /// Renews this node's heartbeat, which keeps alive the lease of every
+    /// execution it holds; 0 when the node is not registered.
     pub async fn heartbeat(&self, now_us: i64) -> Result<u64, StoreError>;
+    /// Renews the lease of every unfinished execution this node id holds,
+    /// one row each (for `meridian run`, which is no registered node);
+    /// returns how many. Rows locked at the moment are skipped.
+    pub async fn renew_leases(&self, now_us: i64) -> Result<u64, StoreError>;
     /// Claims for this node at most `limit` unfinished executions whose
-    /// lease has expired (or that never had one) — and, with `own`, those
-    /// already held by this node id (its previous process) — and returns
+    /// lease has passed while their holder has no live heartbeat (or that
+    /// never had a holder) — and, with `own`, those already held by this
+    /// node id (its previous process) — and returns
     /// them as they were before the claim, oldest first. On PostgreSQL the
     /// rows are locked with `FOR UPDATE SKIP LOCKED`, so nodes claiming at
     /// once get disjoint sets.

@@ -1,11 +1,17 @@
 //! Nodes and the leases under which they hold unfinished executions.
 //!
-//! Every execution a node stores (queued by its scheduler or its API) is
-//! held by it: `node_id` and `lease_until_us`. The node's heartbeat renews
-//! the leases of what it holds; a node that stops renewing loses them when
-//! they expire, and any node may then claim the execution. Claims lock the
-//! rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer at a
-//! time anyway), so two nodes claiming at once get disjoint sets.
+//! Every execution a node stores (queued by its scheduler or its API) or
+//! claims is held by it under a lease: `node_id`, and `lease_until_us` (the
+//! lease it was given, which claims and stores set). A registered node's
+//! heartbeat (one row in `nodes`) keeps every lease it holds alive, so a
+//! heartbeat costs one UPDATE however much the node holds, and it never
+//! contends with the execution writes. An execution can be claimed by
+//! another node when its lease has passed *and* its holder has no live
+//! heartbeat (none within the lease, or a clean stop); one held by no
+//! registered node (`meridian run`) lives by its own lease, which that
+//! process renews (`renew_leases`). Claims lock the rows (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL; SQLite has one writer at a time anyway), so two
+//! nodes claiming at once get disjoint sets.
 
 use super::executions::{EXECUTION_COLUMNS, execution_from_row};
 use super::*;
@@ -65,21 +71,30 @@ impl Backend {
 
     pub async fn heartbeat(&self, now_us: i64) -> Result<u64, StoreError> {
         let node = self.node.get();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE nodes SET heartbeat_at_us = $2 WHERE id = $1")
+        let done = sqlx::query("UPDATE nodes SET heartbeat_at_us = $2 WHERE id = $1")
             .bind(&*node.id)
             .bind(now_us)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        let renewed = sqlx::query(
-            "UPDATE executions SET lease_until_us = $2 \
-             WHERE node_id = $1 AND status IN ('queued', 'running')",
-        )
+        Ok(done.rows_affected())
+    }
+
+    pub async fn renew_leases(&self, now_us: i64) -> Result<u64, StoreError> {
+        let node = self.node.get();
+        // Rows a transaction holds right now are skipped, not waited for:
+        // renewing never waits, so it can never deadlock with the writer.
+        let lock = match DIALECT {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let renewed = sqlx::query(&format!(
+            "UPDATE executions SET lease_until_us = $2 WHERE id IN (SELECT id FROM executions \
+             WHERE node_id = $1 AND status IN ('queued', 'running'){lock})"
+        ))
         .bind(&*node.id)
         .bind(now_us.saturating_add(node.lease_us))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(renewed.rows_affected())
     }
 
@@ -97,14 +112,18 @@ impl Backend {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions \
-             WHERE status IN ('queued', 'running') \
-             AND (lease_until_us IS NULL OR lease_until_us < $1 OR ($2 AND node_id = $3)) \
+             WHERE status IN ('queued', 'running') AND ($2 AND node_id = $3 \
+               OR node_id IS NULL OR lease_until_us IS NULL \
+               OR lease_until_us < $1 AND NOT EXISTS (SELECT 1 FROM nodes n \
+                 WHERE n.id = executions.node_id AND n.stopped_at_us IS NULL \
+                 AND n.heartbeat_at_us >= $5)) \
              ORDER BY queued_at_us, id LIMIT $4{lock}"
         ))
         .bind(now_us)
         .bind(own)
         .bind(&*node.id)
         .bind(limit)
+        .bind(now_us.saturating_sub(node.lease_us))
         .fetch_all(&mut *tx)
         .await?;
         let claimed: Vec<ExecutionRow> = rows
