@@ -319,6 +319,10 @@ try {
     const first = await page.locator('#queues-updated').textContent();
     await page.waitForFunction((t) => document.getElementById('queues-updated').textContent !== t, first, { timeout: 6000 });
     assert.equal(await zoneCard.locator('svg.spark polyline').count(), 1);
+    // The cluster view: this node, alive.
+    const node = page.locator('#cluster-nodes tbody tr').first();
+    await node.waitFor();
+    assert.equal((await node.locator('td').first().textContent()).trim(), 'alive');
     await shot(page, '07-queues');
   });
 

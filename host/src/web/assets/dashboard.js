@@ -1,6 +1,8 @@
 // The queue dashboard: a card per time zone (each zone has its own queue)
 // with depth, running, oldest wait, latency and a throughput sparkline
-// (inline SVG), polled from GET /api/v2/queues every 2 seconds.
+// (inline SVG), polled from GET /api/v2/queues every 2 seconds; below, the
+// nodes sharing the store (GET /api/v2/cluster): state, last heartbeat and
+// the executions each holds.
 
 import { get } from './api.js';
 import { announce, h, ms, replace } from './dom.js';
@@ -27,9 +29,13 @@ export async function renderQueues(main) {
   document.title = 'Queues · Meridian';
   const cards = h('div', { class: 'cards', id: 'queue-cards' });
   const updated = h('p', { class: 'muted', id: 'queues-updated' });
+  const nodes = h('div', { class: 'table-wrap', id: 'cluster-nodes' });
   replace(main, h('h1', {}, 'Queues by time zone'),
     h('p', { class: 'muted' }, 'One queue per zone; runs of a job wait in its zone\'s queue. Updated every 2 s.'),
-    updated, cards);
+    updated, cards,
+    h('h2', {}, 'Nodes'),
+    h('p', { class: 'muted' }, 'The nodes sharing this store. A lost node\'s executions are taken over by the others once its lease expires.'),
+    nodes);
   const history = new Map();
   let timer = null;
   let stopped = false;
@@ -46,6 +52,18 @@ export async function renderQueues(main) {
         history.set(q.zone, series);
       }
       replace(cards, queues.length ? queues.map(card) : h('p', { class: 'muted' }, 'No queue yet: a zone\'s queue starts with its first run.'));
+      const cluster = await get('/api/v2/cluster');
+      replace(nodes, h('table', {},
+        h('caption', {}, `Store: ${cluster.store}; lease ${cluster.lease_s} s; this page is served by ${cluster.this_node}`),
+        h('thead', {}, h('tr', {}, ['Node', 'State', 'Last heartbeat', 'Holds', 'Running', 'Host', 'Version'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, cluster.nodes.map((n) => h('tr', { 'data-node': n.id },
+          h('th', { scope: 'row' }, n.id),
+          h('td', { class: `state-${n.state}` }, n.state),
+          h('td', {}, new Date(n.last_heartbeat).toLocaleTimeString()),
+          h('td', {}, String(n.held)),
+          h('td', {}, String(n.running)),
+          h('td', {}, `${n.hostname} (pid ${n.pid})`),
+          h('td', {}, n.version))))));
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
       if (failing) announce('The dashboard is updating again.', 'ok');
       failing = false;
