@@ -529,7 +529,10 @@ fn hold_leases(config: &Config, store: &crate::store::Store) -> AbortOnDrop {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = store.renew_leases(chrono::Utc::now().timestamp_micros()).await {
+            if let Err(e) = store
+                .renew_leases(chrono::Utc::now().timestamp_micros())
+                .await
+            {
                 tracing::warn!("cannot renew the run's lease: {e}");
             }
         }

@@ -186,6 +186,11 @@ async fn run(
         .unwrap();
     assert_eq!(done.len(), n);
     let bad: Vec<_> = done.iter().filter(|e| e.status != "succeeded").collect();
-    assert!(bad.is_empty(), "{} not succeeded, e.g. {:?}", bad.len(), bad.first());
+    assert!(
+        bad.is_empty(),
+        "{} not succeeded, e.g. {:?}",
+        bad.len(),
+        bad.first()
+    );
     n as f64 / wall.as_secs_f64()
 }

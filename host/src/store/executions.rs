@@ -1328,8 +1328,14 @@ mod tests {
         // At 3,001 A's e1 (lease 2,701, A silent since 20) is claimable,
         // the run's e2 (renewed to 3,500) is not; after 3,500 it is.
         let ids = |v: Vec<ExecutionRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
-        assert_eq!(ids(b.claim_executions(3_001, false, 10).await.unwrap()), ["e1"]);
-        assert_eq!(ids(b.claim_executions(3_501, false, 10).await.unwrap()), ["e2"]);
+        assert_eq!(
+            ids(b.claim_executions(3_001, false, 10).await.unwrap()),
+            ["e1"]
+        );
+        assert_eq!(
+            ids(b.claim_executions(3_501, false, 10).await.unwrap()),
+            ["e2"]
+        );
     }
 
     #[tokio::test]
