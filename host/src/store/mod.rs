@@ -284,9 +284,11 @@ forward! {
     pub async fn advance_cursors(&self, cursors: &[(String, i64)]) -> Result<(), StoreError>;
     pub async fn delete_schedule(&self, id: &str) -> Result<(), StoreError>;
     pub async fn get_schedule(&self, id: &str) -> Result<Option<ScheduleRow>, StoreError>;
-    /// How many schedules there are and when the latest changed: cheap to
-    /// poll, so nodes sharing a store notice another node's changes.
-    pub async fn schedule_fingerprint(&self) -> Result<(i64, Option<i64>), StoreError>;
+    /// How many schedules there are, when the latest changed, and a sum
+    /// that moves with any change: cheap to poll, so nodes sharing a store
+    /// notice another node's changes (also from a node whose clock is
+    /// behind).
+    pub async fn schedule_fingerprint(&self) -> Result<(i64, i64, i64), StoreError>;
     /// Every schedule's id and when it last changed.
     pub async fn schedule_versions(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// The ids of every stored schedule.
@@ -611,6 +613,31 @@ mod tests {
             outcome: "enqueued".into(),
             run_id: None,
             created_at_us: at,
+        }
+    }
+
+    crate::store_test! {
+        /// Any change moves the fingerprint nodes poll, also an update
+        /// stamped earlier than the latest (a node whose clock is behind).
+        async fn the_schedule_fingerprint_moves_with_every_change(store) {
+            let empty = store.schedule_fingerprint().await.unwrap();
+            assert_eq!(empty, (0, 0, 0));
+            let mut a = schedule("a");
+            a.updated_at_us = 5_000;
+            store.insert_schedule(&a).await.unwrap();
+            store.insert_schedule(&schedule("b")).await.unwrap();
+            let two = store.schedule_fingerprint().await.unwrap();
+            assert_eq!((two.0, two.1), (2, 5_000));
+            store.set_schedule_enabled("b", false, 3_000).await.unwrap();
+            let behind = store.schedule_fingerprint().await.unwrap();
+            assert_eq!((behind.0, behind.1), (2, 5_000));
+            assert_ne!(behind, two);
+            store.delete_schedule("b").await.unwrap();
+            assert_eq!(store.schedule_fingerprint().await.unwrap().0, 1);
+            assert_eq!(
+                store.schedule_versions().await.unwrap(),
+                [("a".to_string(), 5_000)]
+            );
         }
     }
 

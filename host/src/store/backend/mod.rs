@@ -136,11 +136,21 @@ impl Backend {
         row.map(|r| schedule_from_row(&r)).transpose()
     }
 
-    pub async fn schedule_fingerprint(&self) -> Result<(i64, Option<i64>), StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at_us) AS latest FROM schedules")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.try_get("n")?, row.try_get("latest")?))
+    pub async fn schedule_fingerprint(&self) -> Result<(i64, i64, i64), StoreError> {
+        // The sum (of residues, so it cannot overflow) moves on any change
+        // of any row's `updated_at_us`, also one written by a node whose
+        // clock is behind (which the maximum would miss).
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(MAX(updated_at_us), 0) AS BIGINT) AS latest, \
+             CAST(COALESCE(SUM(updated_at_us % 1000003), 0) AS BIGINT) AS mix FROM schedules",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get("n")?,
+            row.try_get("latest")?,
+            row.try_get("mix")?,
+        ))
     }
 
     pub async fn schedule_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
