@@ -184,7 +184,11 @@ impl RunHandler<RunPayload> for EngineHandler {
                 status => RunOutcome::Failed(status.as_str().to_owned()),
             },
             Err(e) => {
-                tracing::error!(execution_id = %run.run_id, "execution could not be recorded; it is recovered at the next start: {e}");
+                // Not left stranded under this node's live lease: released,
+                // it is claimed and recovered by policy at the next turn of
+                // a cluster loop (or at the next start).
+                let released = self.engine.store().release_execution(&run.run_id).await;
+                tracing::error!(execution_id = %run.run_id, released = ?released, "execution could not be recorded; released for recovery: {e}");
                 RunOutcome::Failed(e.to_string())
             }
         }

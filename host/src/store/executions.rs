@@ -1317,6 +1317,23 @@ mod tests {
         a.set_node(node("A", LEASE));
         let own = a.claim_executions(1_802, true, 10).await.unwrap();
         assert_eq!(own.len(), 1);
+        // A released execution is claimable at once, whoever holds what.
+        a.insert_execution(&new_execution("e3", "job", 1_900))
+            .await
+            .unwrap();
+        assert!(!b.release_execution("e3").await.unwrap(), "not B's");
+        assert!(a.release_execution("e3").await.unwrap());
+        let ids = |v: Vec<ExecutionRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(b.claim_executions(1_901, false, 10).await.unwrap()),
+            ["e3"]
+        );
+        assert_eq!(
+            b.finish_execution("e3", "cancelled", None, 0, 1_902)
+                .await
+                .ok(),
+            Some(true)
+        );
         // A holder that is no registered node (`meridian run`) lives by its
         // own lease, which it renews row by row.
         b.set_node(node("run-7", LEASE));
@@ -1327,7 +1344,6 @@ mod tests {
         b.set_node(node("B", LEASE));
         // At 3,001 A's e1 (lease 2,701, A silent since 20) is claimable,
         // the run's e2 (renewed to 3,500) is not; after 3,500 it is.
-        let ids = |v: Vec<ExecutionRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
         assert_eq!(
             ids(b.claim_executions(3_001, false, 10).await.unwrap()),
             ["e1"]

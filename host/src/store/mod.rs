@@ -571,6 +571,11 @@ forward! {
         own: bool,
         limit: i64,
     ) -> Result<Vec<ExecutionRow>, StoreError>;
+    /// Gives up this node's hold on one unfinished execution (its run ended
+    /// in an error the engine could not record): any node's cluster loop,
+    /// this one's included, claims and recovers it at its next turn.
+    /// `false` when this node did not hold it unfinished.
+    pub async fn release_execution(&self, id: &str) -> Result<bool, StoreError>;
     /// Marks this node stopped and gives up its leases, so other nodes take
     /// over at once what it leaves unfinished.
     pub async fn stop_node(&self, now_us: i64) -> Result<(), StoreError>;

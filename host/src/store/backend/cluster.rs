@@ -152,6 +152,19 @@ impl Backend {
         Ok(claimed)
     }
 
+    pub async fn release_execution(&self, id: &str) -> Result<bool, StoreError> {
+        let node = self.node.get();
+        let done = sqlx::query(
+            "UPDATE executions SET node_id = NULL, lease_until_us = NULL \
+             WHERE id = $1 AND node_id = $2 AND status IN ('queued', 'running')",
+        )
+        .bind(id)
+        .bind(&*node.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn stop_node(&self, now_us: i64) -> Result<(), StoreError> {
         let node = self.node.get();
         let mut tx = self.pool.begin().await?;
