@@ -1218,6 +1218,43 @@ mod tests {
         }
     }
 
+    crate::store_test! {
+        /// Writes that share a batch of the group-commit writer fail alone:
+        /// a duplicate among many concurrent inserts is refused, the others
+        /// are stored (on PostgreSQL, after the fast path's rollback, by the
+        /// guarded retry of the batch).
+        async fn a_failed_write_fails_alone_in_its_batch(store) {
+            store
+                .insert_execution(&new_execution("dup", "job", 1))
+                .await
+                .unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..64 {
+                let store = store.clone();
+                let id = if i == 32 { "dup".to_string() } else { format!("e{i:02}") };
+                tasks.spawn(async move {
+                    (id.clone(), store.insert_execution(&new_execution(&id, "job", 10 + i)).await)
+                });
+            }
+            let mut stored = 0;
+            while let Some(done) = tasks.join_next().await {
+                let (id, result) = done.unwrap();
+                if id == "dup" {
+                    assert!(matches!(result, Err(StoreError::Conflict { .. })), "{result:?}");
+                } else {
+                    result.unwrap();
+                    stored += 1;
+                }
+            }
+            assert_eq!(stored, 63);
+            let all = store
+                .list_executions(&ExecutionFilter { limit: 100, ..Default::default() })
+                .await
+                .unwrap();
+            assert_eq!(all.len(), 64);
+        }
+    }
+
     fn node(id: &str, lease_us: i64) -> crate::store::NodeLease {
         crate::store::NodeLease {
             id: std::sync::Arc::from(id),

@@ -117,23 +117,42 @@ async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
             return;
         }
     };
-    // SQLite: take the write lock now, not at the first write.
-    let begin = match DIALECT {
-        Dialect::Sqlite => "BEGIN IMMEDIATE",
-        Dialect::Postgres => "BEGIN",
-    };
-    if let Err(e) = sqlx::query(begin).execute(&mut *conn).await {
-        let message = e.to_string();
-        for op in ops {
-            let _ = op.take_reply().send(Err(failed(&message)));
+    // PostgreSQL: first without a savepoint per write (three round trips
+    // instead of one); a failed write aborts that transaction, and the
+    // batch is then rolled back and applied again with savepoints, so that
+    // only the failed write fails.
+    let mut results = None;
+    if DIALECT == Dialect::Postgres {
+        match apply_fast(&mut conn, &ops, node).await {
+            Ok(Some(r)) => results = Some(r),
+            Ok(None) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                for op in ops {
+                    let _ = op.take_reply().send(Err(failed(&message)));
+                }
+                return;
+            }
         }
-        return;
     }
-    let mut done = Vec::with_capacity(ops.len());
-    for op in ops {
-        let result = apply_alone(&mut conn, &op, node).await;
-        done.push((op.take_reply(), result));
-    }
+    let results = match results {
+        Some(r) => r,
+        None => match apply_guarded(&mut conn, &ops, node).await {
+            Ok(r) => r,
+            Err(e) => {
+                let message = e.to_string();
+                for op in ops {
+                    let _ = op.take_reply().send(Err(failed(&message)));
+                }
+                return;
+            }
+        },
+    };
+    let done: Vec<(Reply, Result<bool, StoreError>)> =
+        ops.into_iter().map(Op::take_reply).zip(results).collect();
     match sqlx::query("COMMIT").execute(&mut *conn).await {
         Ok(_) => {
             for (reply, result) in done {
@@ -152,6 +171,49 @@ async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
             }
         }
     }
+}
+
+/// Begins the writer's transaction; SQLite takes the write lock now, not
+/// at the first write.
+async fn begin(conn: &mut Conn) -> Result<(), sqlx::Error> {
+    let begin = match DIALECT {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    sqlx::query(begin).execute(&mut *conn).await.map(|_| ())
+}
+
+/// PostgreSQL's fast path: begins and applies `ops` without savepoints;
+/// `None` at the first failed write (the transaction is then aborted).
+async fn apply_fast(
+    conn: &mut Conn,
+    ops: &[Op],
+    node: &NodeLease,
+) -> Result<Option<Vec<Result<bool, StoreError>>>, sqlx::Error> {
+    begin(conn).await?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        match apply(conn, op, node).await {
+            Ok(changed) => results.push(Ok(changed)),
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(results))
+}
+
+/// Begins and applies `ops`, each so that its failure undoes it alone
+/// ([`apply_alone`]).
+async fn apply_guarded(
+    conn: &mut Conn,
+    ops: &[Op],
+    node: &NodeLease,
+) -> Result<Vec<Result<bool, StoreError>>, sqlx::Error> {
+    begin(conn).await?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(apply_alone(conn, op, node).await);
+    }
+    Ok(results)
 }
 
 /// An error for each write of a batch that could not commit (the cause is
