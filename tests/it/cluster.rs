@@ -5,8 +5,9 @@
 //!
 //! - [`three_nodes_fire_a_per_second_schedule_exactly_once`]: three nodes,
 //!   one schedule firing every second, created through one node's API (the
-//!   others pick it up by polling the store). After a bounded run, checked
-//!   from the store: every second between the first and the last fire has
+//!   others pick it up by polling the store), paused through another node
+//!   (no node fires it afterwards). After a bounded run, checked from the
+//!   store: every second between the first and the last fire has
 //!   exactly one fire, each fire exactly one execution, each execution one
 //!   step run with one attempt, all succeeded.
 //! - [`kill_9_of_a_node_hands_its_run_to_another`]: `kill -9` of the node
@@ -167,6 +168,8 @@ async fn three_nodes_fire_a_per_second_schedule_exactly_once() {
     // A bounded run, then the schedule is paused and the nodes stop.
     tokio::time::sleep(Duration::from_secs(12)).await;
     post(&http, &nodes[1], "/api/v2/schedules/tick/pause", json!({})).await;
+    // The other nodes follow the store about once a second.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Let what was fired finish.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -181,6 +184,15 @@ async fn three_nodes_fire_a_per_second_schedule_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The pause, made through n2, holds on every node once they have
+    // followed the store: no fire after that.
+    let paused = db.store.list_fires("tick", 10_000).await.unwrap().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        db.store.list_fires("tick", 10_000).await.unwrap().len(),
+        paused,
+        "a node kept firing a schedule paused through another node"
+    );
     for node in &mut nodes {
         let status = node.terminate(Duration::from_secs(30)).await;
         assert!(status.success(), "{status}");

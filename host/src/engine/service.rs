@@ -421,7 +421,7 @@ impl Executions {
                 queued = report.queued.len(),
                 buffered = report.buffered.len(),
                 aborted = report.aborted.len(),
-                "scheduler and queues stopped; unfinished executions are recovered at the next start"
+                "scheduler and queues stopped; unfinished executions are recovered at the next start or taken over by another node"
             ),
             Err(e) => {
                 tracing::warn!("scheduler shutdown: {e}");
