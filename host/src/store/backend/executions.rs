@@ -12,6 +12,15 @@ pub(super) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, s
      schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
      scheduled_at_us, queued_at_us, updated_at_us, node_id, lease_until_us) VALUES ";
 
+/// SQLite: many executions from one JSON array (`$1`, see
+/// `insert_executions_on`) held by node `$2`.
+const INSERT_EXECUTIONS_JSON: &str = "INSERT INTO executions (id, job_id, status, trigger, \
+     schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
+     scheduled_at_us, queued_at_us, updated_at_us, node_id, lease_until_us) \
+     SELECT value ->> 0, value ->> 1, 'queued', value ->> 2, value ->> 3, value ->> 4, \
+     value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, \
+     value ->> 10, $2, value ->> 11 FROM json_each($1)";
+
 /// [`Store::start_attempt`] of attempt 1, a batch: `$1` execution id,
 /// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
 /// `RETURNING` row says the execution was running; the inserts check the
@@ -437,6 +446,39 @@ pub(super) async fn insert_executions_on(
     executions: &[&NewExecution],
     node: &NodeLease,
 ) -> Result<(), StoreError> {
+    if DIALECT == Dialect::Sqlite && !executions.is_empty() {
+        // As the fires: one statement over one bound JSON array.
+        let rows: Vec<serde_json::Value> = executions
+            .iter()
+            .map(|e| {
+                serde_json::json!([
+                    e.id,
+                    e.job_id,
+                    e.trigger,
+                    e.schedule_id,
+                    e.fire_nominal_local,
+                    e.fire_utc_offset_s,
+                    e.timezone,
+                    e.priority,
+                    e.params,
+                    e.scheduled_at_us,
+                    e.queued_at_us,
+                    e.queued_at_us.saturating_add(node.lease_us)
+                ])
+            })
+            .collect();
+        let first = executions
+            .first()
+            .map(|e| e.id.as_str())
+            .unwrap_or_default();
+        sqlx::query(INSERT_EXECUTIONS_JSON)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(&*node.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(|err| conflict_on_unique(err, first))?;
+        return Ok(());
+    }
     for chunk in executions.chunks(EXECUTIONS_PER_INSERT) {
         let mut values = Values::new(INSERT_EXECUTION);
         for e in chunk {
