@@ -549,10 +549,7 @@ async fn register_node(config: &Config, store: &crate::store::Store) -> anyhow::
         id: Arc::from(config.cluster.node_id.as_str()),
         lease_us,
     });
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
+    let hostname = crate::config::hostname();
     let mut instance = [0u8; 8];
     getrandom::fill(&mut instance).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let row = NodeRow {

@@ -133,6 +133,15 @@ fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}/{path}")
 }
 
+/// This machine's host name (empty when it cannot be read): the default
+/// node id, and what a node records to tell a crashed process on this host.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
 /// This node in a cluster (`[cluster]`).
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
@@ -402,11 +411,10 @@ impl Config {
         }
         let node_id = match cluster_file.node_id {
             Some(id) => id,
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "local".to_string()),
+            None => match hostname() {
+                h if h.is_empty() => "local".to_string(),
+                h => h,
+            },
         };
         if node_id.is_empty()
             || node_id.len() > 128

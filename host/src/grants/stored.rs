@@ -205,20 +205,25 @@ pub fn from_json(value: serde_json::Value) -> Result<GrantSpec, Vec<GrantError>>
     })
 }
 
+/// The grant as stored (JSON), once it is known to parse.
+fn checked_spec(grant: &GrantSpec) -> Result<String, GrantChangeError> {
+    parse_one(grant).map_err(GrantChangeError::Invalid)?;
+    serde_json::to_string(grant).map_err(|e| {
+        GrantChangeError::Invalid(vec![GrantError {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })
+}
+
 /// Stores a new grant, with its audit record, after checking it parses.
 pub async fn create(
     store: &Store,
     grant: GrantSpec,
     actor: &str,
 ) -> Result<(GrantEntry, AuditRecord), GrantChangeError> {
-    parse_one(&grant).map_err(GrantChangeError::Invalid)?;
+    let spec = checked_spec(&grant)?;
     let now_us = chrono::Utc::now().timestamp_micros();
-    let spec = serde_json::to_string(&grant).map_err(|e| {
-        GrantChangeError::Invalid(vec![GrantError {
-            path: String::new(),
-            message: e.to_string(),
-        }])
-    })?;
     let row = GrantRow {
         id: uuid::Uuid::now_v7().to_string(),
         plugin: grant.plugin.clone(),
@@ -252,14 +257,8 @@ pub async fn replace(
     grant: GrantSpec,
     actor: &str,
 ) -> Result<(GrantEntry, AuditRecord), GrantChangeError> {
-    parse_one(&grant).map_err(GrantChangeError::Invalid)?;
+    let spec = checked_spec(&grant)?;
     let now_us = chrono::Utc::now().timestamp_micros();
-    let spec = serde_json::to_string(&grant).map_err(|e| {
-        GrantChangeError::Invalid(vec![GrantError {
-            path: String::new(),
-            message: e.to_string(),
-        }])
-    })?;
     let (row, record) = store
         .replace_grant(id, &grant.plugin, &spec, |old, new| {
             let mut entry = change_record(new, "replaced", actor, now_us);
