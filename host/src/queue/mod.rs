@@ -452,6 +452,16 @@ impl<P: Send + 'static> QueueManager<P> {
         self.handle.shared.submit(run)
     }
 
+    /// Submits runs in order, as [`QueueManager::submit`] would one by one,
+    /// but under one lock and with one dispatch at the end. One result per
+    /// run, in order.
+    pub fn submit_many(
+        &self,
+        runs: impl IntoIterator<Item = QueuedRun<P>>,
+    ) -> Vec<Result<(), SubmitError<P>>> {
+        self.handle.shared.submit_many(runs)
+    }
+
     /// Takes a queued run out of its queue and returns it. A run already
     /// running cannot be cancelled here ([`QueueError::Running`]).
     pub fn cancel(&self, run_id: &str) -> Result<QueuedRun<P>, QueueError> {

@@ -335,8 +335,35 @@ impl<P: Send + 'static> Shared<P> {
         })
     }
 
-    pub(super) fn submit(self: &Arc<Self>, mut run: QueuedRun<P>) -> Result<(), SubmitError<P>> {
+    pub(super) fn submit(self: &Arc<Self>, run: QueuedRun<P>) -> Result<(), SubmitError<P>> {
         let mut st = self.lock();
+        self.enqueue(&mut st, run)?;
+        self.dispatch(&mut st);
+        Ok(())
+    }
+
+    /// Submits several runs under one lock, then dispatches once: a burst
+    /// does not take the lock, and wake the workers, once per run.
+    pub(super) fn submit_many(
+        self: &Arc<Self>,
+        runs: impl IntoIterator<Item = QueuedRun<P>>,
+    ) -> Vec<Result<(), SubmitError<P>>> {
+        let mut st = self.lock();
+        let results = runs
+            .into_iter()
+            .map(|run| self.enqueue(&mut st, run))
+            .collect();
+        self.dispatch(&mut st);
+        results
+    }
+
+    /// Puts a run in its zone's queue (created on first use) without
+    /// dispatching it.
+    fn enqueue(
+        self: &Arc<Self>,
+        st: &mut State<P>,
+        mut run: QueuedRun<P>,
+    ) -> Result<(), SubmitError<P>> {
         if st.phase != Phase::Open {
             return Err(SubmitError {
                 reason: QueueError::ShuttingDown,
@@ -351,7 +378,7 @@ impl<P: Send + 'static> Shared<P> {
         }
         let zone = run.zone;
         if !st.queues.contains_key(&zone) {
-            self.create_queue(&mut st, zone);
+            self.create_queue(st, zone);
         }
         run.enqueued_at = Instant::now();
         let key = (Reverse(run.priority), st.next_seq);
@@ -363,7 +390,6 @@ impl<P: Send + 'static> Shared<P> {
             q.counters.submitted += 1;
         }
         st.refresh_ready(zone);
-        self.dispatch(&mut st);
         Ok(())
     }
 

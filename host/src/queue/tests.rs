@@ -551,6 +551,34 @@ async fn duplicate_run_ids_are_refused() {
     h.reports(1).await;
 }
 
+/// `submit_many` is `submit` run by run under one lock: the same order,
+/// priorities and refusals, one result per run.
+#[tokio::test(start_paused = true)]
+async fn submit_many_queues_in_order_and_refuses_like_submit() {
+    let mut h = harness(config(1, 1, 1));
+    h.submit("blocker", BERLIN, 9, work(100));
+    let runs = ["a", "b", "blocker", "c", "a", "urgent", "d"].map(|id| {
+        let priority = if id == "urgent" { 5 } else { 0 };
+        QueuedRun::new(id, "job", BERLIN, priority, work(1))
+    });
+    let results = h.queues.submit_many(runs);
+    let refused: Vec<(usize, QueueError)> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.err().map(|e| (i, e.reason)))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (2, QueueError::DuplicateRun("blocker".into())),
+            (4, QueueError::DuplicateRun("a".into())),
+        ]
+    );
+    h.reports(6).await;
+    assert_eq!(h.started(), ["blocker", "urgent", "a", "b", "c", "d"]);
+    assert_eq!(h.stats(BERLIN).submitted, 6);
+}
+
 #[tokio::test]
 async fn invalid_configuration_is_refused() {
     let handler = |_: QueuedRun<()>| async { RunOutcome::Succeeded };

@@ -287,6 +287,28 @@ impl Dispatcher {
         }
     }
 
+    /// Carries plans out in order, as [`Dispatcher::commit`] one by one
+    /// would, but queues the runs of consecutive plain enqueues (a burst's
+    /// fires, usually all of them) with one
+    /// [`QueueManager::submit_many`](crate::queue::QueueManager::submit_many).
+    /// Returns the runs that could not be queued.
+    pub fn commit_all(&mut self, plans: impl IntoIterator<Item = Plan>) -> Vec<DispatchError> {
+        let mut errors = Vec::new();
+        let mut runs = Vec::new();
+        for plan in plans {
+            if matches!(plan.action, Action::Enqueue) {
+                runs.push(plan.run);
+                continue;
+            }
+            self.submit_all(std::mem::take(&mut runs), &mut errors);
+            if let Err(e) = self.commit(plan) {
+                errors.push(e);
+            }
+        }
+        self.submit_all(runs, &mut errors);
+        errors
+    }
+
     /// Drops a plan whose fire the store refused (already fired): nothing
     /// happened and nothing needs undoing.
     pub fn abandon(&self, plan: Plan) {
@@ -361,12 +383,7 @@ impl Dispatcher {
         let schedule = Arc::clone(&run.payload.schedule_id);
         match self.queues.submit(run) {
             Ok(()) => {
-                self.owners.insert(run_id.clone(), Arc::clone(&schedule));
-                self.schedules
-                    .entry(schedule)
-                    .or_default()
-                    .active
-                    .push(run_id);
+                self.track(run_id, schedule);
                 Ok(())
             }
             Err(e) => Err(DispatchError {
@@ -374,6 +391,37 @@ impl Dispatcher {
                 reason: e.reason,
             }),
         }
+    }
+
+    /// [`Dispatcher::submit`] of several runs, with one call to the queues.
+    fn submit_all(&mut self, runs: Vec<QueuedRun<RunPayload>>, errors: &mut Vec<DispatchError>) {
+        if runs.is_empty() {
+            return;
+        }
+        let keys: Vec<(String, Arc<str>)> = runs
+            .iter()
+            .map(|run| (run.run_id.clone(), Arc::clone(&run.payload.schedule_id)))
+            .collect();
+        let results = self.queues.submit_many(runs);
+        for ((run_id, schedule), result) in keys.into_iter().zip(results) {
+            match result {
+                Ok(()) => self.track(run_id, schedule),
+                Err(e) => errors.push(DispatchError {
+                    run_id,
+                    reason: e.reason,
+                }),
+            }
+        }
+    }
+
+    /// Counts a queued run as its schedule's active run until it ends.
+    fn track(&mut self, run_id: String, schedule: Arc<str>) {
+        self.owners.insert(run_id.clone(), Arc::clone(&schedule));
+        self.schedules
+            .entry(schedule)
+            .or_default()
+            .active
+            .push(run_id);
     }
 
     /// Queues the schedule's next buffered fire if nothing of it is active;
