@@ -13,12 +13,15 @@
 //! due instant of the schedule's next fire (its instant plus its jitter).
 //! It `select!`s over: sleeping until the earliest due instant, a run that
 //! ended, a command from a handle, and shutdown. When entries are due it
-//! takes **all** of them as one batch (at most one fire per schedule), asks
-//! the [`Dispatcher`] for a [`Plan`](dispatch::Plan) per fire under the
-//! schedule's overlap policy, stores the batch with one
-//! [`Store::record_fires_with_executions`] transaction, commits the plans of the fires the
-//! store accepted and abandons the others, then computes each schedule's
-//! next fire and pushes it. A stale heap entry (the schedule was reloaded,
+//! takes **all** of them as one batch (at most one fire per schedule), in
+//! chunks of 2,048 growing to 32,768: for each chunk it asks the
+//! [`Dispatcher`] for a [`Plan`](dispatch::Plan) per fire under the
+//! schedule's overlap policy, stores the chunk with one
+//! [`Store::record_fires_with_executions`] transaction, commits the plans
+//! of the fires the store accepted and abandons the others. Storing a
+//! chunk overlaps with building the next and queueing the one before.
+//! Then it computes each schedule's next fire and pushes it, and moves the
+//! schedules' cursors. A stale heap entry (the schedule was reloaded,
 //! paused or removed) is recognised by its generation number and dropped when
 //! it surfaces: no per-tick scan, O(log n) per fire, a few hundred bytes per
 //! schedule (see `slot.rs`). Its sleep is computed from the [`Clock`], and
@@ -34,9 +37,10 @@
 //! - **The scheduler never calls a plugin** and never runs a job: it hands
 //!   a [`RunPayload`] to the queue, whose [`RunHandler`](crate::queue::RunHandler)
 //!   (the engine) does.
-//! - Each schedule's cursor moves with its fires, in the same transaction;
+//! - Each schedule's cursor moves to its fires once their batch is queued;
 //!   the next start resumes after it, so no fire is lost either, up to the
-//!   misfire policy.
+//!   misfire policy. A cursor left behind by a crash before it moved is
+//!   safe: the fires after it are stored, so catch-up finds them handled.
 //!
 //! # Start-up and misfires
 //!

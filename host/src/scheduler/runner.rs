@@ -4,7 +4,7 @@
 //! batch (plan → store → commit/abandon → next fires) is never interleaved
 //! with a command or a run's end.
 
-use super::dispatch::{Dispatcher, Origin, RunRequest, ShutdownReport};
+use super::dispatch::{Dispatcher, Origin, Plan, RunRequest, ShutdownReport};
 use super::slot::{self, Load, Slot};
 use super::{BackfillReport, Clock, Command, SchedulerConfig, SchedulerError};
 use crate::model::schedule::{RunOverlap, ScheduleDef};
@@ -24,6 +24,43 @@ struct Entry {
     due_us: i64,
     generation: u64,
     id: Arc<str>,
+}
+
+/// Fires stored by the first transaction of a burst (see
+/// [`Runner::fire_due`]): small, so that the first fires are queued within
+/// milliseconds. Each next chunk is twice as large, up to
+/// [`MAX_FIRES_PER_CHUNK`]: every transaction writes again each index page
+/// its rows touch (the executions of 1,000 jobs touch 1,000 pages of one
+/// index), so a burst in chunks of 1,024 takes twice as long as in one
+/// transaction, and in chunks of 16,384 hardly longer.
+const FIRST_FIRES_PER_CHUNK: usize = 2048;
+
+/// The largest chunk of a burst.
+const MAX_FIRES_PER_CHUNK: usize = 32_768;
+
+/// One chunk of a batch: the schedules, their plans, and the rows to store
+/// (taken by [`Runner::record`]).
+struct Chunk {
+    ids: Vec<Arc<str>>,
+    plans: Vec<Plan>,
+    fires: Vec<FireRow>,
+    executions: Vec<NewExecution>,
+}
+
+/// Per fire whether it was new, and the cursors of the schedules fired.
+type RecordResult = Result<(Vec<bool>, Vec<(String, i64)>), String>;
+
+/// A chunk being stored.
+type Recording = std::pin::Pin<Box<dyn std::future::Future<Output = RecordResult> + Send>>;
+
+/// What a batch leaves to do once every chunk is settled.
+#[derive(Default)]
+struct BatchOutcome {
+    /// Schedules to move to their next fire: done once every chunk is
+    /// queued, as it does not change what they queue.
+    fired: Vec<Arc<str>>,
+    cursors: Vec<(String, i64)>,
+    failed: Vec<Arc<str>>,
 }
 
 pub(super) struct Runner {
@@ -220,51 +257,147 @@ impl Runner {
         }
     }
 
-    /// Fires every due entry as one batch.
+    /// Fires every due entry as one batch, stored and queued in growing
+    /// chunks (see [`FIRST_FIRES_PER_CHUNK`]) through a two-stage pipeline:
+    /// while one chunk's transaction runs (on the store's thread), the loop
+    /// takes the next chunk off the heap and builds its plans and rows,
+    /// then queues the chunk before. So the first fires of a burst are
+    /// queued after one small chunk, not after all of it, and everything
+    /// else overlaps with storing. The chunks' writes stay in order, one at
+    /// a time. Once the batch is queued, the schedules move to their next
+    /// fires and their cursors move, in one more write.
     async fn fire_due(&mut self, now: DateTime<Utc>) {
         let now_us = now.timestamp_micros();
-        let mut batch = Vec::new();
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if top.due_us > now_us {
+        let mut outcome = BatchOutcome::default();
+        let mut storing: Option<(Chunk, Recording)> = None;
+        let mut size = FIRST_FIRES_PER_CHUNK;
+        loop {
+            let ids = self.pop_due(now_us, size);
+            if ids.is_empty() {
                 break;
             }
+            size = (size * 2).min(MAX_FIRES_PER_CHUNK);
+            let mut chunk = self.build_chunk(ids, now_us);
+            let recorded = match storing.take() {
+                Some((previous, recording)) => Some((previous, recording.await)),
+                None => None,
+            };
+            let recording = self.record(&mut chunk);
+            storing = Some((chunk, recording));
+            if let Some((previous, result)) = recorded {
+                self.settle(previous, result, &mut outcome);
+            }
+        }
+        if let Some((last, recording)) = storing {
+            let result = recording.await;
+            self.settle(last, result, &mut outcome);
+        }
+        for id in &outcome.fired {
+            self.advance(id);
+        }
+        self.record_dropped(now_us).await;
+        if !outcome.cursors.is_empty()
+            && let Err(e) = self.store.advance_cursors(&outcome.cursors).await
+        {
+            // Safe to leave behind: these fires are stored, so a start
+            // that catches up from the old cursor finds them handled.
+            tracing::warn!(
+                schedules = outcome.cursors.len(),
+                "could not move cursors: {e}"
+            );
+        }
+        if !outcome.failed.is_empty() {
+            self.retry_later(outcome.failed, now_us).await;
+        }
+    }
+
+    /// Takes up to `max` live entries due by `now_us` off the heap.
+    fn pop_due(&mut self, now_us: i64, max: usize) -> Vec<Arc<str>> {
+        let mut due = Vec::new();
+        while due.len() < max
+            && let Some(Reverse(top)) = self.heap.peek()
+            && top.due_us <= now_us
+        {
             if let Some(Reverse(entry)) = self.heap.pop()
                 && self.is_live(&entry)
             {
-                batch.push(entry.id);
+                due.push(entry.id);
             }
         }
-        let mut plans = Vec::with_capacity(batch.len());
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut executions = Vec::with_capacity(batch.len());
-        for id in &batch {
-            let Some(slot) = self.slots.get(id) else {
+        due
+    }
+
+    /// Plans one chunk of due schedules and builds its rows.
+    fn build_chunk(&self, ids: Vec<Arc<str>>, now_us: i64) -> Chunk {
+        let mut chunk = Chunk {
+            ids: Vec::with_capacity(ids.len()),
+            plans: Vec::with_capacity(ids.len()),
+            fires: Vec::with_capacity(ids.len()),
+            executions: Vec::with_capacity(ids.len()),
+        };
+        // A burst's fires share few nominal local times: format each once.
+        let mut nominal = HashMap::new();
+        for id in ids {
+            let Some(slot) = self.slots.get(&id) else {
                 continue;
             };
             let plan = self.dispatcher.plan(slot.request(), slot.overlap);
-            rows.push(fire_row(id, &slot.next, slot.origin(), &plan, now_us));
-            executions.extend(execution_row(
+            let local: &String = nominal
+                .entry(slot.next.nominal)
+                .or_insert_with(|| nominal_text(&slot.next));
+            let fire = fire_row(&id, &slot.next, local, slot.origin(), &plan, now_us);
+            chunk.executions.extend(execution_row(
                 &plan,
-                Some(&slot.next),
+                Some((&slot.next, local)),
                 slot.origin(),
                 now_us,
             ));
-            plans.push(plan);
+            chunk.fires.push(fire);
+            chunk.plans.push(plan);
+            chunk.ids.push(id);
         }
-        if rows.is_empty() {
-            return;
-        }
-        match self
-            .store
-            .record_fires_with_executions(&rows, &executions)
-            .await
-        {
-            Ok(inserted) => {
-                for (plan, new) in plans.into_iter().zip(inserted) {
+        chunk
+    }
+
+    /// Starts storing a chunk's fires and executions on a task of its own,
+    /// so that the loop can go on building the next chunk meanwhile.
+    fn record(&self, chunk: &mut Chunk) -> Recording {
+        let store = self.store.clone();
+        let fires = std::mem::take(&mut chunk.fires);
+        let executions = std::mem::take(&mut chunk.executions);
+        let task = tokio::spawn(async move {
+            let inserted = store
+                .record_fires_with_executions(&fires, &executions)
+                .await;
+            inserted.map(|inserted| {
+                // Handled, new or not; backfills never move a cursor.
+                let cursors = fires
+                    .into_iter()
+                    .filter(|f| f.origin != Origin::Backfill.as_str())
+                    .map(|f| (f.schedule_id, f.fire_at_us))
+                    .collect();
+                (inserted, cursors)
+            })
+        });
+        Box::pin(async move {
+            match task.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the task storing fires failed: {e}")),
+            }
+        })
+    }
+
+    /// Queues the plans of a stored chunk's new fires and abandons the
+    /// others (its schedules move to their next fire once the batch is
+    /// queued); or, when the chunk could not be stored, abandons every
+    /// plan for a retry.
+    fn settle(&mut self, chunk: Chunk, result: RecordResult, outcome: &mut BatchOutcome) {
+        match result {
+            Ok((inserted, cursors)) => {
+                let mut queued = Vec::with_capacity(chunk.plans.len());
+                for (plan, new) in chunk.plans.into_iter().zip(inserted) {
                     if new {
-                        if let Err(e) = self.dispatcher.commit(plan) {
-                            tracing::error!("stored fire will not run: {e}");
-                        }
+                        queued.push(plan);
                     } else {
                         tracing::info!(
                             schedule_id = %plan.run().payload.schedule_id,
@@ -273,30 +406,39 @@ impl Runner {
                         self.dispatcher.abandon(plan);
                     }
                 }
-                self.record_dropped(now_us).await;
-                for id in &batch {
-                    self.advance(id);
+                for e in self.dispatcher.commit_all(queued) {
+                    tracing::error!("stored fire will not run: {e}");
                 }
+                outcome.cursors.extend(cursors);
+                outcome.fired.extend(chunk.ids);
             }
             Err(e) => {
-                tracing::error!(fires = rows.len(), "could not record fires, retrying: {e}");
-                for plan in plans {
+                tracing::error!(
+                    fires = chunk.ids.len(),
+                    "could not record fires, retrying: {e}"
+                );
+                for plan in chunk.plans {
                     self.dispatcher.abandon(plan);
                 }
-                self.forget_deleted().await;
-                let retry_us =
-                    i64::try_from(self.config.retry_delay.as_micros()).unwrap_or(i64::MAX);
-                let due_us = now_us.saturating_add(retry_us.max(1));
-                for id in batch {
-                    if let Some(slot) = self.slots.get(&id) {
-                        let generation = slot.generation;
-                        self.heap.push(Reverse(Entry {
-                            due_us,
-                            generation,
-                            id,
-                        }));
-                    }
-                }
+                outcome.failed.extend(chunk.ids);
+            }
+        }
+    }
+
+    /// Puts the schedules of chunks that could not be stored back in the
+    /// heap, due again after the retry delay.
+    async fn retry_later(&mut self, ids: Vec<Arc<str>>, now_us: i64) {
+        self.forget_deleted().await;
+        let retry_us = i64::try_from(self.config.retry_delay.as_micros()).unwrap_or(i64::MAX);
+        let due_us = now_us.saturating_add(retry_us.max(1));
+        for id in ids {
+            if let Some(slot) = self.slots.get(&id) {
+                let generation = slot.generation;
+                self.heap.push(Reverse(Entry {
+                    due_us,
+                    generation,
+                    id,
+                }));
             }
         }
     }
@@ -509,14 +651,21 @@ impl Runner {
                 origin: Origin::Backfill,
             };
             let plan = self.dispatcher.plan(request, RunOverlap::Allow);
+            let local = nominal_text(fire);
             rows.push(fire_row(
                 &schedule_id,
                 fire,
+                &local,
                 Origin::Backfill,
                 &plan,
                 now_us,
             ));
-            executions.extend(execution_row(&plan, Some(fire), Origin::Backfill, now_us));
+            executions.extend(execution_row(
+                &plan,
+                Some((fire, &local)),
+                Origin::Backfill,
+                now_us,
+            ));
             plans.push(plan);
         }
         let inserted = self
@@ -556,8 +705,8 @@ fn created_at(row: &ScheduleRow) -> DateTime<Utc> {
 /// transaction: a fire whose identity is stored always has its execution.
 /// `None` for a skipped fire.
 fn execution_row(
-    plan: &super::dispatch::Plan,
-    fire: Option<&Fire>,
+    plan: &Plan,
+    fire: Option<(&Fire, &str)>,
     origin: Origin,
     now_us: i64,
 ) -> Option<NewExecution> {
@@ -574,26 +723,32 @@ fn execution_row(
         }
         .to_owned(),
         schedule_id: Some(run.payload.schedule_id.to_string()),
-        fire_nominal_local: fire.map(|f| f.nominal.format("%Y-%m-%dT%H:%M:%S").to_string()),
-        fire_utc_offset_s: fire.map(|f| f.offset_seconds),
+        fire_nominal_local: fire.map(|(_, local)| local.to_owned()),
+        fire_utc_offset_s: fire.map(|(f, _)| f.offset_seconds),
         timezone: run.zone.name().to_owned(),
         priority: run.priority,
         params: "{}".to_owned(),
-        scheduled_at_us: Some(fire.map_or(now_us, |f| f.instant.timestamp_micros())),
+        scheduled_at_us: Some(fire.map_or(now_us, |(f, _)| f.instant.timestamp_micros())),
         queued_at_us: now_us,
     })
+}
+
+/// A fire's nominal local time as stored: `2026-03-29T02:30:00`.
+fn nominal_text(fire: &Fire) -> String {
+    fire.nominal.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 fn fire_row(
     schedule_id: &str,
     fire: &Fire,
+    nominal_local: &str,
     origin: Origin,
-    plan: &super::dispatch::Plan,
+    plan: &Plan,
     now_us: i64,
 ) -> FireRow {
     FireRow {
         schedule_id: schedule_id.to_owned(),
-        nominal_local: fire.nominal.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        nominal_local: nominal_local.to_owned(),
         utc_offset_s: fire.offset_seconds,
         fire_at_us: fire.instant.timestamp_micros(),
         origin: origin.as_str().to_owned(),

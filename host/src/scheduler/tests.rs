@@ -341,12 +341,16 @@ async fn start_at_and_end_at_bound_the_fires() {
     assert_eq!(h.sched.next_fire("s").await.unwrap(), None);
 }
 
+/// 5,000 schedules due at once: one batch, stored and queued in chunks of
+/// 2,048 and then 2,952 fires (the pipeline of `Runner::fire_due`). Each
+/// runs once, each identity is stored once, and each cursor moves to the
+/// fire once the batch is queued.
 #[tokio::test(start_paused = true)]
-async fn a_thousand_schedules_due_in_the_same_second_fire_as_one_batch() {
+async fn five_thousand_schedules_due_in_the_same_second_fire_once_each_in_chunks() {
     let hold = hold_time();
     let store = Store::open_memory().await.unwrap();
     let created = utc("2026-01-01T00:00:00Z");
-    for i in 0..1000 {
+    for i in 0..5000 {
         insert(
             &store,
             &format!("s{i}"),
@@ -360,14 +364,69 @@ async fn a_thousand_schedules_due_in_the_same_second_fire_as_one_batch() {
     }
     let h = harness_on(store, "2026-01-01T00:00:30Z", Duration::ZERO, hold).await;
     h.run_for(secs(30), secs(30)).await;
+    // The queue's concurrency cap starts them in waves; time stands still.
+    for _ in 0..200 {
+        if h.seen().len() >= 5000 {
+            break;
+        }
+        h.settle().await;
+    }
     let seen = h.seen();
-    assert_eq!(seen.len(), 1000);
-    assert!(
-        seen.iter()
-            .all(|s| s.started == utc("2026-01-01T00:01:00Z"))
-    );
+    assert_eq!(seen.len(), 5000);
+    let due = utc("2026-01-01T00:01:00Z");
+    assert!(seen.iter().all(|s| s.started == due));
     let schedules: HashSet<_> = seen.iter().map(|s| s.schedule_id.clone()).collect();
-    assert_eq!(schedules.len(), 1000);
+    assert_eq!(schedules.len(), 5000);
+    for i in [0, 2047, 2048, 4999] {
+        let id = format!("s{i}");
+        let fires = h.fires(&id).await;
+        assert_eq!(fires.len(), 1, "{id}");
+        assert_eq!(fires[0].fire_at_us, due.timestamp_micros(), "{id}");
+        assert_eq!(h.cursor(&id).await, Some(due), "{id}");
+        assert_eq!(
+            h.sched.next_fire(&id).await.unwrap(),
+            Some(utc("2026-01-01T00:02:00Z"))
+        );
+    }
+}
+
+/// A burst whose second chunk cannot be stored (one of its schedules was
+/// deleted from the store behind the scheduler's back): the first chunk's
+/// fires run on time, the second chunk's a retry delay later without the
+/// deleted schedule, and nothing runs twice.
+#[tokio::test(start_paused = true)]
+async fn a_chunk_that_cannot_be_stored_is_retried_without_holding_up_the_others() {
+    let h = harness("2026-01-01T00:00:30Z", Duration::ZERO).await;
+    // Installed in this order, so due in this order: the first 2,048 make
+    // the first chunk.
+    for i in 0..2100 {
+        h.add(&format!("a{i:04}"), "* * * * *", "UTC", json!({}))
+            .await;
+        if i == 2060 {
+            h.add("deleted", "* * * * *", "UTC", json!({})).await;
+        }
+    }
+    h.store.delete_schedule("deleted").await.unwrap();
+    h.run_until("2026-01-01T00:01:30Z", secs(1)).await;
+    for _ in 0..200 {
+        if h.seen().len() >= 2100 {
+            break;
+        }
+        h.settle().await;
+    }
+    let seen = h.seen();
+    let at = |s: &str| seen.iter().find(|r| &*r.schedule_id == s).unwrap().started;
+    assert_eq!(seen.len(), 2100);
+    let runs: HashSet<_> = seen.iter().map(|s| s.schedule_id.clone()).collect();
+    assert_eq!(runs.len(), 2100, "each schedule ran once");
+    assert_eq!(at("a0000"), utc("2026-01-01T00:01:00Z"));
+    assert_eq!(at("a2047"), utc("2026-01-01T00:01:00Z"));
+    assert_eq!(at("a2048"), utc("2026-01-01T00:01:01Z"));
+    assert_eq!(at("a2099"), utc("2026-01-01T00:01:01Z"));
+    assert_eq!(h.sched.next_fire("deleted").await.unwrap(), None);
+    for id in ["a0000", "a2048"] {
+        assert_eq!(h.fires(id).await.len(), 1, "{id}");
+    }
 }
 
 // --- restarts ---------------------------------------------------------------

@@ -6,20 +6,21 @@ pub(super) const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, tri
      queued_at_us, started_at_us, finished_at_us, error, step_runs, recoveries, \
      cancel_requested, updated_at_us, node_id";
 
-/// The columns a new execution sets; the others start NULL or at their
-/// defaults.
-pub(super) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, job_id, status, trigger, \
-     schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
-     scheduled_at_us, queued_at_us, updated_at_us, node_id, lease_until_us) VALUES ";
+/// The start of every insert of executions: the columns a new execution
+/// sets; the others start NULL or at their defaults.
+macro_rules! insert_execution_head {
+    () => {
+        "INSERT INTO executions (id, job_id, status, trigger, schedule_id, fire_nominal_local, \
+         fire_utc_offset_s, timezone, priority, params, scheduled_at_us, queued_at_us, \
+         updated_at_us, node_id, lease_until_us)"
+    };
+}
 
-/// SQLite: many executions from one JSON array (`$1`, see
-/// `insert_executions_on`) held by node `$2`.
-const INSERT_EXECUTIONS_JSON: &str = "INSERT INTO executions (id, job_id, status, trigger, \
-     schedule_id, fire_nominal_local, fire_utc_offset_s, timezone, priority, params, \
-     scheduled_at_us, queued_at_us, updated_at_us, node_id, lease_until_us) \
-     SELECT value ->> 0, value ->> 1, 'queued', value ->> 2, value ->> 3, value ->> 4, \
-     value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, \
-     value ->> 10, $2, value ->> 11 FROM json_each($1)";
+pub(super) const INSERT_EXECUTION: &str = concat!(insert_execution_head!(), " VALUES ");
+
+/// The head of the SQLite statement that reads its rows from one JSON
+/// array (see `insert_executions_on`).
+const INSERT_EXECUTION_HEAD: &str = insert_execution_head!();
 
 /// [`Store::start_attempt`] of attempt 1, a batch: `$1` execution id,
 /// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
@@ -448,32 +449,34 @@ pub(super) async fn insert_executions_on(
 ) -> Result<(), StoreError> {
     if DIALECT == Dialect::Sqlite && !executions.is_empty() {
         // As the fires: one statement over one bound JSON array.
-        let rows: Vec<serde_json::Value> = executions
-            .iter()
-            .map(|e| {
-                serde_json::json!([
-                    e.id,
-                    e.job_id,
-                    e.trigger,
-                    e.schedule_id,
-                    e.fire_nominal_local,
-                    e.fire_utc_offset_s,
-                    e.timezone,
-                    e.priority,
-                    e.params,
-                    e.scheduled_at_us,
-                    e.queued_at_us,
-                    e.queued_at_us.saturating_add(node.lease_us)
-                ])
-            })
-            .collect();
+        use super::json_insert::{Cell, JsonInsert};
+        let mut rows = JsonInsert::new(15, executions.len());
+        for e in executions {
+            rows.row::<15>([
+                Cell::from(e.id.as_str()),
+                Cell::from(e.job_id.as_str()),
+                Cell::from("queued"),
+                Cell::from(e.trigger.as_str()),
+                Cell::from(e.schedule_id.as_deref()),
+                Cell::from(e.fire_nominal_local.as_deref()),
+                Cell::from(e.fire_utc_offset_s),
+                Cell::from(e.timezone.as_str()),
+                Cell::from(e.priority),
+                Cell::from(e.params.as_str()),
+                Cell::from(e.scheduled_at_us),
+                Cell::from(e.queued_at_us),
+                Cell::from(e.queued_at_us),
+                Cell::from(&*node.id),
+                Cell::from(e.queued_at_us.saturating_add(node.lease_us)),
+            ]);
+        }
+        let statement = rows.finish(INSERT_EXECUTION_HEAD, "", true)?;
         let first = executions
             .first()
             .map(|e| e.id.as_str())
             .unwrap_or_default();
-        sqlx::query(INSERT_EXECUTIONS_JSON)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .bind(&*node.id)
+        statement
+            .query()
             .execute(&mut *conn)
             .await
             .map_err(|err| conflict_on_unique(err, first))?;

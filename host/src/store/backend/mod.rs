@@ -16,6 +16,7 @@ mod cluster;
 mod control;
 mod executions;
 mod jobs;
+pub(super) mod json_insert;
 mod tokens;
 mod writer;
 
@@ -37,10 +38,17 @@ const SCHEDULE_COLUMNS: &str = "id, job_id, cron, timezone, enabled, start_at_us
 
 impl Backend {
     /// The store over `pool`, its schema brought up to date.
-    pub(crate) async fn from_pool(pool: Pool) -> Result<Self, StoreError> {
+    /// The store over `pool`, its schema brought up to date. With
+    /// `checkpoint_every`, a task checkpoints the WAL at that period (for
+    /// an SQLite file opened with `wal_autocheckpoint = 0`).
+    pub(crate) async fn from_pool(
+        pool: Pool,
+        checkpoint_every: Option<std::time::Duration>,
+    ) -> Result<Self, StoreError> {
         crate::store::MIGRATOR.run(&pool).await?;
         let node = std::sync::Arc::new(NodeCell::default());
-        let writer = writer::Writer::spawn(pool.clone(), std::sync::Arc::clone(&node));
+        let writer =
+            writer::Writer::spawn(pool.clone(), std::sync::Arc::clone(&node), checkpoint_every);
         Ok(Self { pool, writer, node })
     }
 
@@ -228,19 +236,18 @@ impl Backend {
         fires: &[FireRow],
         executions: &[NewExecution],
     ) -> Result<Vec<bool>, StoreError> {
+        if fires.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::with_capacity(fires.len());
         // Usually every fire is new: try that first, under one savepoint.
         let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
         let mut fast = true;
         if DIALECT == Dialect::Sqlite {
-            // One statement reading every row from one bound JSON array:
-            // SQLite parses it in C, instead of sqlx binding eight
-            // parameters per row.
-            let done = sqlx::query(INSERT_FIRES_JSON)
-                .bind(fires_json(fires))
-                .execute(&mut *all_new)
-                .await?;
+            // One statement reading every row from one bound JSON array.
+            let statement = fires_json(fires)?;
+            let done = statement.query().execute(&mut *all_new).await?;
             fast = usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len());
         } else {
             for chunk in fires.chunks(FIRES_PER_INSERT) {
@@ -289,19 +296,6 @@ impl Backend {
                 .collect();
             executions::insert_executions_on(&mut tx, &queued, &self.node.get()).await?;
         }
-        // Each schedule's latest fire, backfills aside, in first-seen order.
-        let mut latest: Vec<(&str, i64)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for f in fires.iter().filter(|f| f.origin != "backfill") {
-            match index.get(f.schedule_id.as_str()) {
-                Some(&i) => latest[i].1 = latest[i].1.max(f.fire_at_us),
-                None => {
-                    index.insert(&f.schedule_id, latest.len());
-                    latest.push((&f.schedule_id, f.fire_at_us));
-                }
-            }
-        }
-        advance_cursors_on(&mut tx, &latest).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -446,34 +440,30 @@ impl Statement<'_> {
     }
 }
 
-/// SQLite: every fire of a batch from one JSON array (see [`fires_json`]),
+/// SQLite: every fire of a batch in one statement over one JSON array,
 /// skipping identities already stored. (`WHERE true` keeps SQLite from
 /// reading `ON CONFLICT` as a join constraint.)
-const INSERT_FIRES_JSON: &str = "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, \
-     fire_at_us, origin, outcome, run_id, created_at_us) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-     value ->> 6, value ->> 7 FROM json_each($1) WHERE true \
-     ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING";
-
-/// The rows of [`INSERT_FIRES_JSON`]: one array per fire, in its columns'
-/// order.
-fn fires_json(fires: &[FireRow]) -> String {
-    let rows: Vec<serde_json::Value> = fires
-        .iter()
-        .map(|f| {
-            serde_json::json!([
-                f.schedule_id,
-                f.nominal_local,
-                f.utc_offset_s,
-                f.fire_at_us,
-                f.origin,
-                f.outcome,
-                f.run_id,
-                f.created_at_us
-            ])
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
+fn fires_json(fires: &[FireRow]) -> Result<json_insert::JsonStatement<'_>, StoreError> {
+    use json_insert::Cell;
+    let mut rows = json_insert::JsonInsert::new(8, fires.len());
+    for f in fires {
+        rows.row::<8>([
+            Cell::from(f.schedule_id.as_str()),
+            Cell::from(f.nominal_local.as_str()),
+            Cell::from(f.utc_offset_s),
+            Cell::from(f.fire_at_us),
+            Cell::from(f.origin.as_str()),
+            Cell::from(f.outcome.as_str()),
+            Cell::from(f.run_id.as_deref()),
+            Cell::from(f.created_at_us),
+        ]);
+    }
+    rows.finish(
+        "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, \
+         outcome, run_id, created_at_us)",
+        "WHERE true ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING",
+        false,
+    )
 }
 
 /// One `INSERT INTO fires` of `fires` that skips identities already
