@@ -17,8 +17,9 @@ use super::worker::{self, Start};
 use super::{DynHandler, QueueConfig, QueueError, QueuedRun, RunInfo, RunOutcome, RunReport};
 use super::{SubmitError, ZoneLimits};
 use chrono_tz::Tz;
+use foldhash::HashMap;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::runtime::Handle as Runtime;
@@ -319,9 +320,9 @@ impl<P: Send + 'static> Shared<P> {
         Arc::new(Shared {
             state: Mutex::new(State {
                 phase: Phase::Open,
-                queues: HashMap::new(),
+                queues: HashMap::default(),
                 ready: BTreeMap::new(),
-                index: HashMap::new(),
+                index: HashMap::default(),
                 running: 0,
                 grants: 0,
                 next_seq: 0,

@@ -46,7 +46,8 @@ use crate::queue::{
 };
 use crate::schedule::Fire;
 use chrono_tz::Tz;
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,8 +222,8 @@ impl Dispatcher {
         Ok(Dispatcher {
             queues,
             ended,
-            schedules: HashMap::new(),
-            owners: HashMap::new(),
+            schedules: HashMap::default(),
+            owners: HashMap::default(),
             dropped: Vec::new(),
         })
     }
