@@ -11,8 +11,9 @@ use crate::model::schedule::{RunOverlap, ScheduleDef};
 use crate::schedule::Fire;
 use crate::store::{FireRow, NewExecution, ScheduleRow, Store};
 use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -100,7 +101,7 @@ impl Runner {
             clock,
             dispatcher,
             config,
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             heap: BinaryHeap::new(),
             generation: 0,
             commands,
@@ -258,13 +259,13 @@ impl Runner {
     }
 
     /// Fires every due entry as one batch, stored and queued in growing
-    /// chunks (see [`FIRST_FIRES_PER_CHUNK`]) through a two-stage pipeline:
-    /// while one chunk's transaction runs (on the store's thread), the loop
-    /// takes the next chunk off the heap and builds its plans and rows,
-    /// then queues the chunk before. So the first fires of a burst are
-    /// queued after one small chunk, not after all of it, and everything
-    /// else overlaps with storing. The chunks' writes stay in order, one at
-    /// a time. Once the batch is queued, the schedules move to their next
+    /// chunks (see [`FIRST_FIRES_PER_CHUNK`]) through a pipeline: a chunk
+    /// is handed to a task that builds its statements and then waits for
+    /// its turn to write (the store writes one batch of fires at a time)
+    /// while the loop waits for the chunk before, queues it, and takes the
+    /// next chunk off the heap and plans it. So the first fires of a burst
+    /// are queued after one small chunk, not after all of it, and everything
+    /// else overlaps with writing. Once the batch is queued, the schedules move to their next
     /// fires and their cursors move, in one more write.
     async fn fire_due(&mut self, now: DateTime<Utc>) {
         let now_us = now.timestamp_micros();
@@ -278,13 +279,9 @@ impl Runner {
             }
             size = (size * 2).min(MAX_FIRES_PER_CHUNK);
             let mut chunk = self.build_chunk(ids, now_us);
-            let recorded = match storing.take() {
-                Some((previous, recording)) => Some((previous, recording.await)),
-                None => None,
-            };
             let recording = self.record(&mut chunk);
-            storing = Some((chunk, recording));
-            if let Some((previous, result)) = recorded {
+            if let Some((previous, recording)) = storing.replace((chunk, recording)) {
+                let result = recording.await;
                 self.settle(previous, result, &mut outcome);
             }
         }
@@ -336,7 +333,7 @@ impl Runner {
             executions: Vec::with_capacity(ids.len()),
         };
         // A burst's fires share few nominal local times: format each once.
-        let mut nominal = HashMap::new();
+        let mut nominal = HashMap::default();
         for id in ids {
             let Some(slot) = self.slots.get(&id) else {
                 continue;
@@ -360,7 +357,7 @@ impl Runner {
     }
 
     /// Starts storing a chunk's fires and executions on a task of its own,
-    /// so that the loop can go on building the next chunk meanwhile.
+    /// so that the loop can go on meanwhile.
     fn record(&self, chunk: &mut Chunk) -> Recording {
         let store = self.store.clone();
         let fires = std::mem::take(&mut chunk.fires);

@@ -47,5 +47,5 @@ pub(super) async fn open(
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await?;
-    Backend::from_pool(pool, None).await
+    Backend::from_pool(pool, false).await
 }

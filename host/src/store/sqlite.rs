@@ -41,7 +41,7 @@ pub(super) async fn open(path: &Path) -> Result<Backend, StoreError> {
         // a burst's inserts touch every page on the insert paths of the
         // executions table's five indexes.
         .pragma("cache_size", "-16384")
-        // Checkpoints run on a task of their own (see `checkpointer`).
+        // Checkpoints run on a task of their own (`backend/checkpoint.rs`).
         .pragma("wal_autocheckpoint", "0")
         .pragma("journal_size_limit", "67108864");
     let pool = SqlitePoolOptions::new()
@@ -52,11 +52,8 @@ pub(super) async fn open(path: &Path) -> Result<Backend, StoreError> {
         .test_before_acquire(false)
         .connect_with(options)
         .await?;
-    Backend::from_pool(pool, Some(CHECKPOINT_EVERY)).await
+    Backend::from_pool(pool, true).await
 }
-
-/// How often the file store checkpoints its write-ahead log.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// A private in-memory database (tests, `meridian run`).
 pub(super) async fn open_memory() -> Result<Backend, StoreError> {
@@ -71,5 +68,5 @@ pub(super) async fn open_memory() -> Result<Backend, StoreError> {
         .max_lifetime(None)
         .connect_with(options)
         .await?;
-    Backend::from_pool(pool, None).await
+    Backend::from_pool(pool, false).await
 }

@@ -29,6 +29,9 @@ impl Backend {
     }
 
     pub async fn close(&self) {
+        if let Some(conn) = self.fires_turn.lock().await.conn.take() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
         self.pool.close().await;
     }
 }

@@ -440,47 +440,65 @@ impl Backend {
     }
 }
 
-/// Inserts executions with multi-row inserts of [`EXECUTIONS_PER_INSERT`]
-/// rows, on `conn` (the caller's transaction).
+/// SQLite: the statement inserting `executions` (at least one), held by
+/// `node`, that reads them from one bound JSON array.
+pub(super) fn executions_json<'a>(
+    executions: &[&'a NewExecution],
+    node: &'a NodeLease,
+) -> Result<super::json_insert::JsonStatement<'a>, StoreError> {
+    use super::json_insert::{Cell, JsonInsert};
+    let mut rows = JsonInsert::new(15, executions.len());
+    for e in executions {
+        rows.row::<15>([
+            Cell::from(e.id.as_str()),
+            Cell::from(e.job_id.as_str()),
+            Cell::from("queued"),
+            Cell::from(e.trigger.as_str()),
+            Cell::from(e.schedule_id.as_deref()),
+            Cell::from(e.fire_nominal_local.as_deref()),
+            Cell::from(e.fire_utc_offset_s),
+            Cell::from(e.timezone.as_str()),
+            Cell::from(e.priority),
+            Cell::from(e.params.as_str()),
+            Cell::from(e.scheduled_at_us),
+            Cell::from(e.queued_at_us),
+            Cell::from(e.queued_at_us),
+            Cell::from(&*node.id),
+            Cell::from(e.queued_at_us.saturating_add(node.lease_us)),
+        ]);
+    }
+    rows.finish(INSERT_EXECUTION_HEAD, "", true)
+}
+
+/// Runs an insert of `executions` on `conn` (the caller's transaction); a
+/// duplicate id is a conflict, named by the first of them.
+pub(super) async fn run_insert(
+    conn: &mut Conn,
+    insert: DbQuery<'_>,
+    executions: &[&NewExecution],
+) -> Result<(), StoreError> {
+    let first = executions
+        .first()
+        .map(|e| e.id.as_str())
+        .unwrap_or_default();
+    insert
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| conflict_on_unique(err, first))?;
+    Ok(())
+}
+
+/// Inserts executions on `conn` (the caller's transaction): on SQLite with
+/// one statement over one JSON array, on PostgreSQL with multi-row
+/// inserts of [`EXECUTIONS_PER_INSERT`] rows.
 pub(super) async fn insert_executions_on(
     conn: &mut Conn,
     executions: &[&NewExecution],
     node: &NodeLease,
 ) -> Result<(), StoreError> {
     if DIALECT == Dialect::Sqlite && !executions.is_empty() {
-        // As the fires: one statement over one bound JSON array.
-        use super::json_insert::{Cell, JsonInsert};
-        let mut rows = JsonInsert::new(15, executions.len());
-        for e in executions {
-            rows.row::<15>([
-                Cell::from(e.id.as_str()),
-                Cell::from(e.job_id.as_str()),
-                Cell::from("queued"),
-                Cell::from(e.trigger.as_str()),
-                Cell::from(e.schedule_id.as_deref()),
-                Cell::from(e.fire_nominal_local.as_deref()),
-                Cell::from(e.fire_utc_offset_s),
-                Cell::from(e.timezone.as_str()),
-                Cell::from(e.priority),
-                Cell::from(e.params.as_str()),
-                Cell::from(e.scheduled_at_us),
-                Cell::from(e.queued_at_us),
-                Cell::from(e.queued_at_us),
-                Cell::from(&*node.id),
-                Cell::from(e.queued_at_us.saturating_add(node.lease_us)),
-            ]);
-        }
-        let statement = rows.finish(INSERT_EXECUTION_HEAD, "", true)?;
-        let first = executions
-            .first()
-            .map(|e| e.id.as_str())
-            .unwrap_or_default();
-        statement
-            .query()
-            .execute(&mut *conn)
-            .await
-            .map_err(|err| conflict_on_unique(err, first))?;
-        return Ok(());
+        let statement = executions_json(executions, node)?;
+        return run_insert(conn, statement.query(), executions).await;
     }
     for chunk in executions.chunks(EXECUTIONS_PER_INSERT) {
         let mut values = Values::new(INSERT_EXECUTION);
@@ -504,12 +522,7 @@ pub(super) async fn insert_executions_on(
             ]);
         }
         let statement = values.finish("");
-        let first = chunk.first().map(|e| e.id.as_str()).unwrap_or_default();
-        statement
-            .query()
-            .execute(&mut *conn)
-            .await
-            .map_err(|err| conflict_on_unique(err, first))?;
+        run_insert(conn, statement.query(), chunk).await?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 mod audit;
+mod checkpoint;
 mod cluster;
 mod control;
 mod executions;
@@ -28,6 +29,37 @@ pub(crate) struct Backend {
     writer: writer::Writer,
     /// The node this handle writes for (shared with the writer).
     node: std::sync::Arc<NodeCell>,
+    /// Taken by a batch of fires once its statements are built, before its
+    /// transaction: the scheduler stores a burst's next chunk while the
+    /// chunk before is still being written, and that one waits here, not
+    /// in SQLite's busy handler (which sleeps for up to 100 ms at a time).
+    /// Holds when the last batch ended (for the checkpointer) and, on
+    /// SQLite, the connection the batches are written with.
+    fires_turn: std::sync::Arc<tokio::sync::Mutex<FiresTurn>>,
+    /// Whether batches of fires keep a connection of their own (an SQLite
+    /// file).
+    own_fires_connection: bool,
+}
+
+/// What the turn to write a batch of fires holds.
+#[derive(Debug, Default)]
+pub(super) struct FiresTurn {
+    /// When the last batch ended.
+    last_ended: Option<std::time::Instant>,
+    /// An SQLite file: one connection, out of the pool, for every batch. A
+    /// connection's page cache is dropped whenever another connection has
+    /// written since its last transaction; from the pool, each chunk of a
+    /// burst would mostly get another connection than the chunk before and
+    /// read its index pages again.
+    conn: Option<Conn>,
+}
+
+impl FiresTurn {
+    /// Whether the last batch ended less than `period` ago.
+    fn ended_within(&self, period: std::time::Duration) -> bool {
+        self.last_ended
+            .is_some_and(|ended| ended.elapsed() < period)
+    }
 }
 
 type DbQuery<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
@@ -37,19 +69,27 @@ const SCHEDULE_COLUMNS: &str = "id, job_id, cron, timezone, enabled, start_at_us
      cursor_us, created_at_us, updated_at_us";
 
 impl Backend {
-    /// The store over `pool`, its schema brought up to date.
-    /// The store over `pool`, its schema brought up to date. With
-    /// `checkpoint_every`, a task checkpoints the WAL at that period (for
-    /// an SQLite file opened with `wal_autocheckpoint = 0`).
-    pub(crate) async fn from_pool(
-        pool: Pool,
-        checkpoint_every: Option<std::time::Duration>,
-    ) -> Result<Self, StoreError> {
+    /// The store over `pool`, its schema brought up to date. `sqlite_file`
+    /// for an SQLite database file (opened with `wal_autocheckpoint = 0`):
+    /// a task checkpoints its WAL, and batches of fires are written with a
+    /// connection of their own (see [`FiresTurn`]). Not for an in-memory
+    /// database, which lives in its one connection.
+    pub(crate) async fn from_pool(pool: Pool, sqlite_file: bool) -> Result<Self, StoreError> {
         crate::store::MIGRATOR.run(&pool).await?;
         let node = std::sync::Arc::new(NodeCell::default());
-        let writer =
-            writer::Writer::spawn(pool.clone(), std::sync::Arc::clone(&node), checkpoint_every);
-        Ok(Self { pool, writer, node })
+        let writer = writer::Writer::spawn(pool.clone(), std::sync::Arc::clone(&node));
+        let fires_turn = std::sync::Arc::default();
+        if sqlite_file {
+            let turn = std::sync::Arc::downgrade(&fires_turn);
+            tokio::spawn(checkpoint::run(pool.clone(), turn, checkpoint::EVERY));
+        }
+        Ok(Self {
+            pool,
+            writer,
+            node,
+            fires_turn,
+            own_fires_connection: sqlite_file,
+        })
     }
 
     pub(crate) fn node_cell(&self) -> &NodeCell {
@@ -239,64 +279,43 @@ impl Backend {
         if fires.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        let mut inserted = Vec::with_capacity(fires.len());
-        // Usually every fire is new: try that first, under one savepoint.
-        let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
-        let mut fast = true;
-        if DIALECT == Dialect::Sqlite {
-            // One statement reading every row from one bound JSON array.
-            let statement = fires_json(fires)?;
-            let done = statement.query().execute(&mut *all_new).await?;
-            fast = usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len());
+        // SQLite: one statement per table, each reading every row from one
+        // bound JSON array, built before this batch's turn (while the
+        // batch before may still be writing).
+        let node = self.node.get();
+        let all: Vec<&NewExecution> = executions.iter().collect();
+        let (fires_statement, executions_statement) = if DIALECT == Dialect::Sqlite {
+            let executions = if all.is_empty() {
+                None
+            } else {
+                Some(executions::executions_json(&all, &node)?)
+            };
+            (Some(fires_json(fires)?), executions)
         } else {
-            for chunk in fires.chunks(FIRES_PER_INSERT) {
-                let done = insert_fires(chunk).query().execute(&mut *all_new).await?;
-                if !usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
-                    fast = false;
-                    break;
-                }
+            (None, None)
+        };
+        let mut turn = self.fires_turn.lock().await;
+        let mut conn = match turn.conn.take() {
+            Some(conn) => BatchConn::Own(conn),
+            None if self.own_fires_connection => {
+                BatchConn::Own(self.pool.acquire().await?.detach())
             }
+            None => BatchConn::Pooled(self.pool.acquire().await?),
+        };
+        let inserted = record_on(
+            conn.as_mut(),
+            fires,
+            executions,
+            &all,
+            &node,
+            fires_statement,
+            executions_statement,
+        )
+        .await?;
+        turn.last_ended = Some(std::time::Instant::now());
+        if let BatchConn::Own(conn) = conn {
+            turn.conn = Some(conn);
         }
-        if fast {
-            all_new.commit().await?;
-            inserted.resize(fires.len(), true);
-        } else {
-            all_new.rollback().await?;
-        }
-        // Some were stored already: find out which, chunk by chunk.
-        for chunk in fires.chunks(FIRES_PER_INSERT).filter(|_| !fast) {
-            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            let done = insert_fires(chunk).query().execute(&mut *savepoint).await?;
-            if usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
-                savepoint.commit().await?;
-                inserted.extend(std::iter::repeat_n(true, chunk.len()));
-                continue;
-            }
-            savepoint.rollback().await?;
-            for f in chunk {
-                let done = insert_fires(std::slice::from_ref(f))
-                    .query()
-                    .execute(&mut *tx)
-                    .await?;
-                inserted.push(done.rows_affected() == 1);
-            }
-        }
-        // The executions of the new fires.
-        if !executions.is_empty() {
-            let accepted: HashSet<&str> = fires
-                .iter()
-                .zip(&inserted)
-                .filter(|(_, new)| **new)
-                .filter_map(|(f, _)| f.run_id.as_deref())
-                .collect();
-            let queued: Vec<&NewExecution> = executions
-                .iter()
-                .filter(|e| accepted.contains(e.id.as_str()))
-                .collect();
-            executions::insert_executions_on(&mut tx, &queued, &self.node.get()).await?;
-        }
-        tx.commit().await?;
         Ok(inserted)
     }
 
@@ -327,6 +346,98 @@ impl Backend {
                 })
             })
             .collect()
+    }
+}
+
+/// The transaction of [`Backend::record_fires_with_executions`], on
+/// `conn`, with the SQLite statements built beforehand.
+async fn record_on(
+    conn: &mut Conn,
+    fires: &[FireRow],
+    executions: &[NewExecution],
+    all: &[&NewExecution],
+    node: &NodeLease,
+    fires_statement: Option<json_insert::JsonStatement<'_>>,
+    executions_statement: Option<json_insert::JsonStatement<'_>>,
+) -> Result<Vec<bool>, StoreError> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+
+    let mut inserted = Vec::with_capacity(fires.len());
+    // Usually every fire is new: try that first, under one savepoint.
+    let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
+    let mut fast = true;
+    if let Some(statement) = &fires_statement {
+        let done = statement.query().execute(&mut *all_new).await?;
+        fast = usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len());
+    } else {
+        for chunk in fires.chunks(FIRES_PER_INSERT) {
+            let done = insert_fires(chunk).query().execute(&mut *all_new).await?;
+            if !usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+                fast = false;
+                break;
+            }
+        }
+    }
+    if fast {
+        all_new.commit().await?;
+        inserted.resize(fires.len(), true);
+    } else {
+        all_new.rollback().await?;
+    }
+    // Some were stored already: find out which, chunk by chunk.
+    for chunk in fires.chunks(FIRES_PER_INSERT).filter(|_| !fast) {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        let done = insert_fires(chunk).query().execute(&mut *savepoint).await?;
+        if usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+            savepoint.commit().await?;
+            inserted.extend(std::iter::repeat_n(true, chunk.len()));
+            continue;
+        }
+        savepoint.rollback().await?;
+        for f in chunk {
+            let done = insert_fires(std::slice::from_ref(f))
+                .query()
+                .execute(&mut *tx)
+                .await?;
+            inserted.push(done.rows_affected() == 1);
+        }
+    }
+    // The executions of the new fires.
+    if !executions.is_empty() {
+        let accepted: HashSet<&str> = fires
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, new)| **new)
+            .filter_map(|(f, _)| f.run_id.as_deref())
+            .collect();
+        let queued: Vec<&NewExecution> = executions
+            .iter()
+            .filter(|e| accepted.contains(e.id.as_str()))
+            .collect();
+        match executions_statement {
+            // Every execution's fire was new: the statement built for all.
+            Some(statement) if queued.len() == all.len() => {
+                executions::run_insert(&mut tx, statement.query(), all).await?;
+            }
+            _ => executions::insert_executions_on(&mut tx, &queued, node).await?,
+        }
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// A connection of the pool, or one of the store's own.
+enum BatchConn {
+    Pooled(sqlx::pool::PoolConnection<Db>),
+    Own(Conn),
+}
+
+impl BatchConn {
+    fn as_mut(&mut self) -> &mut Conn {
+        match self {
+            BatchConn::Pooled(conn) => conn,
+            BatchConn::Own(conn) => conn,
+        }
     }
 }
 

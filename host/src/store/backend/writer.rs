@@ -25,7 +25,6 @@ use super::{Conn, DIALECT, DbQuery, DbRow, Pool};
 use crate::store::{
     AttemptFinish, AttemptStart, Dialect, NewExecution, NodeCell, NodeLease, StoreError,
 };
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most writes in one transaction.
@@ -76,18 +75,9 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on the current tokio runtime, and the
-    /// checkpointer when `checkpoint_every` is set. Both end once every
-    /// handle is gone.
-    pub(super) fn spawn(
-        pool: Pool,
-        node: std::sync::Arc<NodeCell>,
-        checkpoint_every: Option<Duration>,
-    ) -> Self {
+    /// Starts the writer task on the current tokio runtime.
+    pub(super) fn spawn(pool: Pool, node: std::sync::Arc<NodeCell>) -> Self {
         let (tx, rx) = mpsc::channel(CAPACITY);
-        if let Some(every) = checkpoint_every {
-            tokio::spawn(checkpointer(pool.clone(), tx.downgrade(), every));
-        }
         tokio::spawn(run(pool, rx, node));
         Writer { tx }
     }
@@ -112,34 +102,6 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, node: std::sync::Arc<NodeCe
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ops = std::mem::take(&mut batch);
         commit(&pool, ops, &node.get()).await;
-    }
-}
-
-/// SQLite's WAL checkpoints, off the commit path.
-///
-/// SQLite by default checkpoints in the connection whose commit grew the
-/// write-ahead log past 1,000 pages, before that commit returns: a burst's
-/// transaction then also copies the log into the database file (about
-/// 150 ms of a 100,000-fire burst). The file store turns that off
-/// (`wal_autocheckpoint = 0`) and this task checkpoints instead, every
-/// `every`: `PASSIVE`, so it never waits for or blocks readers and
-/// writers; the log restarts from its beginning once a checkpoint has
-/// caught up, and `journal_size_limit` truncates the file then.
-async fn checkpointer(pool: Pool, alive: mpsc::WeakSender<Op>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if alive.upgrade().is_none() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!("WAL checkpoint failed (retried in {every:?}): {e}");
-        }
     }
 }
 
