@@ -43,7 +43,7 @@ pub(crate) struct Backend {
 
 /// What the turn to write a batch of fires holds.
 #[derive(Debug, Default)]
-pub(super) struct FiresTurn {
+struct FiresTurn {
     /// When the last batch ended.
     last_ended: Option<std::time::Instant>,
     /// An SQLite file: one connection, out of the pool, for every batch. A
@@ -305,7 +305,6 @@ impl Backend {
         let inserted = record_on(
             conn.as_mut(),
             fires,
-            executions,
             &all,
             &node,
             fires_statement,
@@ -354,14 +353,12 @@ impl Backend {
 async fn record_on(
     conn: &mut Conn,
     fires: &[FireRow],
-    executions: &[NewExecution],
-    all: &[&NewExecution],
+    executions: &[&NewExecution],
     node: &NodeLease,
     fires_statement: Option<json_insert::JsonStatement<'_>>,
     executions_statement: Option<json_insert::JsonStatement<'_>>,
 ) -> Result<Vec<bool>, StoreError> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-
     let mut inserted = Vec::with_capacity(fires.len());
     // Usually every fire is new: try that first, under one savepoint.
     let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
@@ -412,12 +409,13 @@ async fn record_on(
             .collect();
         let queued: Vec<&NewExecution> = executions
             .iter()
+            .copied()
             .filter(|e| accepted.contains(e.id.as_str()))
             .collect();
         match executions_statement {
             // Every execution's fire was new: the statement built for all.
-            Some(statement) if queued.len() == all.len() => {
-                executions::run_insert(&mut tx, statement.query(), all).await?;
+            Some(statement) if queued.len() == executions.len() => {
+                executions::run_insert(&mut tx, statement.query(), executions).await?;
             }
             _ => executions::insert_executions_on(&mut tx, &queued, node).await?,
         }
