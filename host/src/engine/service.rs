@@ -141,6 +141,10 @@ impl Drop for AbortGuard {
             let now_us = engine.timer().now().timestamp_micros();
             let error = json!({"kind": "cancelled", "message": "aborted by the queue: a newer fire of its schedule replaced it (overlap policy cancel_other)"});
             let recorded = async {
+                // The aborted run's last write (an attempt starting, say)
+                // may still be on its way through the writer: it lands
+                // first, then is interrupted.
+                store.settle_writes().await?;
                 store.interrupt_running(&id, now_us).await?;
                 let runs = store.list_step_runs(&id).await?.len();
                 store

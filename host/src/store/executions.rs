@@ -218,6 +218,7 @@ mod tests {
     #[allow(unused_imports)]
     use crate::store::{EXECUTIONS_PER_INSERT, INTERRUPTED, Store, StoreError};
     use crate::store::{FireRow, ScheduleRow};
+    use futures::FutureExt as _;
 
     fn new_execution(id: &str, job: &str, queued_at_us: i64) -> NewExecution {
         NewExecution {
@@ -1323,6 +1324,24 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(all.len(), 64);
+        }
+    }
+
+    crate::store_test! {
+        /// A write whose caller stopped waiting right after handing it over
+        /// (an aborted task) still lands, and `settle_writes` waits for it:
+        /// what reads after it see includes that write.
+        async fn settled_writes_include_those_of_callers_that_gave_up(store) {
+            store.insert_execution(&new_execution("gone", "job", 1)).await.unwrap();
+            assert!(store.start_execution("gone", 1, 2).await.unwrap());
+            let handed_over = store
+                .start_attempt(&attempt_start("gone", 1, "a", 1, 3))
+                .now_or_never();
+            assert!(handed_over.is_none(), "the write was answered without the writer");
+            store.settle_writes().await.unwrap();
+            let attempts = store.list_attempts("gone").await.unwrap();
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert_eq!(attempts[0].status, "running");
         }
     }
 

@@ -385,6 +385,14 @@ forward! {
     /// transaction. Returns false, writing nothing, when that attempt is
     /// not running (it ended already, was interrupted, or does not exist).
     pub async fn finish_attempt(&self, a: &AttemptFinish) -> Result<bool, StoreError>;
+    /// Waits until every execution write handed to the group-commit writer
+    /// before this call (`insert_execution`, `start_execution`,
+    /// `finish_execution`, `start_attempt`, `finish_attempt`, from any
+    /// clone of this handle) has been applied, so that reads after it see
+    /// them. A caller that stopped waiting for its write (an aborted task)
+    /// does not stop the write; this is how whoever cleans up after it
+    /// waits for that write to land.
+    pub async fn settle_writes(&self) -> Result<(), StoreError>;
     /// One execution with the job version it runs: the one it started with,
     /// or (not started yet) its job's current one; `None` for the job when
     /// that job is gone. One query, for the engine's start.

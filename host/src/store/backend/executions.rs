@@ -144,6 +144,11 @@ impl Backend {
             .await
     }
 
+    pub async fn settle_writes(&self) -> Result<(), StoreError> {
+        self.writer.write(Op::Barrier).await?;
+        Ok(())
+    }
+
     pub async fn get_execution_with_job(
         &self,
         id: &str,

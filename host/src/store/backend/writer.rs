@@ -54,6 +54,9 @@ pub(super) enum Op {
     },
     StartAttempt(Box<AttemptStart>, Reply),
     FinishAttempt(Box<AttemptFinish>, Reply),
+    /// Writes nothing: answered once every write handed over before it
+    /// has been applied (its batch commits after theirs).
+    Barrier(Reply),
 }
 
 impl Op {
@@ -62,6 +65,7 @@ impl Op {
             Op::InsertExecution(_, r)
             | Op::StartAttempt(_, r)
             | Op::FinishAttempt(_, r)
+            | Op::Barrier(r)
             | Op::StartExecution { reply: r, .. }
             | Op::FinishExecution { reply: r, .. } => r,
         }
@@ -308,6 +312,7 @@ async fn run_batch<'a>(
 /// Applies one write; `Ok(false)` when its guard found nothing to change.
 async fn apply(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, StoreError> {
     match op {
+        Op::Barrier(_) => Ok(true),
         Op::InsertExecution(e, _) => {
             let sql = format!(
                 "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)"
