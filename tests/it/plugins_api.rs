@@ -438,7 +438,8 @@ async fn bad_uploads_are_refused_and_store_nothing() {
 
 /// A stored grant replaced through the API applies to the next step: a
 /// secret the job reads is allowed, then (replaced) denied; the change is
-/// on the trail; an unknown id is 404 and a bad grant 422 naming its path.
+/// on the trail; an unknown id is 404, a bad grant 400 naming its path
+/// (as creating one), a body that is not JSON 400 `malformed_json`.
 #[tokio::test]
 async fn a_replaced_grant_applies_to_the_next_step() {
     let (_node, state) = node().await;
@@ -493,7 +494,8 @@ async fn a_replaced_grant_applies_to_the_next_step() {
         json!({ "plugin": "script", "http": [{ "host": 3 }] }),
     )
     .await;
-    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.body);
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert_eq!(res.body["code"], "validation_failed", "{}", res.body);
     assert_eq!(
         res.body["errors"][0]["path"], "http[0].host",
         "{}",
@@ -507,6 +509,7 @@ async fn a_replaced_grant_applies_to_the_next_step() {
     )
     .await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert_eq!(res.body["code"], "malformed_json", "{}", res.body);
     let res = json_request(
         &state,
         "PUT",

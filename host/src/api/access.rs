@@ -175,12 +175,7 @@ fn actor(caller: Option<axum::Extension<Caller>>) -> String {
 }
 
 fn body_json(body: &Bytes) -> Result<Value, Problem> {
-    serde_json::from_slice(body).map_err(|e| {
-        Problem::validation(vec![Issue {
-            path: String::new(),
-            message: format!("the body is not JSON: {e}"),
-        }])
-    })
+    super::executions::parse_body(body)
 }
 
 /// GET /api/v2/tokens
@@ -354,21 +349,9 @@ pub(super) async fn create_grant(
         Ok(v) => v,
         Err(p) => return p.into_response(),
     };
-    let issues = |errors: Vec<crate::grants::GrantError>| {
-        Problem::validation(
-            errors
-                .into_iter()
-                .map(|e| Issue {
-                    path: e.path,
-                    message: e.message,
-                })
-                .collect(),
-        )
-        .into_response()
-    };
     let spec = match stored::from_json(v) {
         Ok(s) => s,
-        Err(errors) => return issues(errors),
+        Err(errors) => return grant_issues(errors),
     };
     match stored::create(&state.store, spec, &actor(caller)).await {
         Ok((entry, _)) => {
@@ -377,7 +360,7 @@ pub(super) async fn create_grant(
             }
             (StatusCode::CREATED, Json(entry)).into_response()
         }
-        Err(GrantChangeError::Invalid(errors)) => issues(errors),
+        Err(GrantChangeError::Invalid(errors)) => grant_issues(errors),
         Err(e) => internal(e).into_response(),
     }
 }
@@ -394,9 +377,8 @@ pub(super) async fn create_grant(
     request_body(content = Object, description = "One grant, as in the config file's `[[grants]]`"),
     responses(
         (status = 200, description = "Replaced and in force", body = doc::GrantEntry),
-        (status = 400, description = "The body is not JSON (`validation_failed`, path empty)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or not valid (`validation_failed`, every issue with its JSON path); nothing changes", content_type = "application/problem+json", body = doc::Problem),
         (status = 404, description = "No stored grant has this id (`not_found`)", content_type = "application/problem+json", body = doc::Problem),
-        (status = 422, description = "The grant is not valid (`validation_failed`, every issue with its JSON path); nothing changes", content_type = "application/problem+json", body = doc::Problem),
     ),
 )]
 pub(super) async fn replace_grant(
@@ -409,22 +391,9 @@ pub(super) async fn replace_grant(
         Ok(v) => v,
         Err(p) => return p.into_response(),
     };
-    let invalid = |errors: Vec<crate::grants::GrantError>| {
-        let mut p = Problem::validation(
-            errors
-                .into_iter()
-                .map(|e| Issue {
-                    path: e.path,
-                    message: e.message,
-                })
-                .collect(),
-        );
-        p.status = StatusCode::UNPROCESSABLE_ENTITY.as_u16();
-        p.into_response()
-    };
     let spec = match stored::from_json(v) {
         Ok(s) => s,
-        Err(errors) => return invalid(errors),
+        Err(errors) => return grant_issues(errors),
     };
     match stored::replace(&state.store, &id, spec, &actor(caller)).await {
         Ok((entry, _)) => {
@@ -433,10 +402,25 @@ pub(super) async fn replace_grant(
             }
             Json(entry).into_response()
         }
-        Err(GrantChangeError::Invalid(errors)) => invalid(errors),
+        Err(GrantChangeError::Invalid(errors)) => grant_issues(errors),
         Err(GrantChangeError::NotFound(_)) => no_stored_grant().into_response(),
         Err(e) => internal(e).into_response(),
     }
+}
+
+/// A grant that does not parse: 400 `validation_failed`, every issue with
+/// its path in the grant.
+fn grant_issues(errors: Vec<crate::grants::GrantError>) -> Response {
+    Problem::validation(
+        errors
+            .into_iter()
+            .map(|e| Issue {
+                path: e.path,
+                message: e.message,
+            })
+            .collect(),
+    )
+    .into_response()
 }
 
 fn no_stored_grant() -> Problem {
