@@ -19,9 +19,8 @@
 
 #![cfg(unix)]
 
-use super::recovery::{
-    Node, client, execute, execution, in_flight, is_final, meridian_node, poll_until,
-};
+use super::node::{Node, Token, meridian_node};
+use super::recovery::{client, execute, execution, in_flight, is_final, poll_until};
 use meridian::store::{ExecutionFilter, Store};
 use meridian_tests::fixtures;
 use serde_json::{Value, json};
@@ -124,7 +123,7 @@ async fn three_nodes_fire_a_per_second_schedule_exactly_once() {
     let mut nodes = Vec::new();
     for (i, name) in ["n1", "n2", "n3"].into_iter().enumerate() {
         let cmd = command(tmp.path(), &plugins, &configs[i], name);
-        nodes.push(Node::start_with(name, cmd, tmp.path(), &token).await);
+        nodes.push(Node::start(name, cmd, tmp.path(), Token::Given(&token)).await);
     }
     let http = client();
     post(
@@ -270,18 +269,18 @@ async fn kill_9_of_a_node_hands_its_run_to_another() {
     let c1 = node_config(tmp.path(), &db, "n1", LEASE_S);
     let c2 = node_config(tmp.path(), &db, "n2", LEASE_S);
     let token = token(tmp.path(), &plugins, &c1);
-    let mut n1 = Node::start_with(
+    let mut n1 = Node::start(
         "n1",
         command(tmp.path(), &plugins, &c1, "n1"),
         tmp.path(),
-        &token,
+        Token::Given(&token),
     )
     .await;
-    let n2 = Node::start_with(
+    let n2 = Node::start(
         "n2",
         command(tmp.path(), &plugins, &c2, "n2"),
         tmp.path(),
-        &token,
+        Token::Given(&token),
     )
     .await;
     let http = client();

@@ -11,6 +11,7 @@ mod cluster;
 mod engine;
 mod examples;
 mod http_step;
+mod node;
 mod openapi;
 mod ops;
 mod plugins_api;

@@ -23,6 +23,7 @@
 #![cfg(unix)]
 
 use super::api::{request_as, state};
+use super::node::{Node, Token, meridian_node};
 use axum::http::StatusCode;
 use meridian_tests::fixtures;
 use serde_json::Value;
@@ -213,80 +214,16 @@ fn schemathesis() -> Option<Vec<String>> {
     })
 }
 
-/// A `meridian-node serve` child on loopback; killed on drop.
-struct Node {
-    child: tokio::process::Child,
-    stderr: std::path::PathBuf,
-}
-
-impl Node {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// The node's log without the audit records (one per request), the
-    /// last 60 lines: what to read when the fuzzer found something.
-    fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| !l.contains("meridian::audit: audit record"))
-            .collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-}
-
-/// Starts a node on an empty data directory; returns it, its base URL and
-/// the first admin token it printed.
-async fn start_node(dir: &Path) -> (Node, String, String) {
+/// Starts a node on an empty data directory with the `trivial` and
+/// `script` fixtures as its plugins; its requests send the first admin
+/// token it printed.
+async fn start_node(dir: &Path) -> Node {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(fixtures::TRIVIAL, plugins.join("trivial.wasm")).unwrap();
     std::fs::copy(fixtures::SCRIPT, plugins.join("script.wasm")).unwrap();
-    let stderr = dir.join("node.stderr");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meridian-node"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MERIDIAN_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("NO_COLOR", "1")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--plugins-dir")
-        .arg(&plugins)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .kill_on_drop(true);
-    let mut node = Node {
-        child: cmd.spawn().expect("spawn meridian-node serve"),
-        stderr,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = node.log();
-        if let Some(rest) = text.split("meridian listening on ").nth(1) {
-            let base = rest.lines().next().unwrap().trim().trim_end_matches('/');
-            let token = text
-                .split("created the first admin API token")
-                .nth(1)
-                .and_then(|t| t.lines().nth(1))
-                .map(|l| l.trim().to_string())
-                .expect("the first start prints the first admin token");
-            assert!(token.starts_with("mrd_"), "{text}");
-            return (node, base.to_string(), token);
-        }
-        if let Some(status) = node.child.try_wait().unwrap() {
-            panic!("the node exited ({status}) before it listened:\n{text}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not listen:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let cmd = meridian_node(&dir.join("data"), &plugins);
+    Node::start("node", cmd, dir, Token::FirstAdmin).await
 }
 
 /// Stores a job, a schedule of it and an execution of it on the node, so
@@ -382,13 +319,14 @@ async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let (node, base, token) = start_node(tmp.path()).await;
+    let node = start_node(tmp.path()).await;
+    let (base, token) = (node.base(), node.token());
     let examples: u64 = std::env::var("MERIDIAN_TEST_FUZZ_EXAMPLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(MAX_EXAMPLES);
     let deadline = FUZZ_DEADLINE * u32::try_from(examples.div_ceil(MAX_EXAMPLES)).unwrap();
-    let ids = seed(&base, &token).await;
+    let ids = seed(base, token).await;
     let work = tmp.path().join("st");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("schemathesis.toml"), config(&ids)).unwrap();
@@ -419,7 +357,7 @@ async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
         .unwrap_or_else(|_| {
             panic!(
                 "schemathesis ran longer than {deadline:?}; node log (tail):\n{}",
-                node.log_tail()
+                node.log_tail(60)
             )
         })
         .expect("run schemathesis");
@@ -433,7 +371,7 @@ async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
         out.status.success(),
         "schemathesis found failures ({}):\n{report}\nnode log (tail):\n{}",
         out.status,
-        node.log_tail()
+        node.log_tail(60)
     );
     // It really tested the operations (a run that tested nothing passes too),
     // and the stateful phase ran.

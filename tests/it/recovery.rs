@@ -23,22 +23,21 @@
 //! - Node B stops cleanly on SIGTERM.
 //!
 //! Each node's stderr goes to a file in the temp dir; when the test fails,
-//! the files are printed (see [`Node`]'s `Drop`).
+//! their ends are printed (see `super::node::Node`).
 
 #![cfg(unix)]
 
+use super::node::{Node, Token, meridian_node};
 use meridian::store::{ExecutionFilter, Store};
 use meridian_tests::fixtures;
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The longest any polled condition may take (a loaded 2-core CI box).
 const DEADLINE: Duration = Duration::from_secs(60);
-/// Starting a node compiles its components when the cache is cold.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(120);
 /// How often a condition is polled.
 const POLL: Duration = Duration::from_millis(25);
 /// The resumable job's long step, on every attempt (the `script` fixture
@@ -51,155 +50,6 @@ const POLL: Duration = Duration::from_millis(25);
 const RESUMED_SLEEP_MS: u64 = 3_000;
 /// The failing job's long step: never finishes before the kill.
 const FAILED_SLEEP_MS: u64 = 20_000;
-
-/// A `meridian-node serve` child process. Dropping it kills the process
-/// (if still running) and, when the test is failing, prints its stderr.
-pub(super) struct Node {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-    base: String,
-    /// The API token the test's requests send.
-    token: String,
-}
-
-impl Node {
-    /// Starts `meridian-node serve` on a free loopback port and waits for
-    /// its "listening" line.
-    async fn start(
-        name: &'static str,
-        data: &Path,
-        plugins: &Path,
-        logs: &Path,
-        token: &str,
-    ) -> Self {
-        Self::start_with(name, meridian_node(data, plugins), logs, token).await
-    }
-
-    /// Starts `cmd` (a [`meridian_node`] command) with `serve` on a free
-    /// loopback port and waits for its "listening" line.
-    pub(super) async fn start_with(
-        name: &'static str,
-        mut cmd: Command,
-        logs: &Path,
-        token: &str,
-    ) -> Self {
-        let log = logs.join(format!("{name}.stderr"));
-        let file = std::fs::File::create(&log).unwrap();
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file));
-        let child = cmd.spawn().expect("spawn meridian-node serve");
-        let mut node = Node {
-            name,
-            child: Some(child),
-            log,
-            base: String::new(),
-            token: token.to_owned(),
-        };
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            let text = node.stderr();
-            if let Some(rest) = text.split("meridian listening on ").nth(1) {
-                let url = rest.lines().next().unwrap_or("").trim();
-                node.base = url.trim_end_matches('/').to_owned();
-                return node;
-            }
-            if let Some(status) = node.child_mut().try_wait().unwrap() {
-                panic!("node {name} exited ({status}) before it listened");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {name} did not listen within {STARTUP_DEADLINE:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    pub(super) fn child_mut(&mut self) -> &mut Child {
-        self.child.as_mut().expect("node already stopped")
-    }
-
-    pub(super) fn token(&self) -> &str {
-        &self.token
-    }
-
-    pub(super) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub(super) fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL (`Child::kill` on unix), then reaps it.
-    pub(super) fn kill_9(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("node already stopped");
-        child.kill().unwrap();
-        child.wait().unwrap()
-    }
-
-    /// SIGTERM, then waits up to `within` for the process to exit.
-    pub(super) async fn terminate(&mut self, within: Duration) -> ExitStatus {
-        let pid = self.child_mut().id();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid}: {sent}");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child_mut().try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} still running {within:?} after SIGTERM",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "----- stderr of node {} ({}) -----\n{}----- end of node {} -----",
-                self.name,
-                self.log.display(),
-                self.stderr(),
-                self.name
-            );
-        }
-    }
-}
-
-/// The `meridian` CLI (as the test crate's `meridian-node` binary) on this
-/// data and plugins directory, with no `MERIDIAN_*` variable inherited.
-pub(super) fn meridian_node(data: &Path, plugins: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian-node"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MERIDIAN_") {
-            cmd.env_remove(&key);
-        }
-    }
-    // Plain text logs: they are printed when the test fails.
-    cmd.env("NO_COLOR", "1");
-    cmd.arg("--data-dir")
-        .arg(data)
-        .arg("--plugins-dir")
-        .arg(plugins);
-    cmd
-}
 
 /// An operator token made with `meridian token create` on the data
 /// directory (so the nodes print no first admin token).
@@ -235,7 +85,7 @@ pub(super) fn client() -> reqwest::Client {
 pub(super) async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> String {
     let resp = http
         .post(node.url("/api/v2/jobs/execute"))
-        .bearer_auth(&node.token)
+        .bearer_auth(node.token())
         .json(&json!({ "job": job, "params": {} }))
         .send()
         .await
@@ -251,7 +101,7 @@ pub(super) async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> 
 pub(super) async fn execution(http: &reqwest::Client, node: &Node, id: &str) -> Value {
     let resp = http
         .get(node.url(&format!("/api/v2/executions/{id}")))
-        .bearer_auth(&node.token)
+        .bearer_auth(node.token())
         .send()
         .await
         .unwrap();
@@ -423,7 +273,13 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
 
     // Node A, and two executions in their long step.
     let token = operator_token(&data, &plugins);
-    let mut a = Node::start("a", &data, &plugins, tmp.path(), &token).await;
+    let mut a = Node::start(
+        "a",
+        meridian_node(&data, &plugins),
+        tmp.path(),
+        Token::Given(&token),
+    )
+    .await;
     let a_ready = t0.elapsed();
     // The failing job first: its 20 s step is surely in flight at the
     // kill. Then the resumable one, killed as soon as its long step is
@@ -518,7 +374,13 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     }
 
     // Node B on the same data directory recovers both.
-    let mut b = Node::start("b", &data, &plugins, tmp.path(), &token).await;
+    let mut b = Node::start(
+        "b",
+        meridian_node(&data, &plugins),
+        tmp.path(),
+        Token::Given(&token),
+    )
+    .await;
     let b_ready = killed_at.elapsed();
     let log = b.stderr();
     assert!(
@@ -580,7 +442,7 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     // in the execution's log; and the zone's log of the day has them too.
     let text = http
         .get(b.url(&format!("/api/v2/executions/{resumable}/logs?format=text")))
-        .bearer_auth(&b.token)
+        .bearer_auth(b.token())
         .send()
         .await
         .unwrap()

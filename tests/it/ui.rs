@@ -15,12 +15,12 @@
 #![cfg(unix)]
 
 use super::api::{request_as, state};
+use super::node::{Node, Token, meridian_node};
 use axum::http::StatusCode;
 use meridian_tests::{ADMIN_TOKEN, TestServer};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[tokio::test]
 async fn the_session_names_the_token_its_role_and_permissions() {
@@ -173,74 +173,16 @@ fn tools() -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// A `meridian-node serve` child on loopback; killed on drop.
-struct Node {
-    _child: tokio::process::Child,
-    stderr: PathBuf,
-}
-
-impl Node {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-/// Starts a node with `config`; returns it, its base URL and the first
-/// admin token it printed.
-async fn start_node(dir: &Path, config: &str) -> (Node, String, String) {
+/// Starts a node with `config` on an empty data directory; its requests
+/// send the first admin token it printed.
+async fn start_node(dir: &Path, config: &str) -> Node {
     let config_path = dir.join("meridian.toml");
     std::fs::write(&config_path, config).unwrap();
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let stderr = dir.join("node.stderr");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meridian-node"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MERIDIAN_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("NO_COLOR", "1")
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--plugins-dir")
-        .arg(&plugins)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn meridian-node serve");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read_to_string(&stderr).unwrap_or_default();
-        if let Some(rest) = text.split("meridian listening on ").nth(1) {
-            let base = rest.lines().next().unwrap().trim().trim_end_matches('/');
-            let token = text
-                .split("created the first admin API token")
-                .nth(1)
-                .and_then(|t| t.lines().nth(1))
-                .map(|l| l.trim().to_string())
-                .expect("the first start prints the first admin token");
-            return (
-                Node {
-                    _child: child,
-                    stderr,
-                },
-                base.to_string(),
-                token,
-            );
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the node exited ({status}) before it listened:\n{text}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not listen:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let mut cmd = meridian_node(&dir.join("data"), &plugins);
+    cmd.arg("--config").arg(&config_path);
+    Node::start("node", cmd, dir, Token::FirstAdmin).await
 }
 
 /// A new token of `role`, made through the API with the admin token.
@@ -298,16 +240,17 @@ async fn the_ui_works_end_to_end_in_chromium() {
         format!("sqlite://{}?mode=rwc", tmp.path().join("app.db").display()),
         server.addr.port()
     );
-    let (node, base, admin) = start_node(tmp.path(), &config).await;
-    let operator = token(&base, &admin, "operator").await;
-    let viewer = token(&base, &admin, "viewer").await;
+    let node = start_node(tmp.path(), &config).await;
+    let (base, admin) = (node.base(), node.token());
+    let operator = token(base, admin, "operator").await;
+    let viewer = token(base, admin, "viewer").await;
     let shots = root.join("target/ui-screenshots");
 
     let mut cmd = tokio::process::Command::new(node_bin);
     cmd.arg(ui.join("e2e.mjs"))
         .current_dir(&ui)
-        .env("MERIDIAN_URL", &base)
-        .env("MERIDIAN_ADMIN_TOKEN", &admin)
+        .env("MERIDIAN_URL", base)
+        .env("MERIDIAN_ADMIN_TOKEN", admin)
         .env("MERIDIAN_OPERATOR_TOKEN", &operator)
         .env("MERIDIAN_VIEWER_TOKEN", &viewer)
         .env("MERIDIAN_HTTP_BASE", server.url(""))
@@ -320,22 +263,17 @@ async fn the_ui_works_end_to_end_in_chromium() {
         .unwrap_or_else(|_| {
             panic!(
                 "the browser tests took longer than {E2E_DEADLINE:?}; node log:\n{}",
-                node.log()
+                node.log_tail(40)
             )
         })
         .expect("run node tests/ui/e2e.mjs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let log = node.log();
-        let tail: Vec<&str> = log
-            .lines()
-            .filter(|l| !l.contains("meridian::audit: audit record"))
-            .collect();
         panic!(
             "tests/ui/e2e.mjs failed ({}):\n{stdout}\n{stderr}\nnode log (last 40 lines):\n{}",
             out.status,
-            tail[tail.len().saturating_sub(40)..].join("\n")
+            node.log_tail(40)
         );
     }
     eprintln!("{stdout}");
