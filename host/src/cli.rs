@@ -439,6 +439,7 @@ async fn serve(
     executions.start_cluster_loop(config.cluster.heartbeat);
     let executions = Arc::new(executions);
     let store_for_stop = store.clone();
+    let runtime_for_stop = Arc::clone(&runtime);
     let state = Arc::new(api::AppState {
         runtime,
         store,
@@ -488,6 +489,14 @@ async fn serve(
     match Arc::try_unwrap(executions) {
         Ok(executions) => executions.shutdown().await,
         Err(_) => tracing::warn!("executions still referenced at shutdown"),
+    }
+    // On the step runtime, whose reactor the steps' database sockets use.
+    let closed = steps
+        .handle()
+        .spawn(async move { runtime_for_stop.close().await })
+        .await;
+    if let Err(e) = closed {
+        tracing::warn!("cannot close the steps' SQL pools: {e}");
     }
     audit_log.flush().await;
     // Give up this node's leases: other nodes take over at once what it
@@ -1145,6 +1154,7 @@ async fn run_job(
     });
     let report = engine.run(&id, cancel).await;
     watcher.abort();
+    runtime.close().await;
     audit_log.flush().await;
     let report = report?;
     if json {

@@ -658,3 +658,65 @@ async fn config_refuses_a_password_in_the_url() {
     assert!(e.contains("sql.connections.r.url"), "{e}");
     assert!(!e.contains("hunter22"), "{e}");
 }
+
+/// A step's PostgreSQL sessions are named `meridian-step` to the server
+/// (unless the connection's URL names them), and closing the runtime (at
+/// shutdown) ends them: `pg_stat_activity` shows them gone, not idling
+/// in the pool until the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_named_and_end_when_the_runtime_closes() {
+    let Some(b) = backends().into_iter().find(|b| b.name == "postgres") else {
+        return;
+    };
+    // The default name, as the step's own session sees it.
+    let rt = b.runtime().await;
+    let out = ok(
+        &rt,
+        &b,
+        json!({"connection": "db", "query": "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()", "result": "scalar"}),
+    )
+    .await;
+    assert_eq!(
+        out["value"],
+        meridian::capabilities::sql::sqlx_backend::APPLICATION_NAME
+    );
+    rt.runtime.close().await;
+
+    // A name of the URL's own is kept; by it, this runtime's sessions are
+    // counted from another connection before and after the close.
+    let name = format!("meridian-close-test-{}", std::process::id());
+    let named = Backend {
+        url: format!("{}?application_name={name}", b.url),
+        ..b
+    };
+    let rt = named.runtime().await;
+    let out = ok(
+        &rt,
+        &named,
+        json!({"connection": "db", "query": "SELECT current_setting('application_name') AS n", "result": "scalar"}),
+    )
+    .await;
+    assert_eq!(out["value"], name.as_str());
+    let service = services::postgres().unwrap();
+    let observer = sqlx::PgPool::connect(&service.url).await.unwrap();
+    let sessions = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&name)
+        .fetch_one(&observer)
+        .await
+        .unwrap()
+    };
+    assert!(sessions().await >= 1, "the step's session is not open");
+    rt.runtime.close().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "sessions of a closed runtime still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    observer.close().await;
+}

@@ -499,6 +499,14 @@ impl Runtime {
         &self.limits
     }
 
+    /// Closes the pools of the SQL connections that steps used, once no
+    /// step runs any more (at shutdown): each database sees its sessions
+    /// end instead of idling until the process exits. A step that starts
+    /// afterwards opens a new pool.
+    pub async fn close(&self) {
+        self.sql.close().await;
+    }
+
     pub fn secrets(&self) -> &SecretStore {
         &self.secrets
     }

@@ -100,12 +100,21 @@ pub struct PoolSpec<'a> {
     pub connect_timeout: std::time::Duration,
 }
 
+/// How a step's PostgreSQL sessions are named to the server
+/// (`application_name`) when the connection's URL does not say: apart from
+/// the store's own sessions (`meridian`).
+pub const APPLICATION_NAME: &str = "meridian-step";
+
 impl SqlxPool {
     /// A pool that connects on first use.
     pub fn postgres(spec: &PoolSpec<'_>) -> Result<Self, String> {
         let mut options = PgConnectOptions::from_str(spec.url).map_err(|e| e.to_string())?;
         if let Some(pw) = spec.password {
             options = options.password(pw);
+        }
+        // Named in `pg_stat_activity`, unless the URL names it.
+        if options.get_application_name().is_none() {
+            options = options.application_name(APPLICATION_NAME);
         }
         let pool = PgPoolOptions::new()
             .max_connections(spec.max_connections)
