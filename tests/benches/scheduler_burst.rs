@@ -1,6 +1,7 @@
 //! The scheduler burst of issue 3: 100,000 schedules due in the same second.
 //!
-//! Setup (not measured): a file-backed SQLite store in a temp dir holding
+//! Setup (not measured): a file-backed SQLite store in a temp dir (or,
+//! with `BURST_STORE=postgres`, a fresh PostgreSQL schema) holding
 //! 100,000 enabled schedules `0 * * * * *` (every minute at second 0, so all
 //! are due at the same UTC instant whatever their zone), spread over 20
 //! zones, misfire policy `none` and created just before the clock starts, so
@@ -29,7 +30,9 @@
 //!   by 100,000.
 //!
 //! Run: `cargo bench -p meridian-tests --bench scheduler_burst`
-//! (`BURST_LEAD_S` overrides the lead, in seconds, on a slow machine.)
+//! (`BURST_LEAD_S` overrides the lead, in seconds, on a slow machine;
+//! `BURST_STORE=postgres` runs it on the test PostgreSQL server, a fresh
+//! schema, instead of the SQLite file.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -118,9 +121,24 @@ async fn bench() {
 
     // Setup: the store.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("meridian.db"))
-        .await
-        .unwrap();
+    let store = match std::env::var("BURST_STORE").as_deref() {
+        Ok("postgres") => {
+            let url = meridian_tests::services::postgres_url()
+                .expect("BURST_STORE=postgres needs a PostgreSQL server");
+            let schema = format!("bench_burst_{}", std::process::id());
+            println!("store: PostgreSQL, schema {schema}");
+            Store::open_postgres_schema(&url, &schema, 16)
+                .await
+                .unwrap()
+        }
+        Ok("sqlite") | Err(_) => {
+            println!("store: SQLite file");
+            Store::open_sqlite(&dir.path().join("meridian.db"))
+                .await
+                .unwrap()
+        }
+        Ok(other) => panic!("BURST_STORE={other}: expected sqlite or postgres"),
+    };
     let created_us = (start_utc - TimeDelta::seconds(1)).timestamp_micros();
     let setup = std::time::Instant::now();
     let rows: Vec<_> = (0..COUNT)

@@ -216,7 +216,7 @@ pub struct ExecutionFilter {
 mod tests {
     use super::*;
     #[allow(unused_imports)]
-    use crate::store::{EXECUTIONS_PER_INSERT, INTERRUPTED, Store, StoreError};
+    use crate::store::{FIRES_PER_INSERT, INTERRUPTED, Store, StoreError};
     use crate::store::{FireRow, ScheduleRow};
     use futures::FutureExt as _;
 
@@ -649,7 +649,7 @@ mod tests {
     crate::store_test! {
         async fn listing_filters_and_pages_newest_first(store) {
             // Ids sort like the time they were made, as UUID v7 do.
-            let batch: Vec<NewExecution> = (0..2 * EXECUTIONS_PER_INSERT + 5)
+            let batch: Vec<NewExecution> = (0..205)
                 .map(|i| NewExecution {
                     schedule_id: (i % 5 == 0).then(|| "s1".to_string()),
                     ..new_execution(
@@ -1138,7 +1138,7 @@ mod tests {
         assert_eq!(store.record_fires(&[f4]).await.unwrap(), [true]);
 
         // A burst: more fires than one multi-row insert, some stored already.
-        let fires: Vec<FireRow> = (10..10 + 2 * EXECUTIONS_PER_INSERT + 3)
+        let fires: Vec<FireRow> = (10..10 + 2 * FIRES_PER_INSERT + 3)
             .map(|m| fire_with_run(m, &format!("b{m}")))
             .collect();
         let executions: Vec<NewExecution> = fires

@@ -21,7 +21,7 @@ pub struct JobVersionRow {
 mod tests {
     use super::*;
     #[allow(unused_imports)]
-    use crate::store::{EXECUTIONS_PER_INSERT, INTERRUPTED, Store, StoreError};
+    use crate::store::{INTERRUPTED, Store, StoreError};
 
     crate::store_test! {
         async fn versions_are_added_only_when_the_definition_changes(store) {

@@ -86,13 +86,12 @@ pub struct FireRow {
     pub created_at_us: i64,
 }
 
-/// Rows per multi-row insert of fires. See `backend::Values` for why a
-/// statement stays small: on SQLite its binding costs grow with the square
-/// of its parameters.
+/// Rows per multi-row insert of fires when some of a batch's fires were
+/// stored already (usually all are new and go in with one statement, see
+/// `backend/json_insert.rs`). See `backend::Values` for why a statement
+/// stays small: on SQLite its binding costs grow with the square of its
+/// parameters.
 const FIRES_PER_INSERT: usize = 100;
-
-/// Rows per multi-row insert of executions.
-const EXECUTIONS_PER_INSERT: usize = 100;
 
 /// The error an attempt or step run gets when the node stopped while it
 /// ran.
@@ -313,13 +312,13 @@ forward! {
     /// restart, or by another node) and must not run again.
     ///
     /// A burst of fires costs a few statements, not two per fire: the fires
-    /// go in with multi-row inserts of [`FIRES_PER_INSERT`] rows, under a
-    /// savepoint. When every insert stores all its rows (the usual case),
-    /// every fire was new. Otherwise that is rolled back, and each chunk is
-    /// tried again under its own savepoint; a chunk that still stores fewer
+    /// go in with one statement reading every fire from one bound JSON
+    /// array, under a savepoint. When it stores all its rows (the usual
+    /// case), every fire was new. Otherwise that is rolled back, and the
+    /// fires are tried again in multi-row inserts of [`FIRES_PER_INSERT`]
+    /// rows, each under its own savepoint; a chunk that still stores fewer
     /// rows than it has is rolled back and inserted row by row, to learn
-    /// which fires were new. (On SQLite the first try is one statement
-    /// reading every fire from one bound JSON array.)
+    /// which fires were new.
     ///
     /// Schedules' cursors do not move here: the scheduler moves them with
     /// [`Store::advance_cursors`] once a burst is queued, so that updating

@@ -445,8 +445,8 @@ impl Backend {
     }
 }
 
-/// SQLite: the statement inserting `executions` (at least one), held by
-/// `node`, that reads them from one bound JSON array.
+/// The statement inserting `executions` (at least one), held by `node`,
+/// that reads them from one bound JSON array.
 pub(super) fn executions_json<'a>(
     executions: &[&'a NewExecution],
     node: &'a NodeLease,
@@ -493,43 +493,18 @@ pub(super) async fn run_insert(
     Ok(())
 }
 
-/// Inserts executions on `conn` (the caller's transaction): on SQLite with
-/// one statement over one JSON array, on PostgreSQL with multi-row
-/// inserts of [`EXECUTIONS_PER_INSERT`] rows.
+/// Inserts executions on `conn` (the caller's transaction) with one
+/// statement over one JSON array.
 pub(super) async fn insert_executions_on(
     conn: &mut Conn,
     executions: &[&NewExecution],
     node: &NodeLease,
 ) -> Result<(), StoreError> {
-    if DIALECT == Dialect::Sqlite && !executions.is_empty() {
-        let statement = executions_json(executions, node)?;
-        return run_insert(conn, statement.query(), executions).await;
+    if executions.is_empty() {
+        return Ok(());
     }
-    for chunk in executions.chunks(EXECUTIONS_PER_INSERT) {
-        let mut values = Values::new(INSERT_EXECUTION);
-        for e in chunk {
-            values.row(&[
-                Some(Value::Text(&e.id)),
-                Some(Value::Text(&e.job_id)),
-                Some(Value::Text("queued")),
-                Some(Value::Text(&e.trigger)),
-                e.schedule_id.as_deref().map(Value::Text),
-                e.fire_nominal_local.as_deref().map(Value::Text),
-                e.fire_utc_offset_s.map(|o| Value::Int(i64::from(o))),
-                Some(Value::Text(&e.timezone)),
-                Some(Value::Int(i64::from(e.priority))),
-                Some(Value::Text(&e.params)),
-                e.scheduled_at_us.map(Value::Int),
-                Some(Value::Int(e.queued_at_us)),
-                Some(Value::Int(e.queued_at_us)),
-                Some(Value::Text(&node.id)),
-                Some(Value::Int(e.queued_at_us.saturating_add(node.lease_us))),
-            ]);
-        }
-        let statement = values.finish("");
-        run_insert(conn, statement.query(), chunk).await?;
-    }
-    Ok(())
+    let statement = executions_json(executions, node)?;
+    run_insert(conn, statement.query(), executions).await
 }
 
 fn conflict_on_unique(e: sqlx::Error, id: &str) -> StoreError {

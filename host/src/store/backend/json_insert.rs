@@ -1,15 +1,24 @@
-//! Many rows in one SQLite statement: `INSERT … SELECT` over one bound JSON
-//! array.
+//! Many rows in one statement: `INSERT … SELECT` over one bound JSON
+//! array, on both databases.
 //!
 //! A burst stores 100,000 fires and as many executions. Bound one value at
-//! a time, that is over a million sqlx arguments; as one JSON array, SQLite
-//! reads the rows in C (`json_each`). Reading a value out of a row's JSON
-//! still costs about as much as inserting it, so a column whose value is
-//! the same in every row (a burst's fire instant, its origin, the `queued`
-//! status, the node…) is bound once as a parameter and left out of the
-//! rows: about half of a burst's values.
+//! a time, that is over a million arguments (and, on PostgreSQL, a
+//! statement per hundred rows, each parsed anew); as one JSON array, the
+//! database reads the rows in C (`json_each` on SQLite,
+//! `json_array_elements` on PostgreSQL) from one statement whose text
+//! depends only on which columns are uniform, so it stays prepared.
+//! Reading a value out of a row's JSON still costs about as much as
+//! inserting it, so a column whose value is the same in every row (a
+//! burst's fire instant, its origin, the `queued` status, the node…) is
+//! bound once as a parameter and left out of the rows: about half of a
+//! burst's values.
+//!
+//! SQLite's `->>` gives a JSON number as an integer; PostgreSQL's gives
+//! text, so there a column holding integers is cast to `bigint` (and
+//! assigned to an `integer` column as usual).
 
-use super::{DbQuery, StoreError};
+use super::{DIALECT, DbQuery, StoreError};
+use crate::store::Dialect;
 use std::io::Write;
 
 /// One value of a row.
@@ -75,7 +84,7 @@ impl<'a> JsonInsert<'a> {
     /// The statement, for at least one row (a statement over no rows
     /// would select no columns). `head` is the statement's start (`INSERT INTO t (a, b, …)`), `tail`
     /// what follows the rows (`WHERE true ON CONFLICT …`, or nothing). With
-    /// `materialize`, SQLite first copies the rows out of the array (a
+    /// `materialize`, SQLite (not PostgreSQL) first copies the rows out of the array (a
     /// `MATERIALIZED` common table expression): faster for wide rows whose
     /// every value is read, measured slower for narrow ones.
     pub(super) fn finish(
@@ -95,7 +104,11 @@ impl<'a> JsonInsert<'a> {
                 // $1 is the array.
                 select.push(format!("${}", uniform.len() + 1));
             } else {
-                select.push(format!("v ->> {}", read.len()));
+                let integers = rows.iter().any(|row| matches!(row[column], Cell::Int(_)));
+                select.push(match DIALECT {
+                    Dialect::Postgres if integers => format!("(v ->> {})::bigint", read.len()),
+                    _ => format!("v ->> {}", read.len()),
+                });
                 read.push(column);
             }
         }
@@ -121,7 +134,9 @@ impl<'a> JsonInsert<'a> {
         json.push(b']');
         let rows = String::from_utf8(json).map_err(encode)?;
         let select = select.join(", ");
-        let sql = if materialize {
+        let sql = if DIALECT == Dialect::Postgres {
+            format!("{head} SELECT {select} FROM json_array_elements($1::json) AS r(v) {tail}")
+        } else if materialize {
             format!(
                 "WITH r AS MATERIALIZED (SELECT value AS v FROM json_each($1)) \
                  {head} SELECT {select} FROM r {tail}"

@@ -279,20 +279,16 @@ impl Backend {
         if fires.is_empty() {
             return Ok(Vec::new());
         }
-        // SQLite: one statement per table, each reading every row from one
-        // bound JSON array, built before this batch's turn (while the
-        // batch before may still be writing).
+        // One statement per table, each reading every row from one bound
+        // JSON array, built before this batch's turn (while the batch
+        // before may still be writing).
         let node = self.node.get();
         let all: Vec<&NewExecution> = executions.iter().collect();
-        let (fires_statement, executions_statement) = if DIALECT == Dialect::Sqlite {
-            let executions = if all.is_empty() {
-                None
-            } else {
-                Some(executions::executions_json(&all, &node)?)
-            };
-            (Some(fires_json(fires)?), executions)
+        let fires_statement = fires_json(fires)?;
+        let executions_statement = if all.is_empty() {
+            None
         } else {
-            (None, None)
+            Some(executions::executions_json(&all, &node)?)
         };
         let mut turn = self.fires_turn.lock().await;
         let mut conn = match turn.conn.take() {
@@ -349,32 +345,21 @@ impl Backend {
 }
 
 /// The transaction of [`Backend::record_fires_with_executions`], on
-/// `conn`, with the SQLite statements built beforehand.
+/// `conn`, with the statements built beforehand.
 async fn record_on(
     conn: &mut Conn,
     fires: &[FireRow],
     executions: &[&NewExecution],
     node: &NodeLease,
-    fires_statement: Option<json_insert::JsonStatement<'_>>,
+    fires_statement: json_insert::JsonStatement<'_>,
     executions_statement: Option<json_insert::JsonStatement<'_>>,
 ) -> Result<Vec<bool>, StoreError> {
     let mut tx = sqlx::Connection::begin(conn).await?;
     let mut inserted = Vec::with_capacity(fires.len());
     // Usually every fire is new: try that first, under one savepoint.
     let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
-    let mut fast = true;
-    if let Some(statement) = &fires_statement {
-        let done = statement.query().execute(&mut *all_new).await?;
-        fast = usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len());
-    } else {
-        for chunk in fires.chunks(FIRES_PER_INSERT) {
-            let done = insert_fires(chunk).query().execute(&mut *all_new).await?;
-            if !usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
-                fast = false;
-                break;
-            }
-        }
-    }
+    let done = fires_statement.query().execute(&mut *all_new).await?;
+    let fast = usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len());
     if fast {
         all_new.commit().await?;
         inserted.resize(fires.len(), true);
@@ -549,8 +534,8 @@ impl Statement<'_> {
     }
 }
 
-/// SQLite: every fire of a batch in one statement over one JSON array,
-/// skipping identities already stored. (`WHERE true` keeps SQLite from
+/// Every fire of a batch in one statement over one JSON array, skipping
+/// identities already stored. (`WHERE true` keeps SQLite from
 /// reading `ON CONFLICT` as a join constraint.)
 fn fires_json(fires: &[FireRow]) -> Result<json_insert::JsonStatement<'_>, StoreError> {
     use json_insert::Cell;
