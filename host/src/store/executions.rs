@@ -215,9 +215,9 @@ pub struct ExecutionFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::store::{FIRES_PER_INSERT, INTERRUPTED, Store, StoreError};
     use crate::store::{FireRow, ScheduleRow};
+    #[allow(unused_imports)]
+    use crate::store::{INTERRUPTED, Store, StoreError};
     use futures::FutureExt as _;
 
     fn new_execution(id: &str, job: &str, queued_at_us: i64) -> NewExecution {
@@ -1137,8 +1137,9 @@ mod tests {
         assert_eq!(store.list_fires("s1", 10).await.unwrap().len(), 3);
         assert_eq!(store.record_fires(&[f4]).await.unwrap(), [true]);
 
-        // A burst: more fires than one multi-row insert, some stored already.
-        let fires: Vec<FireRow> = (10..10 + 2 * FIRES_PER_INSERT + 3)
+        // A burst, some of its fires stored already: only the new ones'
+        // executions are stored.
+        let fires: Vec<FireRow> = (10..213)
             .map(|m| fire_with_run(m, &format!("b{m}")))
             .collect();
         let executions: Vec<NewExecution> = fires

@@ -86,13 +86,6 @@ pub struct FireRow {
     pub created_at_us: i64,
 }
 
-/// Rows per multi-row insert of fires when some of a batch's fires were
-/// stored already (usually all are new and go in with one statement, see
-/// `backend/json_insert.rs`). See `backend::Values` for why a statement
-/// stays small: on SQLite its binding costs grow with the square of its
-/// parameters.
-const FIRES_PER_INSERT: usize = 100;
-
 /// The error an attempt or step run gets when the node stopped while it
 /// ran.
 const INTERRUPTED: &str =
@@ -311,14 +304,14 @@ forward! {
     /// identity is already stored was handled before (by this node before a
     /// restart, or by another node) and must not run again.
     ///
-    /// A burst of fires costs a few statements, not two per fire: the fires
-    /// go in with one statement reading every fire from one bound JSON
-    /// array, under a savepoint. When it stores all its rows (the usual
-    /// case), every fire was new. Otherwise that is rolled back, and the
-    /// fires are tried again in multi-row inserts of [`FIRES_PER_INSERT`]
-    /// rows, each under its own savepoint; a chunk that still stores fewer
-    /// rows than it has is rolled back and inserted row by row, to learn
-    /// which fires were new.
+    /// A burst of fires costs one statement, not one per fire: the fires go
+    /// in with one statement reading every fire from one bound JSON array
+    /// and skipping identities already stored, under a savepoint. When it
+    /// stores all its rows (the usual case), every fire was new. Otherwise
+    /// (another node, or this one before a restart, stored some) that is
+    /// rolled back and the same statement runs again returning the
+    /// identities it stores, which are the new fires. A fire whose
+    /// identity comes twice in one batch is new the first time only.
     ///
     /// Schedules' cursors do not move here: the scheduler moves them with
     /// [`Store::advance_cursors`] once a burst is queued, so that updating
@@ -345,10 +338,10 @@ forward! {
     /// Queues one execution. An id already stored is a
     /// [`StoreError::Conflict`].
     pub async fn insert_execution(&self, e: &NewExecution) -> Result<(), StoreError>;
-    /// Queues many executions in one transaction, with multi-row inserts:
-    /// all of them, or none when one fails (an id already stored is a
-    /// [`StoreError::Conflict`] naming the first id of the failing
-    /// insert).
+    /// Queues many executions in one transaction, with one statement over
+    /// one JSON array: all of them, or none when one fails (an id already
+    /// stored is a [`StoreError::Conflict`] naming the first id of the
+    /// batch).
     pub async fn insert_executions(&self, executions: &[NewExecution]) -> Result<(), StoreError>;
     /// Starts a queued execution: `queued → running`, running
     /// `job_version`. `started_at_us` is set only the first time (a
@@ -717,19 +710,23 @@ mod tests {
                 store.insert_schedules(&schedules[..1]).await,
                 Err(StoreError::Conflict { .. })
             ));
-            // More than one multi-row insert, over three schedules.
-            let fires: Vec<FireRow> = (0..2 * FIRES_PER_INSERT + 7)
+            // Over three schedules.
+            let mut fires: Vec<FireRow> = (0..207)
                 .map(|i| FireRow {
                     schedule_id: format!("s{}", i % 3),
                     ..fire(&format!("2026-01-01T00:00:{i:04}"), 0, i as i64)
                 })
                 .collect();
-            // Some already stored, in the first chunk and in the last one.
-            let stored = [3, 2 * FIRES_PER_INSERT + 5];
+            // Some already stored, near the start and near the end.
+            let stored = [3, 205];
             let early: Vec<FireRow> = stored.iter().map(|&i| fires[i].clone()).collect();
             assert_eq!(store.record_fires(&early).await.unwrap(), [true, true]);
+            // And one identity twice in the batch: new the first time only.
+            fires.push(fires[10].clone());
             let new = store.record_fires(&fires).await.unwrap();
-            let expected: Vec<bool> = (0..fires.len()).map(|i| !stored.contains(&i)).collect();
+            let expected: Vec<bool> = (0..fires.len())
+                .map(|i| !stored.contains(&i) && i != 207)
+                .collect();
             assert_eq!(new, expected);
             assert!(store.record_fires(&fires).await.unwrap().iter().all(|n| !n));
             // Recording moves no cursor; advancing them moves each forward only.

@@ -284,7 +284,7 @@ impl Backend {
         // before may still be writing).
         let node = self.node.get();
         let all: Vec<&NewExecution> = executions.iter().collect();
-        let fires_statement = fires_json(fires)?;
+        let fires_statement = fires_json(fires, false)?;
         let executions_statement = if all.is_empty() {
             None
         } else {
@@ -359,29 +359,29 @@ async fn record_on(
     // Usually every fire is new: try that first, under one savepoint.
     let mut all_new = sqlx::Connection::begin(&mut *tx).await?;
     let done = fires_statement.query().execute(&mut *all_new).await?;
-    let fast = usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len());
-    if fast {
+    if usize::try_from(done.rows_affected()).is_ok_and(|n| n == fires.len()) {
         all_new.commit().await?;
         inserted.resize(fires.len(), true);
     } else {
+        // Some were stored already (by another node, or before a
+        // restart): the same insert again, returning the identities it
+        // stores. A fire whose identity comes twice in the batch is new
+        // the first time only.
         all_new.rollback().await?;
-    }
-    // Some were stored already: find out which, chunk by chunk.
-    for chunk in fires.chunks(FIRES_PER_INSERT).filter(|_| !fast) {
-        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        let done = insert_fires(chunk).query().execute(&mut *savepoint).await?;
-        if usize::try_from(done.rows_affected()).is_ok_and(|n| n == chunk.len()) {
-            savepoint.commit().await?;
-            inserted.extend(std::iter::repeat_n(true, chunk.len()));
-            continue;
+        let statement = fires_json(fires, true)?;
+        let rows = statement.query().fetch_all(&mut *tx).await?;
+        let mut new = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let key: (String, String, i32) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            new.insert(key);
         }
-        savepoint.rollback().await?;
-        for f in chunk {
-            let done = insert_fires(std::slice::from_ref(f))
-                .query()
-                .execute(&mut *tx)
-                .await?;
-            inserted.push(done.rows_affected() == 1);
+        for f in fires {
+            let key = (
+                f.schedule_id.clone(),
+                f.nominal_local.clone(),
+                f.utc_offset_s,
+            );
+            inserted.push(new.remove(&key));
         }
     }
     // The executions of the new fires.
@@ -535,9 +535,13 @@ impl Statement<'_> {
 }
 
 /// Every fire of a batch in one statement over one JSON array, skipping
-/// identities already stored. (`WHERE true` keeps SQLite from
-/// reading `ON CONFLICT` as a join constraint.)
-fn fires_json(fires: &[FireRow]) -> Result<json_insert::JsonStatement<'_>, StoreError> {
+/// identities already stored; with `returning`, the statement returns the
+/// identities it stored. (`WHERE true` keeps SQLite from reading `ON
+/// CONFLICT` as a join constraint.)
+fn fires_json(
+    fires: &[FireRow],
+    returning: bool,
+) -> Result<json_insert::JsonStatement<'_>, StoreError> {
     use json_insert::Cell;
     let mut rows = json_insert::JsonInsert::new(8, fires.len());
     for f in fires {
@@ -552,34 +556,17 @@ fn fires_json(fires: &[FireRow]) -> Result<json_insert::JsonStatement<'_>, Store
             Cell::from(f.created_at_us),
         ]);
     }
+    let tail = "WHERE true ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING";
     rows.finish(
         "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, \
          outcome, run_id, created_at_us)",
-        "WHERE true ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING",
+        &if returning {
+            format!("{tail} RETURNING schedule_id, nominal_local, utc_offset_s")
+        } else {
+            tail.to_owned()
+        },
         false,
     )
-}
-
-/// One `INSERT INTO fires` of `fires` that skips identities already
-/// stored.
-fn insert_fires(fires: &[FireRow]) -> Statement<'_> {
-    let mut values = Values::new(
-        "INSERT INTO fires (schedule_id, nominal_local, utc_offset_s, fire_at_us, origin, \
-         outcome, run_id, created_at_us) VALUES ",
-    );
-    for f in fires {
-        values.row(&[
-            Some(Value::Text(&f.schedule_id)),
-            Some(Value::Text(&f.nominal_local)),
-            Some(Value::Int(i64::from(f.utc_offset_s))),
-            Some(Value::Int(f.fire_at_us)),
-            Some(Value::Text(&f.origin)),
-            Some(Value::Text(&f.outcome)),
-            f.run_id.as_deref().map(Value::Text),
-            Some(Value::Int(f.created_at_us)),
-        ]);
-    }
-    values.finish(" ON CONFLICT (schedule_id, nominal_local, utc_offset_s) DO NOTHING")
 }
 
 /// Moves each schedule's cursor forward to its value (never back), with
