@@ -863,7 +863,13 @@ async fn a_fired_schedule_becomes_an_execution() {
 /// `cancel_other`: each second's fire replaces the schedule's run that is
 /// still going. The replaced running execution is recorded `cancelled`
 /// (its attempt `interrupted`), not left `running`.
-#[tokio::test]
+///
+/// On two worker threads, as `serve` runs steps on a runtime of their own:
+/// the step busy-waits, and on the test's one thread it left the scheduler
+/// and the store's replies a turn only at each epoch tick, so fires came
+/// seconds late (5 s in one CI run) and the test took up to two minutes
+/// beside other tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_replaced_by_cancel_other_is_recorded_cancelled() {
     let h = harness().await;
     store_job_and_schedule(&h, json!({
