@@ -32,7 +32,10 @@
 //! Run: `cargo bench -p meridian-tests --bench scheduler_burst`
 //! (`BURST_LEAD_S` overrides the lead, in seconds, on a slow machine;
 //! `BURST_STORE=postgres` runs it on the test PostgreSQL server, a fresh
-//! schema, instead of the SQLite file.)
+//! schema, instead of the SQLite file; there `BURST_NODES=N` runs N
+//! schedulers, each with a store handle of its own under its own node id,
+//! on that schema in this process, as N nodes: every fire must still run
+//! once in all.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -92,6 +95,8 @@ struct Seen {
     enqueued_at: Instant,
     run_id: String,
     payload: RunPayload,
+    /// Which scheduler (node) queued it.
+    node: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -121,24 +126,42 @@ async fn bench() {
 
     // Setup: the store.
     let dir = tempfile::tempdir().unwrap();
-    let store = match std::env::var("BURST_STORE").as_deref() {
+    let nodes: usize = std::env::var("BURST_NODES")
+        .ok()
+        .map_or(1, |s| s.parse().expect("BURST_NODES: a whole number"));
+    let mut stores = Vec::new();
+    match std::env::var("BURST_STORE").as_deref() {
         Ok("postgres") => {
             let url = meridian_tests::services::postgres_url()
                 .expect("BURST_STORE=postgres needs a PostgreSQL server");
             let schema = format!("bench_burst_{}", std::process::id());
-            println!("store: PostgreSQL, schema {schema}");
-            Store::open_postgres_schema(&url, &schema, 16)
-                .await
-                .unwrap()
+            println!("store: PostgreSQL, schema {schema}, {nodes} node(s)");
+            for _ in 0..nodes {
+                stores.push(
+                    Store::open_postgres_schema(&url, &schema, 16)
+                        .await
+                        .unwrap(),
+                );
+            }
         }
         Ok("sqlite") | Err(_) => {
+            assert_eq!(nodes, 1, "several nodes share a PostgreSQL store only");
             println!("store: SQLite file");
-            Store::open_sqlite(&dir.path().join("meridian.db"))
-                .await
-                .unwrap()
+            stores.push(
+                Store::open_sqlite(&dir.path().join("meridian.db"))
+                    .await
+                    .unwrap(),
+            );
         }
         Ok(other) => panic!("BURST_STORE={other}: expected sqlite or postgres"),
-    };
+    }
+    for (k, store) in stores.iter().enumerate() {
+        store.set_node(meridian::store::NodeLease {
+            id: Arc::from(format!("bench-{k}")),
+            lease_us: 30_000_000,
+        });
+    }
+    let store = stores[0].clone();
     let created_us = (start_utc - TimeDelta::seconds(1)).timestamp_micros();
     let setup = std::time::Instant::now();
     let rows: Vec<_> = (0..COUNT)
@@ -165,13 +188,14 @@ async fn bench() {
     // The handler: what was enqueued when.
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::new(Mutex::new(Vec::with_capacity(COUNT)));
     let ran = Arc::new(AtomicUsize::new(0));
-    let handler = {
+    let handler = |node: usize| {
         let (seen, ran) = (Arc::clone(&seen), Arc::clone(&ran));
         move |run: QueuedRun<RunPayload>| {
             seen.lock().unwrap().push(Seen {
                 enqueued_at: run.enqueued_at,
                 run_id: run.run_id,
                 payload: run.payload,
+                node,
             });
             ran.fetch_add(1, Relaxed);
             async { RunOutcome::Succeeded }
@@ -191,11 +215,21 @@ async fn bench() {
     let clock_instant = Instant::now();
     let clock = Arc::new(TokioClock::starting_at(start_utc));
     let due_instant = clock_instant + lead;
-    let dispatcher = Dispatcher::new(queue_config, handler).unwrap();
-    let scheduler = Scheduler::spawn(store.clone(), clock, dispatcher, SchedulerConfig::default())
+    let mut schedulers = Vec::new();
+    for (k, store) in stores.iter().enumerate() {
+        let dispatcher = Dispatcher::new(queue_config.clone(), handler(k)).unwrap();
+        let scheduler = Scheduler::spawn(
+            store.clone(),
+            Arc::clone(&clock) as Arc<dyn meridian::scheduler::Clock>,
+            dispatcher,
+            SchedulerConfig::default(),
+        )
         .await
         .unwrap();
-    scheduler.flush().await.unwrap();
+        scheduler.flush().await.unwrap();
+        schedulers.push(scheduler);
+    }
+    let scheduler = &schedulers[0];
     let loaded = clock_instant.elapsed();
     let live = live_bytes().saturating_sub(live_before);
     let rss = resident_bytes()
@@ -227,13 +261,25 @@ async fn bench() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Anything extra would show up now.
-    scheduler.flush().await.unwrap();
+    for scheduler in &schedulers {
+        scheduler.flush().await.unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let report = scheduler.shutdown().await.unwrap();
-    assert!(report.queued.is_empty() && report.buffered.is_empty() && report.aborted.is_empty());
+    for scheduler in &schedulers {
+        let report = scheduler.shutdown().await.unwrap();
+        assert!(
+            report.queued.is_empty() && report.buffered.is_empty() && report.aborted.is_empty()
+        );
+    }
 
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), COUNT, "runs handled");
+    if nodes > 1 {
+        let per_node: Vec<usize> = (0..nodes)
+            .map(|k| seen.iter().filter(|s| s.node == k).count())
+            .collect();
+        println!("runs per node: {per_node:?}");
+    }
     let schedules: HashSet<&str> = seen.iter().map(|s| &*s.payload.schedule_id).collect();
     assert_eq!(schedules.len(), COUNT, "distinct schedules run");
     let run_ids: HashSet<&str> = seen.iter().map(|s| s.run_id.as_str()).collect();
@@ -293,15 +339,16 @@ async fn bench() {
         COUNT as f64 / total.as_secs_f64()
     );
     println!();
-    println!("memory held by the loaded scheduler");
+    println!("memory held by the loaded scheduler (per node)");
+    let held = (COUNT * nodes) as f64;
     println!(
         "  live heap growth      {:.1} bytes per schedule (target < 1024)",
-        live as f64 / COUNT as f64
+        live as f64 / held
     );
     match rss {
         Some(rss) => println!(
             "  resident set growth   {:.1} bytes per schedule",
-            rss as f64 / COUNT as f64
+            rss as f64 / held
         ),
         None => println!("  resident set growth   unknown (no /proc/self/statm)"),
     }

@@ -459,10 +459,9 @@ enum Value<'q> {
 ///
 /// Why: sqlx binds SQLite parameters by name, and SQLite finds a
 /// parameter's name by a linear search, so binding a statement costs the
-/// square of its distinct parameters. The fires of one batch share their
-/// instant, origin, outcome and creation time, and their nominal times and
-/// offsets take a few values only; interned, a fire costs about two
-/// parameters (schedule and run ids) instead of eight.
+/// square of its distinct parameters. The cursors of a burst (its one
+/// use now) mostly share one instant; interned, a schedule costs about one
+/// parameter (its id) instead of two.
 struct Values<'q> {
     sql: String,
     values: Vec<Value<'q>>,
