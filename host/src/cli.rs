@@ -116,10 +116,20 @@ enum TokenCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain; names the first record that was edited,
-    /// removed or reordered. Exit code 1 when the chain is broken.
+    /// removed or reordered. Then compare the store's records with their
+    /// mirrored copies in the audit log files (`<log root>/audit`, when it
+    /// exists): names the first record that differs (a trail rewritten with
+    /// every hash recomputed) or is gone. Exit code 1 when either fails.
     Verify {
         #[arg(long)]
         json: bool,
+        /// The directory of mirrored audit log files to compare with
+        /// (another node's, or a copy shipped elsewhere).
+        #[arg(long, value_name = "DIR", conflicts_with = "no_mirror")]
+        mirror: Option<PathBuf>,
+        /// Check the chain only.
+        #[arg(long)]
+        no_mirror: bool,
     },
     /// Records matching every filter given, oldest first.
     Query(Box<AuditQueryArgs>),
@@ -644,24 +654,69 @@ async fn audit(
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(&config).await?;
     match command {
-        AuditCommand::Verify { json } => {
-            let report = crate::audit::verify_store(&store).await?;
+        AuditCommand::Verify {
+            json,
+            mirror,
+            no_mirror,
+        } => {
+            let records = store.audit_all().await?;
+            let (seq, hash) = store.audit_head().await?;
+            let report = crate::audit::verify(&records, (seq, &hash));
+            let default_dir = config
+                .logging
+                .root(&config.data_dir)
+                .join(crate::logging::Category::Audit.dir_name());
+            let mirror_dir = match (mirror, no_mirror) {
+                (_, true) => None,
+                (Some(dir), false) => Some(dir),
+                (None, false) => default_dir.is_dir().then_some(default_dir),
+            };
+            let mirrored = match &mirror_dir {
+                Some(dir) => {
+                    let (lines, files) = crate::audit::mirror::read(dir)
+                        .with_context(|| format!("cannot read {}", dir.display()))?;
+                    Some(crate::audit::mirror::compare(&records, &lines, dir, files))
+                }
+                None => None,
+            };
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-            } else if let Some(p) = &report.problem {
-                writeln!(
-                    err,
-                    "audit trail BROKEN at position {} (record {}): {:?}: {}",
-                    p.position, p.seq, p.tamper, p.message
-                )?;
+                let mut v = serde_json::to_value(&report)?;
+                if let serde_json::Value::Object(map) = &mut v {
+                    map.insert("mirror".into(), serde_json::to_value(&mirrored)?);
+                }
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                writeln!(
-                    out,
-                    "audit trail intact: {} records, head {}",
-                    report.records, report.head
-                )?;
+                if let Some(p) = &report.problem {
+                    writeln!(
+                        err,
+                        "audit trail BROKEN at position {} (record {}): {:?}: {}",
+                        p.position, p.seq, p.tamper, p.message
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "audit trail intact: {} records, head {}",
+                        report.records, report.head
+                    )?;
+                }
+                match &mirrored {
+                    Some(m) if m.ok => writeln!(
+                        out,
+                        "mirror {} agrees: {} records in {} files match the store ({} not mirrored there)",
+                        m.dir.display(),
+                        m.mirrored,
+                        m.files,
+                        m.not_mirrored
+                    )?,
+                    Some(m) => {
+                        if let Some(p) = &m.problem {
+                            writeln!(err, "audit trail DIFFERS from its mirror: {}", p.message)?;
+                        }
+                    }
+                    None => writeln!(out, "no mirror compared")?,
+                }
             }
-            Ok(if report.ok {
+            Ok(if report.ok && mirrored.as_ref().is_none_or(|m| m.ok) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -451,3 +451,111 @@ async fn a_call_cut_short_by_the_steps_timeout_is_recorded() {
     );
     cli(&config, &data, &["audit", "verify"], ExitCode::SUCCESS).await;
 }
+
+/// `meridian audit verify`, as a process, against the mirrored copy the
+/// commands wrote to `<data>/logs/audit/`: someone who rewrites a record in
+/// the database *and* recomputes every hash after it fools the chain check
+/// alone (`--no-mirror` says intact), but not the comparison with the
+/// mirror, which names the record; a record cut off the end (the head row
+/// moved back to match) is named as removed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_and_rehashed_trail_is_caught_by_its_mirror() {
+    use super::node::meridian_node;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    let run = |args: &[&str]| {
+        let out = meridian_node(&data, &plugins).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Three token changes, each an audit record mirrored by its process.
+    for name in ["one", "two", "three"] {
+        let (code, _, err) = run(&["token", "create", "--role", "viewer", "--name", name]);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let (code, out, err) = run(&["audit", "verify"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("intact: 3 records"), "{out}");
+    assert!(out.contains("agrees: 3 records"), "{out}");
+
+    // Rewrite record 2 and recompute its hash and every one after it.
+    let db = data.join("meridian.db");
+    let store = meridian::store::Store::open_sqlite(&db).await.unwrap();
+    let mut records = store.audit_all().await.unwrap();
+    store.close().await;
+    assert_eq!(records.len(), 3);
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    records[1].entry.actor = Some("nobody".into());
+    let mut prev = records[0].hash.clone();
+    for r in &mut records[1..] {
+        r.prev_hash = prev.clone();
+        r.hash = r.entry.chain_hash(&prev);
+        sqlx::query("UPDATE audit_log SET actor = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&r.entry.actor)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .bind(r.seq)
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        prev = r.hash.clone();
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&prev)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let (code, out, err) = run(&["audit", "verify", "--no-mirror"]);
+    assert_eq!(code, Some(0), "the chain alone cannot tell: {out}{err}");
+    assert!(out.contains("intact: 3 records"), "{out}");
+    let (code, out, err) = run(&["audit", "verify"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("intact: 3 records"), "{out}");
+    assert!(
+        err.contains("DIFFERS from its mirror: record 2 differs"),
+        "{err}"
+    );
+    let (code, out, _) = run(&["audit", "verify", "--json"]);
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["mirror"]["ok"], false, "{report:#}");
+    assert_eq!(report["mirror"]["problem"]["seq"], 2, "{report:#}");
+    assert_eq!(report["mirror"]["mirrored"], 3, "{report:#}");
+
+    // Cut the last record off and move the head back to match.
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = 2, hash = $1 WHERE id = 1")
+        .bind(&records[1].hash)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    // (Record 2 still differs; compare another copy of the mirror that
+    // only holds the last line.)
+    let audit_dir = data.join("logs").join("audit");
+    let copy = dir.path().join("mirror-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in std::fs::read_dir(&audit_dir).unwrap() {
+        let file = file.unwrap().path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let kept: Vec<&str> = text.lines().filter(|l| l.contains("\"seq\":3")).collect();
+        std::fs::write(copy.join(file.file_name().unwrap()), kept.join("\n")).unwrap();
+    }
+    let (code, out, err) = run(&["audit", "verify", "--mirror", copy.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("intact: 2 records"), "{out}");
+    assert!(
+        err.contains("record 3 is in") && err.contains("not in the store: it was removed"),
+        "{err}"
+    );
+}

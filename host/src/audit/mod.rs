@@ -19,7 +19,8 @@
 //! What a hash chain does not stop: someone who can rewrite the whole table
 //! *and* recompute every hash after the edit. The mirrored files (shipped
 //! elsewhere, or on storage the database user cannot write) are the anchor
-//! against that.
+//! against that: [`mirror::compare`] (`meridian audit verify`) names the
+//! first mirrored record the store contradicts.
 //!
 //! **Writing.** Capability calls happen on the step's hot path, so
 //! [`AuditLog::record`] only sends the entry to one writer task over an
@@ -30,6 +31,7 @@
 //! entries are kept until they are stored. [`AuditLog::flush`] waits until
 //! everything recorded before it is stored.
 
+pub mod mirror;
 pub mod view;
 
 pub use crate::store::AuditQuery;
