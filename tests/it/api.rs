@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use meridian::api::{AppState, router};
 use meridian_tests::{ADMIN_TOKEN, TestNode, fixtures};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -1172,6 +1172,37 @@ async fn audit_grants_and_capabilities_routes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["ok"], true, "{body}");
     assert_eq!(body["records"], 2);
+    // This in-process node mirrors nothing: no files, nothing compared.
+    assert_eq!(body["mirror"], Value::Null, "{body}");
+    // With mirrored files: a record mirrored as stored agrees; one whose
+    // mirrored hash is not the store's is named.
+    let (_, _, trail) = get(state.clone(), "/api/v2/audit").await;
+    let line = |seq: i64, hash: &str| {
+        format!(
+            "{}\n",
+            json!({"ts": "2026-11-30T10:00:00.000Z", "level": "INFO", "target": "meridian::audit",
+                   "message": "audit record", "fields": {"seq": seq, "hash": hash}, "span": {}})
+        )
+    };
+    let audit_dir = state.log_dir.join("audit");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let first_hash = trail["records"][0]["hash"].as_str().unwrap();
+    std::fs::write(audit_dir.join("2026-11-30.log"), line(1, first_hash)).unwrap();
+    let (_, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
+    assert_eq!(body["mirror"]["ok"], true, "{body}");
+    assert_eq!(body["mirror"]["mirrored"], 1, "{body}");
+    assert_eq!(body["mirror"]["not_mirrored"], 1, "{body}");
+    std::fs::write(audit_dir.join("2026-12-01.log"), line(2, &"0".repeat(64))).unwrap();
+    let (_, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
+    assert_eq!(body["ok"], true, "the chain itself is intact: {body}");
+    assert_eq!(body["mirror"]["ok"], false, "{body}");
+    assert_eq!(body["mirror"]["problem"]["seq"], 2, "{body}");
+    let message = body["mirror"]["problem"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("2026-12-01.log") && !message.contains(state.log_dir.to_str().unwrap()),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&audit_dir).unwrap();
 
     let (status, _, body) = get(state.clone(), "/api/v2/grants").await;
     assert_eq!(status, StatusCode::OK);

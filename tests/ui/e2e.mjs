@@ -364,6 +364,7 @@ try {
     await http.locator('li', { hasText: 'GET' }).first().waitFor();
     await page.getByRole('button', { name: 'Verify the chain' }).click();
     await page.locator('#verify-result', { hasText: 'intact' }).waitFor();
+    await page.locator('#verify-result', { hasText: 'Its mirror agrees' }).waitFor();
     await page.getByLabel('Kind').fill('api');
     await page.getByRole('button', { name: 'Search' }).click();
     await page.locator('#audit-results tbody tr').first().waitFor();

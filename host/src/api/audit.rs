@@ -105,21 +105,61 @@ pub(super) async fn query_audit(
     }
 }
 
-/// GET /api/v2/audit/verify: the chain check; 200 either way, `ok` says.
+/// GET /api/v2/audit/verify: the chain check, then the comparison with this
+/// node's mirrored audit log files; 200 either way, `ok` and `mirror.ok`
+/// say.
 #[utoipa::path(
     get,
     path = "/api/v2/audit/verify",
     tag = "security",
-    summary = "Verify the audit trail's hash chain",
+    summary = "Verify the audit trail's hash chain and compare it with the mirrored log files",
     responses(
-        (status = 200, description = "The check; `ok` says whether the chain is intact", body = doc::VerifyReport),
+        (status = 200, description = "The check; `ok` says whether the chain is intact, `mirror.ok` whether this node's mirrored copy agrees with the store", body = doc::VerifyReport),
     ),
 )]
 pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response {
-    match crate::audit::verify_store(&state.store).await {
-        Ok(report) => Json(report).into_response(),
-        Err(e) => internal(e).into_response(),
+    let (records, (seq, hash)) =
+        match tokio::try_join!(state.store.audit_all(), state.store.audit_head()) {
+            Ok(read) => read,
+            Err(e) => return internal(e).into_response(),
+        };
+    let report = crate::audit::verify(&records, (seq, &hash));
+    let dir = state
+        .log_dir
+        .join(crate::logging::Category::Audit.dir_name());
+    let mirror = tokio::task::spawn_blocking(move || {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let (mirrored, files) = crate::audit::mirror::read(&dir)?;
+        Ok::<_, std::io::Error>(Some(crate::audit::mirror::compare(
+            &records, &mirrored, &dir, files,
+        )))
+    })
+    .await;
+    let mirror = match mirror {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            return internal(format!("cannot read the audit mirror: {e}")).into_response();
+        }
+        Err(e) => return internal(e).into_response(),
+    };
+    let mut body = json!(report);
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            "mirror".into(),
+            mirror.map_or(serde_json::Value::Null, |m| {
+                json!({
+                    "files": m.files,
+                    "mirrored": m.mirrored,
+                    "not_mirrored": m.not_mirrored,
+                    "ok": m.ok,
+                    "problem": m.problem.map(|p| json!({ "seq": p.seq, "message": p.message })),
+                })
+            }),
+        );
     }
+    Json(body).into_response()
 }
 
 /// GET /api/v2/grants: every grant in force, the config's and the stored.

@@ -784,7 +784,8 @@ pub mod schemas {
         pub next_after: Option<i64>,
     }
 
-    /// GET /api/v2/audit/verify: the chain check (`ok` says).
+    /// GET /api/v2/audit/verify: the chain check (`ok` says) and the
+    /// comparison with the mirror (`mirror.ok` says).
     #[derive(Serialize, ToSchema)]
     pub struct VerifyReport {
         /// Records checked.
@@ -796,6 +797,15 @@ pub mod schemas {
         /// (`tamper`: `edited`, `removed`, `reordered` or `truncated`).
         #[schema(value_type = Option<Object>)]
         pub problem: Option<Value>,
+        /// The comparison with this node's mirrored audit log files
+        /// (`null` when it has none): `{files, mirrored, not_mirrored, ok,
+        /// problem}`, where `problem` (`{seq, message}`) names the first
+        /// mirrored record the store contradicts: a trail rewritten with
+        /// its hashes recomputed, or a record removed. `not_mirrored` counts
+        /// the store's records the files lack (older than their retention,
+        /// or appended by another node).
+        #[schema(value_type = Option<Object>)]
+        pub mirror: Option<Value>,
     }
 
     /// A grant in force, from the config file or stored.

@@ -136,6 +136,10 @@ pub fn compare(
         if problem.is_some() {
             continue;
         }
+        let file = m.file.file_name().map_or_else(
+            || m.file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let message = match stored.get(&m.seq) {
             Some(hash) if *hash == m.hash => continue,
             Some(hash) => format!(
@@ -144,12 +148,11 @@ pub fn compare(
                 m.seq,
                 short(hash),
                 short(&m.hash),
-                m.file.display()
+                file
             ),
             None => format!(
                 "record {} is in {} but not in the store: it was removed",
-                m.seq,
-                m.file.display()
+                m.seq, file
             ),
         };
         problem = Some(MirrorMismatch {

@@ -179,10 +179,17 @@ export async function renderPlugins(main, { session }) {
           verifyOut.textContent = 'Verifying…';
           try {
             const v = await get('/api/v2/audit/verify');
-            verifyOut.textContent = v.ok
+            const chain = v.ok
               ? `✓ The chain of ${v.records} records is intact (head ${v.head.slice(0, 16)}…).`
-              : `✗ The chain is broken: ${typeof v.problem === 'string' ? v.problem : JSON.stringify(v.problem)}`;
-            verifyOut.className = v.ok ? 'valid' : 'field-error';
+              : `✗ The chain is broken: ${typeof v.problem === 'string' ? v.problem : (v.problem && v.problem.message) || JSON.stringify(v.problem)}`;
+            const m = v.mirror;
+            const mirror = !m
+              ? 'No mirrored audit log files on this node to compare with.'
+              : m.ok
+                ? `✓ Its mirror agrees: ${m.mirrored} records in ${m.files} log files match the store (${m.not_mirrored} not mirrored here).`
+                : `✗ It differs from its mirror: ${m.problem.message}`;
+            verifyOut.textContent = `${chain} ${mirror}`;
+            verifyOut.className = v.ok && (!m || m.ok) ? 'valid' : 'field-error';
           } catch (x) {
             verifyOut.textContent = x.message;
             verifyOut.className = 'field-error';
