@@ -14,7 +14,9 @@
 use super::AuditRecord;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The outcome of [`compare`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,7 +49,7 @@ pub struct MirrorMismatch {
 pub struct Mirrored {
     pub seq: i64,
     pub hash: String,
-    pub file: PathBuf,
+    pub file: Arc<Path>,
 }
 
 /// Reads every mirrored record in `dir`'s `.log` files (in name order, so
@@ -61,13 +63,16 @@ pub fn read(dir: &Path) -> std::io::Result<(Vec<Mirrored>, u64)> {
     files.sort();
     let mut mirrored = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file)?;
-        for line in text.lines() {
-            if let Some((seq, hash)) = parse_line(line) {
+        let shared: Arc<Path> = Arc::from(file.as_path());
+        // Line by line (the audit files are kept longest and may be large),
+        // as bytes: a line that is not UTF-8 is no record.
+        for line in BufReader::new(std::fs::File::open(file)?).split(b'\n') {
+            let line = line?;
+            if let Some((seq, hash)) = std::str::from_utf8(&line).ok().and_then(parse_line) {
                 mirrored.push(Mirrored {
                     seq,
                     hash,
-                    file: file.clone(),
+                    file: Arc::clone(&shared),
                 });
             }
         }
@@ -157,7 +162,7 @@ pub fn compare(
         };
         problem = Some(MirrorMismatch {
             seq: m.seq,
-            file: m.file.clone(),
+            file: m.file.to_path_buf(),
             message,
         });
     }
