@@ -383,6 +383,37 @@ try {
     await grants.getByRole('button', { name: /^Revoke grant / }).waitFor({ state: 'detached' });
   });
 
+  await scenario('an admin makes a token, sees it once, and revokes it', async () => {
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.getByRole('heading', { name: 'API tokens' }).waitFor();
+    await page.locator('[data-token="ui-viewer"]').waitFor();
+    await page.getByLabel('Name').fill('ui-made');
+    await page.getByLabel('Role').selectOption('viewer');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const shown = page.getByLabel('The new token ui-made');
+    await shown.waitFor();
+    const made = await shown.inputValue();
+    assert.match(made, /^mrd_/);
+    const headers = { Authorization: `Bearer ${made}` };
+    const before = await page.request.get(`${BASE}/api/v2/session`, { headers });
+    assert.equal(before.status(), 200);
+    assert.equal((await before.json()).role, 'viewer');
+    // The same name again is refused at its field (a 409, which the
+    // browser logs as a failed load).
+    await page.getByLabel('Name').fill('ui-made');
+    const before409 = problems.length;
+    await page.getByRole('button', { name: 'Create token' }).click();
+    await page.locator('#new-token .field-error', { hasText: /already exists/ }).waitFor();
+    problems.splice(before409);
+    await assertLabelled(page);
+    await shot(page, '11-tokens');
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Revoke token ui-made' }).click();
+    await page.locator('[data-token="ui-made"] .badge', { hasText: 'revoked' }).waitFor();
+    const after = await page.request.get(`${BASE}/api/v2/session`, { headers });
+    assert.equal(after.status(), 401);
+  });
+
   await scenario('a viewer cannot edit: no save or run, inputs read-only, the API refuses', async () => {
     const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const v = await viewerContext.newPage();
@@ -390,6 +421,7 @@ try {
     watch(v, 'viewer');
     await signIn(v, VIEWER);
     assert.equal(await v.getByRole('link', { name: 'New job' }).count(), 0);
+    assert.equal(await v.getByRole('link', { name: 'Tokens' }).count(), 0, 'tokens are for admins');
     await v.goto(`${BASE}/ui/#/jobs/${JOB}`);
     await v.locator('#read-only-note').waitFor();
     await v.locator('li.step').first().waitFor();
@@ -424,6 +456,7 @@ try {
       ['#/queues', '13-narrow-queues', `[data-zone="${ZONE}"]`],
       [`#/executions/${executionId}`, '14-narrow-monitor', '#log-state[data-state="complete"]'],
       ['#/plugins', '15-narrow-plugins', '#verify'],
+      ['#/tokens', '16-narrow-tokens', '[data-token="ui-made"]'],
     ];
     for (const [hash, name, ready] of pages) {
       await page.goto(`${BASE}/ui/${hash}`);

@@ -63,6 +63,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("monitor.js", JS),
     asset!("dashboard.js", JS),
     asset!("plugins.js", JS),
+    asset!("tokens.js", JS),
 ];
 
 /// Each asset's ETag, computed on first use.

@@ -1,15 +1,16 @@
 // The shell: sign-in, the hash router (#/jobs, #/jobs/<id>, #/executions,
-// #/executions/<id>, #/queues, #/plugins) and the navigation. Each page is a
+// #/executions/<id>, #/queues, #/plugins, #/tokens) and the navigation. Each page is a
 // module whose render(main, ctx) returns a cleanup function (timers,
 // streams) that runs when the user leaves the page.
 
-import { ApiError, currentSession, setToken, signOut, token, whenUnauthorized } from './api.js';
+import { ApiError, can, currentSession, setToken, signOut, token, whenUnauthorized } from './api.js';
 import { announce, clearStaleStatus, field, h, replace } from './dom.js';
 import { renderJobs } from './jobs.js';
 import { renderBuilder } from './builder.js';
 import { renderExecutions, renderExecution } from './monitor.js';
 import { renderQueues } from './dashboard.js';
 import { renderPlugins } from './plugins.js';
+import { renderTokens } from './tokens.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -24,6 +25,7 @@ const routes = [
   [/^#\/executions\/([^/?]+)$/, 'executions', (ctx, m) => renderExecution(ctx.root, ctx, decodeURIComponent(m[1]))],
   [/^#\/queues\/?$/, 'queues', (ctx) => renderQueues(ctx.root, ctx)],
   [/^#\/plugins\/?$/, 'plugins', (ctx) => renderPlugins(ctx.root, ctx)],
+  [/^#\/tokens\/?$/, 'tokens', (ctx) => renderTokens(ctx.root, ctx)],
 ];
 
 whenUnauthorized(() => {
@@ -80,6 +82,8 @@ async function route() {
   document.getElementById('who').hidden = false;
   document.getElementById('who-name').textContent = `${session.name} (${session.role})`;
   document.body.dataset.role = session.role;
+  // Tokens are for admins only: the link shows for them alone.
+  document.querySelector('[data-nav="tokens"]').parentElement.hidden = !can(session, 'admin');
   for (const [pattern, nav, render] of routes) {
     const m = hash.match(pattern);
     if (!m) continue;
