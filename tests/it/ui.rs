@@ -246,6 +246,10 @@ async fn the_ui_works_end_to_end_in_chromium() {
     let viewer = token(base, admin, "viewer").await;
     let shots = root.join("target/ui-screenshots");
 
+    // A component for the upload scenario, named as the plugin it is.
+    let upload = tmp.path().join("upload").join("trivial.wasm");
+    std::fs::create_dir_all(upload.parent().unwrap()).unwrap();
+    std::fs::copy(meridian_tests::fixtures::TRIVIAL, &upload).unwrap();
     let mut cmd = tokio::process::Command::new(node_bin);
     cmd.arg(ui.join("e2e.mjs"))
         .current_dir(&ui)
@@ -255,6 +259,7 @@ async fn the_ui_works_end_to_end_in_chromium() {
         .env("MERIDIAN_VIEWER_TOKEN", &viewer)
         .env("MERIDIAN_HTTP_BASE", server.url(""))
         .env("MERIDIAN_SQL_CONNECTION", "app")
+        .env("MERIDIAN_UPLOAD_WASM", &upload)
         .env("MERIDIAN_SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .kill_on_drop(true);

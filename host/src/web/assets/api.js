@@ -41,11 +41,13 @@ export async function api(method, path, body, { signal, tokenOverride } = {}) {
   const headers = { Accept: 'application/json' };
   const t = tokenOverride ?? token();
   if (t) headers.Authorization = `Bearer ${t}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // Bytes (a plugin's component) go as they are, anything else as JSON.
+  const bytes = body instanceof ArrayBuffer;
+  if (body !== undefined) headers['Content-Type'] = bytes ? 'application/wasm' : 'application/json';
   const res = await fetch(path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined || bytes ? body : JSON.stringify(body),
     signal,
     cache: 'no-store',
   });

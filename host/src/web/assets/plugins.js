@@ -1,7 +1,8 @@
 // Plugins and security: each plugin's asked vs granted vs used
-// capabilities (the last two for auditors and admins), the grants (listed
-// for auditors, created and revoked by admins) and the audit trail's
-// search and verification (auditors and admins).
+// capabilities (the last two for auditors and admins), uploading and
+// removing plugins (admins), the grants (listed for auditors, created and
+// revoked by admins) and the audit trail's search and verification
+// (auditors and admins).
 
 import { ApiError, api, can, get, post, qs } from './api.js';
 import { announce, badge, field, h, replace, time } from './dom.js';
@@ -22,6 +23,56 @@ function rules(grant) {
   return out;
 }
 
+/** Hex SHA-256 of bytes, or null where the browser has no Web Crypto. */
+async function sha256(bytes) {
+  if (!globalThis.crypto?.subtle) return null;
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return [...d].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The admins' form that installs or replaces a plugin from a .wasm file. */
+function uploadPanel(onDone) {
+  const file = h('input', { type: 'file', accept: '.wasm,application/wasm' });
+  const name = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  const fileField = field('Component (.wasm)', file, { hint: 'A wasm32-wasip2 component built with the Meridian SDK.', required: true });
+  const nameField = field('Plugin name', name, { hint: 'What its describe gives: a-z, 0-9, - and _, from a letter. Uploading a name in use replaces that plugin.', required: true });
+  const fileError = fileField.querySelector('.field-error');
+  const nameError = nameField.querySelector('.field-error');
+  file.addEventListener('change', () => {
+    const f = file.files[0];
+    if (f && !name.value) name.value = f.name.replace(/\.wasm$/i, '').toLowerCase().replace(/[^a-z0-9_-]/g, '-');
+  });
+  const form = h('form', {
+    id: 'upload-plugin',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      for (const el of [fileError, nameError]) el.hidden = true;
+      const f = file.files[0];
+      if (!f) {
+        fileError.textContent = 'Choose a .wasm file.';
+        fileError.hidden = false;
+        return;
+      }
+      const bytes = await f.arrayBuffer();
+      const digest = await sha256(bytes);
+      try {
+        const p = await api('PUT', `/api/v2/plugins/${encodeURIComponent(name.value.trim())}${digest ? `?sha256=${digest}` : ''}`, bytes);
+        announce(`Plugin ${p.name} uploaded (${p.digest}).`, 'ok');
+        await onDone();
+      } catch (x) {
+        // Each issue at its field: the name, or the component itself.
+        const issues = x instanceof ApiError && x.errors.length ? x.errors : [{ path: 'body', message: x.message }];
+        for (const i of issues) {
+          const el = i.path === 'name' ? nameError : fileError;
+          el.textContent = i.message;
+          el.hidden = false;
+        }
+      }
+    },
+  }, h('h2', {}, 'Install or replace a plugin'), fileField, nameField, h('button', { type: 'submit' }, 'Upload'));
+  return h('section', { class: 'panel', id: 'upload' }, form);
+}
+
 export async function renderPlugins(main, { session }) {
   document.title = 'Plugins · Meridian';
   const audit = can(session, 'audit');
@@ -29,7 +80,8 @@ export async function renderPlugins(main, { session }) {
   const pluginsEl = h('div', { id: 'plugin-list' });
   const grantsEl = h('section', { class: 'panel', id: 'grants', 'aria-labelledby': 'grants-h' });
   const auditEl = h('section', { class: 'panel', id: 'audit', 'aria-labelledby': 'audit-h' });
-  replace(main, h('h1', {}, 'Plugins'), pluginsEl, audit ? grantsEl : null, audit ? auditEl : null);
+  const again = () => renderPlugins(main, { session });
+  replace(main, h('h1', {}, 'Plugins'), pluginsEl, admin ? uploadPanel(again) : null, audit ? grantsEl : null, audit ? auditEl : null);
 
   const { plugins } = await get('/api/v2/plugins');
   const caps = new Map();
@@ -46,6 +98,21 @@ export async function renderPlugins(main, { session }) {
     const c = caps.get(p.name);
     return h('section', { class: 'panel', 'data-plugin': p.name, 'aria-labelledby': `plugin-${p.name}` },
       h('h2', { id: `plugin-${p.name}` }, p.name, h('span', { class: 'muted' }, ` ${p.version ?? ''} · ${sourceText(p.source)}`)),
+      admin && p.source?.kind === 'file' ? h('button', {
+        type: 'button',
+        class: 'danger',
+        'aria-label': `Remove plugin ${p.name}`,
+        onclick: async () => {
+          if (!window.confirm(`Remove ${p.name}? Jobs using it fail validation from now on, and their next runs fail.`)) return;
+          try {
+            await api('DELETE', `/api/v2/plugins/${encodeURIComponent(p.name)}`);
+            announce(`Plugin ${p.name} removed.`, 'ok');
+            await again();
+          } catch (x) {
+            announce(`Remove failed: ${x.message}`, 'error');
+          }
+        },
+      }, 'Remove') : null,
       p.description ? h('p', {}, p.description) : null,
       h('p', { class: 'mono muted' }, p.digest),
       h('div', { class: 'grid' },
