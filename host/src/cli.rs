@@ -659,9 +659,6 @@ async fn audit(
             mirror,
             no_mirror,
         } => {
-            let records = store.audit_all().await?;
-            let (seq, hash) = store.audit_head().await?;
-            let report = crate::audit::verify(&records, (seq, &hash));
             let default_dir = config
                 .logging
                 .root(&config.data_dir)
@@ -671,13 +668,25 @@ async fn audit(
                 (Some(dir), false) => Some(dir),
                 (None, false) => default_dir.is_dir().then_some(default_dir),
             };
-            let mirrored = match &mirror_dir {
-                Some(dir) => {
-                    let (lines, files) = crate::audit::mirror::read(dir)
-                        .with_context(|| format!("cannot read {}", dir.display()))?;
+            // The mirror first, then the store: a record is mirrored only
+            // after it is stored, so every record the files hold now must
+            // be in the store read after them (a serving node may append
+            // in between: such a record is merely not mirrored yet).
+            let read = match &mirror_dir {
+                Some(dir) => Some(
+                    crate::audit::mirror::read(dir)
+                        .with_context(|| format!("cannot read {}", dir.display()))?,
+                ),
+                None => None,
+            };
+            let records = store.audit_all().await?;
+            let (seq, hash) = store.audit_head().await?;
+            let report = crate::audit::verify(&records, (seq, &hash));
+            let mirrored = match (&mirror_dir, read) {
+                (Some(dir), Some((lines, files))) => {
                     Some(crate::audit::mirror::compare(&records, &lines, dir, files))
                 }
-                None => None,
+                _ => None,
             };
             if json {
                 let mut v = serde_json::to_value(&report)?;

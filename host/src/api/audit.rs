@@ -118,12 +118,9 @@ pub(super) async fn query_audit(
     ),
 )]
 pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response {
-    let (records, (seq, hash)) =
-        match tokio::try_join!(state.store.audit_all(), state.store.audit_head()) {
-            Ok(read) => read,
-            Err(e) => return internal(e).into_response(),
-        };
-    let report = crate::audit::verify(&records, (seq, &hash));
+    // The mirror first, then the store: a record is mirrored only after it
+    // is stored, so every record the files hold now must be in the store
+    // read after them (one appended in between is merely not mirrored).
     let dir = state
         .log_dir
         .join(crate::logging::Category::Audit.dir_name());
@@ -132,9 +129,7 @@ pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response
             return Ok(None);
         }
         let (mirrored, files) = crate::audit::mirror::read(&dir)?;
-        Ok::<_, std::io::Error>(Some(crate::audit::mirror::compare(
-            &records, &mirrored, &dir, files,
-        )))
+        Ok::<_, std::io::Error>(Some((mirrored, files, dir)))
     })
     .await;
     let mirror = match mirror {
@@ -144,6 +139,15 @@ pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response
         }
         Err(e) => return internal(e).into_response(),
     };
+    let (records, (seq, hash)) =
+        match tokio::try_join!(state.store.audit_all(), state.store.audit_head()) {
+            Ok(read) => read,
+            Err(e) => return internal(e).into_response(),
+        };
+    let report = crate::audit::verify(&records, (seq, &hash));
+    let mirror = mirror.map(|(mirrored, files, dir)| {
+        crate::audit::mirror::compare(&records, &mirrored, &dir, files)
+    });
     let mut body = json!(report);
     if let Some(map) = body.as_object_mut() {
         map.insert(

@@ -10,6 +10,11 @@
 //! problem: older ones may have outlived the files' retention, and each
 //! node mirrors only the records it appended (compare every node's files
 //! for the whole trail).
+//!
+//! Read the files *before* the store: a record is mirrored only after it
+//! is stored, so every record the files hold must then be in the store;
+//! read the other way round, a record appended in between would look
+//! removed.
 
 use super::AuditRecord;
 use serde::Serialize;
