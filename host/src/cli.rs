@@ -668,26 +668,8 @@ async fn audit(
                 (Some(dir), false) => Some(dir),
                 (None, false) => default_dir.is_dir().then_some(default_dir),
             };
-            // The mirror first, then the store: a record is mirrored only
-            // after it is stored, so every record the files hold now must
-            // be in the store read after them (a serving node may append
-            // in between: such a record is merely not mirrored yet).
-            let read = match &mirror_dir {
-                Some(dir) => Some(
-                    crate::audit::mirror::read(dir)
-                        .with_context(|| format!("cannot read {}", dir.display()))?,
-                ),
-                None => None,
-            };
-            let records = store.audit_all().await?;
-            let (seq, hash) = store.audit_head().await?;
-            let report = crate::audit::verify(&records, (seq, &hash));
-            let mirrored = match (&mirror_dir, read) {
-                (Some(dir), Some((lines, files))) => {
-                    Some(crate::audit::mirror::compare(&records, &lines, dir, files))
-                }
-                _ => None,
-            };
+            let (report, mirrored) =
+                crate::audit::mirror::verify_with_mirror(&store, mirror_dir.as_deref()).await?;
             if json {
                 let mut v = serde_json::to_value(&report)?;
                 if let serde_json::Value::Object(map) = &mut v {

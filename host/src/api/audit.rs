@@ -118,52 +118,20 @@ pub(super) async fn query_audit(
     ),
 )]
 pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response {
-    // The mirror first, then the store: a record is mirrored only after it
-    // is stored, so every record the files hold now must be in the store
-    // read after them (one appended in between is merely not mirrored).
     let dir = state
         .log_dir
         .join(crate::logging::Category::Audit.dir_name());
-    let mirror = tokio::task::spawn_blocking(move || {
-        if !dir.is_dir() {
-            return Ok(None);
+    let dir = dir.is_dir().then_some(dir.as_path());
+    match crate::audit::mirror::verify_with_mirror(&state.store, dir).await {
+        Ok((report, mirror)) => {
+            let mut body = json!(report);
+            if let Some(map) = body.as_object_mut() {
+                map.insert("mirror".into(), json!(mirror));
+            }
+            Json(body).into_response()
         }
-        let (mirrored, files) = crate::audit::mirror::read(&dir)?;
-        Ok::<_, std::io::Error>(Some((mirrored, files, dir)))
-    })
-    .await;
-    let mirror = match mirror {
-        Ok(Ok(m)) => m,
-        Ok(Err(e)) => {
-            return internal(format!("cannot read the audit mirror: {e}")).into_response();
-        }
-        Err(e) => return internal(e).into_response(),
-    };
-    let (records, (seq, hash)) =
-        match tokio::try_join!(state.store.audit_all(), state.store.audit_head()) {
-            Ok(read) => read,
-            Err(e) => return internal(e).into_response(),
-        };
-    let report = crate::audit::verify(&records, (seq, &hash));
-    let mirror = mirror.map(|(mirrored, files, dir)| {
-        crate::audit::mirror::compare(&records, &mirrored, &dir, files)
-    });
-    let mut body = json!(report);
-    if let Some(map) = body.as_object_mut() {
-        map.insert(
-            "mirror".into(),
-            mirror.map_or(serde_json::Value::Null, |m| {
-                json!({
-                    "files": m.files,
-                    "mirrored": m.mirrored,
-                    "not_mirrored": m.not_mirrored,
-                    "ok": m.ok,
-                    "problem": m.problem.map(|p| json!({ "seq": p.seq, "message": p.message })),
-                })
-            }),
-        );
+        Err(e) => internal(e).into_response(),
     }
-    Json(body).into_response()
 }
 
 /// GET /api/v2/grants: every grant in force, the config's and the stored.

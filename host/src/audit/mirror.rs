@@ -11,12 +11,11 @@
 //! node mirrors only the records it appended (compare every node's files
 //! for the whole trail).
 //!
-//! Read the files *before* the store: a record is mirrored only after it
-//! is stored, so every record the files hold must then be in the store;
-//! read the other way round, a record appended in between would look
-//! removed.
+//! [`verify_with_mirror`] is the whole check (the CLI's `audit verify` and
+//! `GET /api/v2/audit/verify`).
 
-use super::AuditRecord;
+use super::{AuditRecord, VerifyReport};
+use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
@@ -26,7 +25,9 @@ use std::sync::Arc;
 /// The outcome of [`compare`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MirrorReport {
-    /// The directory read.
+    /// The directory read (not serialised: no server path reaches an API
+    /// client).
+    #[serde(skip)]
     pub dir: PathBuf,
     /// Its `.log` files read.
     pub files: u64,
@@ -44,7 +45,9 @@ pub struct MirrorReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MirrorMismatch {
     pub seq: i64,
-    /// The file that holds the mirrored copy.
+    /// The file that holds the mirrored copy (not serialised; the message
+    /// names the file).
+    #[serde(skip)]
     pub file: PathBuf,
     pub message: String,
 }
@@ -55,6 +58,50 @@ pub struct Mirrored {
     pub seq: i64,
     pub hash: String,
     pub file: Arc<Path>,
+}
+
+/// Why [`verify_with_mirror`] could not check.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read the audit mirror {}: {source}", dir.display())]
+    Mirror {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The chain check of the store's trail and, with `dir`, its comparison
+/// with the mirrored files there.
+///
+/// The files are read *before* the store: a record is mirrored only after
+/// it is stored, so every record the files hold must then be in the store;
+/// read the other way round, a record a serving node appends in between
+/// would look removed.
+pub async fn verify_with_mirror(
+    store: &Store,
+    dir: Option<&Path>,
+) -> Result<(VerifyReport, Option<MirrorReport>), CheckError> {
+    let mirrored = match dir {
+        Some(dir) => {
+            let owned = dir.to_path_buf();
+            let read = tokio::task::spawn_blocking(move || read(&owned))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|source| CheckError::Mirror {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
+            Some((dir, read))
+        }
+        None => None,
+    };
+    let records = store.audit_all().await?;
+    let (seq, hash) = store.audit_head().await?;
+    let report = super::verify(&records, (seq, &hash));
+    let mirror = mirrored.map(|(dir, (lines, files))| compare(&records, &lines, dir, files));
+    Ok((report, mirror))
 }
 
 /// Reads every mirrored record in `dir`'s `.log` files (in name order, so
