@@ -273,13 +273,15 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
 
     // Node A, and two executions in their long step.
     let token = operator_token(&data, &plugins);
-    let mut a = Node::start(
-        "a",
-        meridian_node(&data, &plugins),
-        tmp.path(),
-        Token::Given(&token),
-    )
-    .await;
+    let start = |name| {
+        Node::start(
+            name,
+            meridian_node(&data, &plugins),
+            tmp.path(),
+            Token::Given(&token),
+        )
+    };
+    let mut a = start("a").await;
     let a_ready = t0.elapsed();
     // The failing job first: its 20 s step is surely in flight at the
     // kill. Then the resumable one, killed as soon as its long step is
@@ -374,13 +376,7 @@ async fn kill_9_mid_step_then_restart_recovers_by_policy() {
     }
 
     // Node B on the same data directory recovers both.
-    let mut b = Node::start(
-        "b",
-        meridian_node(&data, &plugins),
-        tmp.path(),
-        Token::Given(&token),
-    )
-    .await;
+    let mut b = start("b").await;
     let b_ready = killed_at.elapsed();
     let log = b.stderr();
     assert!(
