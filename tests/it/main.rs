@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod engine;
 mod examples;
+mod hostile;
 mod http_step;
 mod node;
 mod openapi;

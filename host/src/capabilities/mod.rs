@@ -1,8 +1,10 @@
 //! Host capabilities: the only way a step reaches anything outside its
 //! sandbox.
 //!
-//! One module per capability, each with its own state, its policy check (a
-//! question to [`crate::grants`]) and one `add_to_linker`. What every
+//! One folder per capability (`http/`, `sql/`, `process/`, `secrets/`,
+//! `log/`), each with its host side and one `add_to_linker`, its grant rule
+//! (`grant.rs`: what one `[[grants.<name>]]` entry allows, parsed once) and
+//! its settings; the decision itself is a question to [`crate::grants`]. What every
 //! capability of one step execution shares lives in [`StepEnv`]: who is
 //! calling, what it was granted, and the [`CallLedger`] that counts calls
 //! against the host-call budget and records every use and denial (the

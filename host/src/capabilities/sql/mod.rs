@@ -1,7 +1,7 @@
 //! The `meridian:step/sql` capability: parameterised statements on named
 //! connections that the operator configured (`[sql.connections.<name>]`,
 //! see [`settings`]) and granted per plugin (`[[grants.sql]]`, see
-//! [`crate::grants::sql`]).
+//! [`grant`]).
 //!
 //! Every call is one transaction: the statements run in order on one pooled
 //! connection and any error rolls them all back. The grants decide first
@@ -19,15 +19,16 @@
 //! SQLite go through sqlx ([`sqlx_backend`]); SQL Server through tiberius
 //! ([`mssql`]). Values keep their types both ways ([`value`]).
 
+pub mod grant;
 pub mod mssql;
 pub mod settings;
 pub mod sqlx_backend;
 pub mod value;
 
 use super::{CapabilityError, StepEnv};
-use crate::grants::sql::SqlAccess;
 use crate::runtime::bindings::meridian::step::sql as wit;
 use crate::secrets::SecretStore;
+use grant::SqlAccess;
 pub use settings::{ConnectionSettings, Driver, SqlFile, SqlSettings};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -211,11 +212,7 @@ impl SqlPools {
                     reason: format!(
                         "the plugin is granted read access only and the statement writes ({m})"
                     ),
-                    grant_hint: crate::grants::sql::hint(
-                        &env.identity.plugin,
-                        connection,
-                        SqlAccess::ReadWrite,
-                    ),
+                    grant_hint: grant::hint(&env.identity.plugin, connection, SqlAccess::ReadWrite),
                 })
             }
             other => other,

@@ -3,22 +3,28 @@
 //! Deny by default. Grants are typed and resource-level and are parsed once,
 //! when the config loads, into [`Grants`]; a step's effective capabilities
 //! are what its plugin asks for (in `describe`) ∩ what is granted to that
-//! plugin (optionally bound to its sha256 digest). Only this module decides
-//! whether a capability call is allowed; the capability modules ask it and
-//! turn a refusal into a typed denial that names the grant that would have
-//! allowed the call.
+//! plugin (optionally bound to its sha256 digest) ∩ the job's scope
+//! ([`scope`]). Only this module decides whether a capability call is
+//! allowed; the capability modules ask it and turn a refusal into a typed
+//! denial that names the grant that would have allowed the call.
+//!
+//! What one rule of a capability means (an HTTP rule, a process rule, a SQL
+//! rule) lives with that capability, in `capabilities/<name>/grant.rs`;
+//! this module holds what is common to all: the grant entries as written,
+//! the intersection, the denials, and the grants stored at run time
+//! ([`stored`]).
 
+use crate::capabilities::http::grant::{HttpRule, HttpRuleSpec, is_public, literal_ip};
+use crate::capabilities::{process, sql};
 use crate::runtime::Digest;
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use url::Url;
 
-pub mod process;
 pub mod scope;
-pub mod sql;
 pub mod stored;
 
 /// A grant as written in the config file (`[[grants]]`), or stored as JSON
@@ -40,40 +46,10 @@ pub struct GrantSpec {
     pub http: Vec<HttpRuleSpec>,
     /// SQL connection rules (`[[grants.sql]]`, see [`sql`]).
     #[serde(default)]
-    pub sql: Vec<sql::SqlRuleSpec>,
+    pub sql: Vec<sql::grant::SqlRuleSpec>,
     /// Child process rules (`[[grants.process]]`, see [`process`]).
     #[serde(default)]
-    pub process: Vec<process::ProcessRuleSpec>,
-}
-
-/// One HTTP allow rule as written in the config file.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpRuleSpec {
-    #[serde(default = "default_schemes")]
-    pub scheme: Vec<String>,
-    /// Host name glob (`api.example.com`, `*.example.com`) or an IP literal.
-    pub host: String,
-    /// Allowed ports; by default the scheme's default port.
-    #[serde(default)]
-    pub port: Vec<u16>,
-    /// Allowed methods; empty means any.
-    #[serde(default)]
-    pub methods: Vec<String>,
-    #[serde(default = "default_path_prefix")]
-    pub path_prefix: String,
-    /// Loopback, private, link-local and metadata addresses are refused
-    /// unless this is true, whatever the host name resolves to.
-    #[serde(default)]
-    pub allow_private: bool,
-}
-
-fn default_schemes() -> Vec<String> {
-    vec!["https".to_string()]
-}
-
-fn default_path_prefix() -> String {
-    "/".to_string()
+    pub process: Vec<process::grant::ProcessRuleSpec>,
 }
 
 /// A grant that could not be parsed, with the path of the offending field.
@@ -96,46 +72,8 @@ struct PluginGrant {
     digest: Option<Digest>,
     secrets: BTreeSet<String>,
     http: Vec<HttpRule>,
-    sql: Vec<sql::SqlRule>,
-    process: Vec<process::ProcessRule>,
-}
-
-/// One parsed HTTP rule.
-#[derive(Debug, Clone)]
-pub struct HttpRule {
-    schemes: Vec<String>,
-    host: String,
-    host_matcher: GlobMatcher,
-    ports: Vec<u16>,
-    methods: Vec<String>,
-    path_prefix: String,
-    allow_private: bool,
-}
-
-impl HttpRule {
-    pub fn allow_private(&self) -> bool {
-        self.allow_private
-    }
-}
-
-impl fmt::Display for HttpRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "scheme = {:?}, host = {:?}, path_prefix = {:?}",
-            self.schemes, self.host, self.path_prefix
-        )?;
-        if !self.ports.is_empty() {
-            write!(f, ", port = {:?}", self.ports)?;
-        }
-        if !self.methods.is_empty() {
-            write!(f, ", methods = {:?}", self.methods)?;
-        }
-        if self.allow_private {
-            write!(f, ", allow_private = true")?;
-        }
-        Ok(())
-    }
+    sql: Vec<sql::grant::SqlRule>,
+    process: Vec<process::grant::ProcessRule>,
 }
 
 impl Grants {
@@ -230,14 +168,14 @@ impl PluginGrant {
         }
         let mut process = Vec::new();
         for (i, rule) in spec.process.iter().enumerate() {
-            match process::ProcessRule::parse(rule) {
+            match process::grant::ProcessRule::parse(rule) {
                 Ok(r) => process.push(r),
                 Err((field, message)) => errors.push(err(format!("process[{i}].{field}"), message)),
             }
         }
         let mut sql = Vec::new();
         for (i, rule) in spec.sql.iter().enumerate() {
-            match sql::SqlRule::parse(rule) {
+            match sql::grant::SqlRule::parse(rule) {
                 Ok(r) => sql.push(r),
                 Err((field, message)) => errors.push(err(format!("sql[{i}].{field}"), message)),
             }
@@ -258,92 +196,6 @@ impl PluginGrant {
             sql,
             process,
         })
-    }
-}
-
-impl HttpRule {
-    fn parse(spec: &HttpRuleSpec) -> Result<Self, (&'static str, String)> {
-        let mut schemes = Vec::new();
-        for s in &spec.scheme {
-            let s = s.to_ascii_lowercase();
-            if s != "http" && s != "https" {
-                return Err((
-                    "scheme",
-                    format!("unsupported scheme {s:?}: use http or https"),
-                ));
-            }
-            schemes.push(s);
-        }
-        if schemes.is_empty() {
-            return Err(("scheme", "must list at least one scheme".into()));
-        }
-        let host = spec.host.trim().to_ascii_lowercase();
-        if host.is_empty() {
-            return Err(("host", "must not be empty".into()));
-        }
-        let name_pattern = host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*' | b'?'));
-        if !name_pattern && host.parse::<IpAddr>().is_err() {
-            return Err((
-                "host",
-                format!("{host:?} is not a host name pattern (no scheme, port or path)"),
-            ));
-        }
-        let host_matcher = GlobBuilder::new(&host)
-            .case_insensitive(true)
-            .literal_separator(false)
-            .build()
-            .map(|g: Glob| g.compile_matcher())
-            .map_err(|e| ("host", format!("invalid host pattern: {e}")))?;
-        let mut methods = Vec::new();
-        for m in &spec.methods {
-            let m = m.trim().to_ascii_uppercase();
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return Err(("methods", format!("{m:?} is not an HTTP method")));
-            }
-            methods.push(m);
-        }
-        if !spec.path_prefix.starts_with('/') {
-            return Err(("path_prefix", "must start with '/'".into()));
-        }
-        if spec.port.contains(&0) {
-            return Err(("port", "0 is not a port".into()));
-        }
-        Ok(Self {
-            schemes,
-            host,
-            host_matcher,
-            ports: spec.port.clone(),
-            methods,
-            path_prefix: spec.path_prefix.clone(),
-            allow_private: spec.allow_private,
-        })
-    }
-
-    fn matches(&self, method: &str, url: &Url) -> bool {
-        let Some(host) = url.host_str() else {
-            return false;
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port_or_known_default();
-        self.schemes.iter().any(|s| s == url.scheme())
-            && self.host_matcher.is_match(host)
-            && match port {
-                Some(p) if self.ports.is_empty() => Some(p) == default_port(url.scheme()),
-                Some(p) => self.ports.contains(&p),
-                None => false,
-            }
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-            && url.path().starts_with(&self.path_prefix)
-    }
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
     }
 }
 
@@ -446,8 +298,8 @@ pub struct EffectiveGrants {
     asks: Asks,
     secrets: BTreeSet<String>,
     http: Vec<HttpRule>,
-    sql: Vec<sql::SqlRule>,
-    process: Vec<process::ProcessRule>,
+    sql: Vec<sql::grant::SqlRule>,
+    process: Vec<process::grant::ProcessRule>,
     /// The job's narrowing, when the step belongs to a job that has one.
     scope: Option<std::sync::Arc<scope::Scope>>,
 }
@@ -545,7 +397,7 @@ impl EffectiveGrants {
             ));
         };
         if let Some(ip) = literal_ip(url)
-            && !rule.allow_private
+            && !rule.allow_private()
             && !is_public(ip)
         {
             return Err(self.private_denial(&target, ip, rule));
@@ -557,8 +409,8 @@ impl EffectiveGrants {
     /// (its cwd and timeout cap apply to the call).
     pub fn check_process(
         &self,
-        request: &process::ProcessRequest<'_>,
-    ) -> Result<&process::ProcessRule, Denial> {
+        request: &process::grant::ProcessRequest<'_>,
+    ) -> Result<&process::grant::ProcessRule, Denial> {
         let target = request.target();
         if !self.asks.program_asked(request.program) {
             return Err(self.denial(
@@ -569,12 +421,12 @@ impl EffectiveGrants {
             ));
         }
         self.out_of_scope("process", &target, request.program)?;
-        process::find_rule(&self.process, request).map_err(|m| {
+        process::grant::find_rule(&self.process, request).map_err(|m| {
             self.denial(
                 "process",
                 &target,
                 &m.to_string(),
-                process::grant_hint(&self.plugin, request),
+                process::grant::grant_hint(&self.plugin, request),
             )
         })
     }
@@ -593,13 +445,17 @@ impl EffectiveGrants {
     }
 
     /// May this plugin use the named SQL connection? Returns the access
-    /// granted; with [`sql::SqlAccess::Read`] the capability runs the
+    /// granted; with [`sql::grant::SqlAccess::Read`] the capability runs the
     /// transaction read-only, so the database refuses a write.
-    pub fn check_sql(&self, connection: &str, read_only: bool) -> Result<sql::SqlAccess, Denial> {
+    pub fn check_sql(
+        &self,
+        connection: &str,
+        read_only: bool,
+    ) -> Result<sql::grant::SqlAccess, Denial> {
         let wanted = if read_only {
-            sql::SqlAccess::Read
+            sql::grant::SqlAccess::Read
         } else {
-            sql::SqlAccess::ReadWrite
+            sql::grant::SqlAccess::ReadWrite
         };
         if !self.asks.connection_asked(connection) {
             return Err(self.denial(
@@ -610,12 +466,12 @@ impl EffectiveGrants {
             ));
         }
         self.out_of_scope("sql", connection, connection)?;
-        sql::access(&self.sql, connection).ok_or_else(|| {
+        sql::grant::access(&self.sql, connection).ok_or_else(|| {
             self.denial(
                 "sql",
                 connection,
                 "no SQL grant allows this connection",
-                sql::hint(&self.plugin, connection, wanted),
+                sql::grant::hint(&self.plugin, connection, wanted),
             )
         })
     }
@@ -636,50 +492,6 @@ impl EffectiveGrants {
             target: target.to_string(),
             reason: reason.to_string(),
             grant_hint,
-        }
-    }
-}
-
-fn literal_ip(url: &Url) -> Option<IpAddr> {
-    match url.host()? {
-        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-        url::Host::Domain(_) => None,
-    }
-}
-
-/// Is this an address a step may reach without `allow_private`? Refuses
-/// loopback, private, link-local (which holds the cloud metadata address
-/// 169.254.169.254), shared, unspecified, broadcast, documentation and
-/// unique-local ranges, also when written as an IPv4-mapped IPv6 address.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
-                || (seg[0] == 0x64 && seg[1] == 0xff9b))
         }
     }
 }

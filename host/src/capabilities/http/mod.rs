@@ -10,10 +10,12 @@
 //! are not followed by the host: the step sees the 3xx and any next request
 //! is checked again. Proxies from the host's environment are ignored.
 
+pub mod grant;
+
 use super::{CapabilityError, StepEnv};
-use crate::grants::is_public;
 use crate::runtime::bindings::meridian::step::http as wit;
 use bytes::Bytes;
+use grant::is_public;
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::Arc;

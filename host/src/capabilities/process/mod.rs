@@ -1,6 +1,6 @@
 //! The `meridian:step/process` capability: child processes, granted per
 //! program path, argv pattern, environment names and working directory
-//! ([`crate::grants::process`]).
+//! ([`grant`]).
 //!
 //! A call is checked first (the grants decide on program, argv, the names
 //! of the environment variables and the cwd; a cwd is checked again after
@@ -30,9 +30,11 @@
 //! count it against the host-call budget and record it for the audit trail
 //! (target: the program and its arguments, masked; never the environment).
 
+pub mod grant;
+
 use super::{CapabilityError, StepEnv};
-use crate::grants::process::ProcessRequest;
 use crate::runtime::bindings::meridian::step::process as wit;
+use grant::ProcessRequest;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
