@@ -1,0 +1,143 @@
+//! What the grant check and the audit trail add to an HTTP call on
+//! loopback, side by side in one run:
+//! - `direct`: a GET with a reqwest client configured as the capability's
+//!   (no proxy, no redirects) and nothing else: the floor;
+//! - `capability`: the same GET through `HttpClient::send` as a step makes
+//!   it: the host-call budget, the grant check (scheme, host, port, method,
+//!   path segments, the private-address rule), the ledger, the masking of
+//!   the target, and the audit record handed to the writer task, which
+//!   appends it to a real SQLite store (on the same runtime, so its work is
+//!   part of the measured cost);
+//! - `capability_no_audit`: the same without the audit trail, to tell the
+//!   grant check's share from the trail's.
+//!
+//! The server runs on a runtime and thread of its own, so each side pays
+//! only for the client's work.
+//!
+//! Run: `cargo bench -p meridian-tests --bench grant_overhead`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use meridian::audit::AuditLog;
+use meridian::capabilities::http::{HttpClient, HttpLimits, OutboundRequest};
+use meridian::capabilities::{StepEnv, StepIdentity};
+use meridian::grants::{AskKind, Asks, GrantSpec, Grants};
+use meridian::runtime::Digest;
+use meridian::secrets::Masker;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn server() -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = meridian_tests::TestServer::start().await;
+            tx.send(server.addr).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn grants(port: u16) -> Arc<meridian::grants::EffectiveGrants> {
+    let specs: Vec<GrantSpec> = serde_json::from_value(serde_json::json!([{
+        "plugin": "bench",
+        "http": [{
+            "scheme": ["http"], "host": "127.0.0.1", "port": [port],
+            "methods": ["GET"], "path_prefix": "/json", "allow_private": true
+        }]
+    }]))
+    .unwrap();
+    let grants = Grants::parse(&specs, "grants").unwrap();
+    let mut asks = Asks::default();
+    asks.add(AskKind::Http, "*").unwrap();
+    Arc::new(grants.effective("bench", &Digest::of(b"bench"), &asks))
+}
+
+fn overhead(c: &mut Criterion) {
+    let addr = server();
+    let url = format!("http://{addr}/json");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = rt.block_on(async {
+        let store = meridian::store::Store::open_sqlite(&dir.path().join("meridian.db"))
+            .await
+            .unwrap();
+        AuditLog::start(store)
+    });
+    let client = HttpClient::new(HttpLimits::default()).unwrap();
+    let direct = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let effective = grants(addr.port());
+    let masker = Arc::new(Masker::new(["not-in-any-request"]));
+    let env = |audit: Option<AuditLog>| {
+        StepEnv::new(
+            StepIdentity {
+                plugin: "bench".into(),
+                digest: Digest::of(b"bench").to_string(),
+                job_id: "bench-job".into(),
+                execution_id: "bench-execution".into(),
+                step_id: "call".into(),
+            },
+            Arc::clone(&effective),
+            Arc::clone(&masker),
+            1_000_000,
+        )
+        .with_audit(audit)
+    };
+    let request = || OutboundRequest {
+        method: "GET".into(),
+        url: url.clone(),
+        headers: Vec::new(),
+        body: None,
+        timeout: Some(Duration::from_secs(5)),
+    };
+
+    // Each side once before measuring: connections warm, and the grant
+    // really allows the call.
+    rt.block_on(async {
+        let env = env(Some(audit.clone()));
+        let r = client.send(&env, request()).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(direct.get(&url).send().await.unwrap().status(), 200);
+    });
+
+    let mut group = c.benchmark_group("grant_overhead");
+    group.bench_function("direct", |b| {
+        b.to_async(&rt).iter(|| async {
+            let response = direct.get(&url).send().await.unwrap();
+            let body = response.bytes().await.unwrap();
+            assert!(!body.is_empty());
+        })
+    });
+    let with_audit = env(Some(audit.clone()));
+    group.bench_function("capability", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = client.send(&with_audit, request()).await.unwrap();
+            assert!(!r.body.is_empty());
+        })
+    });
+    let without = env(None);
+    group.bench_function("capability_no_audit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = client.send(&without, request()).await.unwrap();
+            assert!(!r.body.is_empty());
+        })
+    });
+    group.finish();
+    rt.block_on(audit.flush());
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);
