@@ -412,23 +412,39 @@ impl EffectiveGrants {
         request: &process::grant::ProcessRequest<'_>,
     ) -> Result<&process::grant::ProcessRule, Denial> {
         let target = request.target();
-        if !self.asks.program_asked(request.program) {
+        // The asks and the scope match the program as the grant rules do:
+        // normalised, so `/usr//bin/x` is `/usr/bin/x` and `..` is no way
+        // past a glob.
+        let program = process::grant::normal_program(request.program)
+            .map_err(|m| self.process_denial(request, m))?;
+        if !self.asks.program_asked(&program) {
             return Err(self.denial(
                 "process",
                 &target,
                 "the plugin did not ask for process access to this program in describe",
-                format!("the plugin must ask for process {:?}", request.program),
+                format!("the plugin must ask for process {program:?}"),
             ));
         }
-        self.out_of_scope("process", &target, request.program)?;
-        process::grant::find_rule(&self.process, request).map_err(|m| {
-            self.denial(
-                "process",
-                &target,
-                &m.to_string(),
-                process::grant::grant_hint(&self.plugin, request),
-            )
-        })
+        self.out_of_scope("process", &target, &program)?;
+        process::grant::find_rule(&self.process, request)
+            .map_err(|m| self.process_denial(request, m))
+    }
+
+    /// The denial of a command for this mismatch, with the rule that would
+    /// allow it (or why none can). The process capability uses it for what
+    /// only the file system can tell: an argument that leads elsewhere
+    /// through a symbolic link.
+    pub fn process_denial(
+        &self,
+        request: &process::grant::ProcessRequest<'_>,
+        mismatch: process::grant::Mismatch,
+    ) -> Denial {
+        self.denial(
+            "process",
+            &request.target(),
+            &mismatch.to_string(),
+            process::grant::grant_hint(&self.plugin, request, &mismatch),
+        )
     }
 
     /// The denial for a host that resolved to (or is) a non-public address.

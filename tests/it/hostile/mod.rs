@@ -10,4 +10,5 @@
 //! a missing one is skipped loudly on a developer's machine and fails the
 //! test under `CI=true`.
 
+mod process;
 mod variables;
