@@ -10,5 +10,6 @@
 //! a missing one is skipped loudly on a developer's machine and fails the
 //! test under `CI=true`.
 
+mod http;
 mod process;
 mod variables;
