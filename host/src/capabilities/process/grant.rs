@@ -44,7 +44,7 @@
 //!   is a way out for it, while Linux reads it as part of a name.
 //! * Percent-encoding and look-alike Unicode are not decoded: the OS does
 //!   not decode them either, so they are just characters of a name.
-//! * An argument matched by an absolute path pattern is also resolved
+//! * An absolute path argument matched by a path pattern is also resolved
 //!   through the file system when the call is made (symbolic links
 //!   followed; for a path that does not exist yet, its deepest existing
 //!   directory), and where it really leads must match the pattern too —
