@@ -95,6 +95,52 @@
 //! meridian_sdk::export_step!(Hello);
 //! ```
 //!
+//! ## Config fields that are code
+//!
+//! The host resolves `${params.x}`, `${steps.a.output}` and the like into
+//! every string of a step's config before the step runs. For a field your
+//! step runs as code — SQL text, a script, a template it evaluates — that
+//! would let a parameter value rewrite the code. Mark such a field in the
+//! config schema with the keyword `x-meridian-literal` ([`LITERAL_KEYWORD`]),
+//! whose value is the hint a job author sees (`{expr}` stands for the
+//! expression they wrote), or `true` for a generic one:
+//!
+//! ```
+//! use schemars::JsonSchema;
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize, JsonSchema)]
+//! struct Config {
+//!     /// Run with `?` placeholders; values go in `params`.
+//!     #[schemars(extend("x-meridian-literal" = "write ? and bind the value: \"params\": [\"{expr}\"]"))]
+//!     query: String,
+//!     #[serde(default)]
+//!     params: Vec<meridian_sdk::serde_json::Value>,
+//!     /// Inline scripts: every string in the list is code.
+//!     #[serde(default)]
+//!     #[schemars(extend("x-meridian-literal" = true))]
+//!     scripts: Vec<String>,
+//! }
+//!
+//! let schema = meridian_sdk::config_schema::<Config>();
+//! assert!(schema["properties"]["query"]["x-meridian-literal"].is_string());
+//! ```
+//!
+//! The mark may sit on a field (an `Option` or a `Vec` too: it covers every
+//! string inside the marked value) or on a variant of an untagged enum. The
+//! host reads the marks when it loads your component and then refuses any
+//! `${...}` in a marked string — when a job is validated, with an issue at
+//! its JSON path (`steps[0].config.query: ${params.region}: this text is
+//! code to the step, …; write ? and bind the value: "params":
+//! ["${params.region}"]`), and again before every attempt — as well as an
+//! expression standing for a whole value that holds a marked field
+//! (`"scripts": "${params.list}"`). `$${` is a literal `${` and stays
+//! allowed, so code whose own syntax uses `${` (PowerShell's `${env:X}`,
+//! shell's `${HOME}`) is written with `$${` in a job. Give your step another
+//! field for the values (bound parameters, environment, arguments), so a
+//! job author has a safe way to pass them. A mark whose value is neither a
+//! boolean nor a non-empty string stops the component from loading.
+//!
 //! ## Testing a step natively
 //!
 //! Everything except the capability calls is plain Rust, so `cargo test` on
@@ -146,6 +192,12 @@ pub use error::{CapabilityError, ConfigIssue, Denial, StepError};
 pub use output::Output;
 pub use path::JsonPath;
 pub use step::{Step, config_schema, parse_config, validate_config};
+
+/// The config schema keyword that marks a field as code, into which the
+/// host never splices `${...}` (see [the crate docs](crate#config-fields-that-are-code)).
+/// `schemars`' `extend` needs the key spelled out:
+/// `#[schemars(extend("x-meridian-literal" = "hint"))]`.
+pub const LITERAL_KEYWORD: &str = "x-meridian-literal";
 
 /// Re-exported so that plugins derive [`schemars::JsonSchema`] with the same
 /// version the SDK uses (`#[schemars(crate = "meridian_sdk::schemars")]` when

@@ -776,6 +776,20 @@ impl Run<'_> {
         config: &Value,
         scope: &Value,
     ) -> Result<Value, StepFailure> {
+        // Checked before anything is resolved: a job stored before its
+        // plugin marked a field as code fails here rather than splice.
+        let spliced = plugin.literal_fields().check(config);
+        if !spliced.is_empty() {
+            return Err(StepFailure::InvalidConfig {
+                issues: spliced
+                    .into_iter()
+                    .map(|s| crate::runtime::ConfigIssue {
+                        path: s.path,
+                        message: s.message,
+                    })
+                    .collect(),
+            });
+        }
         let grants = match &self.capability_scope {
             Some(scope) => Arc::new(plugin.grants().with_scope(Arc::clone(scope))),
             None => plugin.grants(),

@@ -92,6 +92,17 @@
 //! "filter=${params.filter}"        with an object    →  "filter={\"active\":true}"
 //! ```
 //!
+//! ## Never into code
+//!
+//! A plugin marks the fields of its config that it runs as code — the `sql`
+//! step's `query` and script statements, the `powershell` step's inline
+//! `script` — and no expression may appear there, nor stand for a value
+//! that holds such a field (`"script": "${params.statements}"`): a value
+//! spliced into SQL text or a script rewrites it. Job validation refuses
+//! such a job with the form the plugin takes values in instead (for `sql`,
+//! a placeholder and `"params": ["${params.region}"]`), and the engine
+//! checks again before every attempt ([`crate::runtime::literal`]).
+//!
 //! ## Literal `${`
 //!
 //! `$${` is an escape for a literal `${` and never starts an expression:
@@ -269,6 +280,22 @@ fn collect_references<'a>(
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+}
+
+/// The expressions of one string, in order (those with syntax errors left
+/// out; [`references`] reports them). `$${` is text, not an expression.
+pub fn expressions(s: &str) -> Vec<Reference> {
+    if !s.contains("${") {
+        return Vec::new();
+    }
+    scan(s)
+        .pieces
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Expr(r) => Some(r),
+            Piece::Text(_) => None,
+        })
+        .collect()
 }
 
 /// Resolves every expression in `config` against `scope` (an object with
@@ -783,8 +810,9 @@ fn push_segment(out: &mut String, segment: &Segment) {
     }
 }
 
-/// Appends `.key`, or `["key"]` when the key is not a plain name.
-fn push_key(out: &mut String, key: &str) {
+/// Appends `.key`, or `["key"]` when the key is not a plain name: how a
+/// config path names an object key.
+pub(crate) fn push_key(out: &mut String, key: &str) {
     if is_plain_name(key) {
         if !out.is_empty() {
             out.push('.');

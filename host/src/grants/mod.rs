@@ -14,7 +14,9 @@
 //! the intersection, the denials, and the grants stored at run time
 //! ([`stored`]).
 
-use crate::capabilities::http::grant::{HttpRule, HttpRuleSpec, is_public, literal_ip};
+use crate::capabilities::http::grant::{
+    HttpRule, HttpRuleSpec, RequestPath, is_public, literal_ip,
+};
 use crate::capabilities::{process, sql};
 use crate::runtime::Digest;
 use globset::{GlobBuilder, GlobMatcher};
@@ -369,6 +371,25 @@ impl EffectiveGrants {
     /// which also says whether private addresses are allowed.
     pub fn check_http(&self, method: &str, url: &Url) -> Result<&HttpRule, Denial> {
         let target = format!("{method} {url}");
+        // Before any rule, the ask or the scope looks at it: a URL that a
+        // server may read differently from its text is no URL a grant can
+        // mean (see the http grant's module docs).
+        if url.has_authority() && (!url.username().is_empty() || url.password().is_some()) {
+            return Err(self.denial(
+                "http",
+                &target,
+                "the URL carries credentials (user:password@), which let a URL pattern match another host",
+                "none: no grant allows credentials in a URL; send them in an Authorization header".into(),
+            ));
+        }
+        let path = RequestPath::parse(url.path()).map_err(|problem| {
+            self.denial(
+                "http",
+                &target,
+                &problem.to_string(),
+                "none: no grant allows a path that servers may read differently; send the plain path".into(),
+            )
+        })?;
         if !self.asks.url_asked(url.as_str()) {
             return Err(self.denial(
                 "http",
@@ -378,7 +399,7 @@ impl EffectiveGrants {
             ));
         }
         self.out_of_scope("http", &target, url.as_str())?;
-        let Some(rule) = self.http.iter().find(|r| r.matches(method, url)) else {
+        let Some(rule) = self.http.iter().find(|r| r.matches(method, url, &path)) else {
             let host = url.host_str().unwrap_or_default();
             let port = match url.port() {
                 Some(p) => format!(", port = [{p}]"),
@@ -412,23 +433,39 @@ impl EffectiveGrants {
         request: &process::grant::ProcessRequest<'_>,
     ) -> Result<&process::grant::ProcessRule, Denial> {
         let target = request.target();
-        if !self.asks.program_asked(request.program) {
+        // The asks and the scope match the program as the grant rules do:
+        // normalised, so `/usr//bin/x` is `/usr/bin/x` and `..` is no way
+        // past a glob.
+        let program = process::grant::normal_program(request.program)
+            .map_err(|m| self.process_denial(request, m))?;
+        if !self.asks.program_asked(&program) {
             return Err(self.denial(
                 "process",
                 &target,
                 "the plugin did not ask for process access to this program in describe",
-                format!("the plugin must ask for process {:?}", request.program),
+                format!("the plugin must ask for process {program:?}"),
             ));
         }
-        self.out_of_scope("process", &target, request.program)?;
-        process::grant::find_rule(&self.process, request).map_err(|m| {
-            self.denial(
-                "process",
-                &target,
-                &m.to_string(),
-                process::grant::grant_hint(&self.plugin, request),
-            )
-        })
+        self.out_of_scope("process", &target, &program)?;
+        process::grant::find_rule(&self.process, request)
+            .map_err(|m| self.process_denial(request, m))
+    }
+
+    /// The denial of a command for this mismatch, with the rule that would
+    /// allow it (or why none can). The process capability uses it for what
+    /// only the file system can tell: an argument that leads elsewhere
+    /// through a symbolic link.
+    pub fn process_denial(
+        &self,
+        request: &process::grant::ProcessRequest<'_>,
+        mismatch: process::grant::Mismatch,
+    ) -> Denial {
+        self.denial(
+            "process",
+            &request.target(),
+            &mismatch.to_string(),
+            process::grant::grant_hint(&self.plugin, request, &mismatch),
+        )
     }
 
     /// The denial for a host that resolved to (or is) a non-public address.
@@ -546,6 +583,46 @@ mod tests {
                 .check_http("GET", &Url::parse("https://a.example.com/api/").unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn urls_servers_read_differently_are_denied_before_asks_scope_and_rules() {
+        let g = grants(
+            r#"
+            [[grants]]
+            plugin = "http"
+            [[grants.http]]
+            host = "*"
+            path_prefix = "/api/"
+            "#,
+        );
+        let mut asks = Asks::default();
+        asks.add(AskKind::Http, "https://api.example.com*").unwrap();
+        let scope = scope::Scope::parse(&scope::ScopeSpec {
+            http: Some(vec!["https://api.example.com/api/*".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        let e = g
+            .effective("http", &digest(), &asks)
+            .with_scope(std::sync::Arc::new(scope));
+        let check = |u: &str| e.check_http("GET", &Url::parse(u).unwrap());
+        assert!(check("https://api.example.com/api/x").is_ok());
+        for (url, says) in [
+            ("https://api.example.com/api/..%2Fsecret", "encoded '/'"),
+            ("https://api.example.com/api/..;/secret", "';'"),
+            ("https://api.example.com@evil.example/api/x", "credentials"),
+            (
+                "https://api.example.com:pw@evil.example/api/x",
+                "credentials",
+            ),
+        ] {
+            let d = check(url).unwrap_err();
+            assert!(d.reason.contains(says), "{url}: {d}");
+            assert!(d.grant_hint.starts_with("none: "), "{url}: {d}");
+        }
+        let d = check("https://api.example.com/api-admin/x").unwrap_err();
+        assert!(d.reason.contains("scope"), "{d}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! Validation reports every problem at once, each with a JSON path into the
 //! definition (`steps[1].config.url: ...`): shape errors from parsing, then
 //! the job's own rules, then variable references, then each step's config
-//! as its plugin checks it.
+//! as its plugin checks it, starting with `${...}` in the fields the plugin
+//! runs as code ([`crate::runtime::literal`]).
 
 use crate::engine::vars::{self, Root, Segment};
 use crate::runtime::{ConfigIssue, Runtime, StepFailure};
@@ -647,6 +648,14 @@ pub async fn validate_job(job: &Job, runtime: &Runtime) -> Vec<Issue> {
                 ),
             }),
             Some(plugin) => {
+                // Text the plugin runs as code takes no `${...}`: a value
+                // spliced into it would rewrite it.
+                for spliced in plugin.literal_fields().check(&step.config) {
+                    issues.push(Issue {
+                        path: join_path(&format!("steps[{i}].config"), &spliced.path),
+                        message: spliced.message,
+                    });
+                }
                 // Strings holding `${...}` are checked after resolution, at
                 // run time: their type is not known yet.
                 let templated = templated_paths(&step.config);

@@ -14,6 +14,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod literal;
 mod state;
 
 pub use state::StepState;
@@ -165,9 +166,16 @@ pub struct LoadedPlugin {
     /// step keeps the set it started with.
     grants: std::sync::RwLock<Arc<EffectiveGrants>>,
     schema: jsonschema::Validator,
+    /// The config fields it runs as code, read from its schema once.
+    literals: literal::LiteralFields,
 }
 
 impl LoadedPlugin {
+    /// The config fields this plugin marks as code (no `${…}` in them).
+    pub fn literal_fields(&self) -> &literal::LiteralFields {
+        &self.literals
+    }
+
     /// What this plugin may use: what it asked for, intersected with its
     /// grants.
     pub fn grants(&self) -> Arc<EffectiveGrants> {
@@ -704,6 +712,8 @@ impl Runtime {
             .map_err(|e| describe_err(format!("config schema is not JSON: {e}")))?;
         let schema = jsonschema::validator_for(&config_schema)
             .map_err(|e| describe_err(format!("config schema is not a valid JSON Schema: {e}")))?;
+        let literals = literal::LiteralFields::from_schema(&config_schema)
+            .map_err(|e| describe_err(e.to_string()))?;
         let mut asks = Asks::default();
         let mut capabilities = Vec::new();
         for c in &descriptor.capabilities {
@@ -741,6 +751,7 @@ impl Runtime {
             asks,
             grants: std::sync::RwLock::new(Arc::new(grants)),
             schema,
+            literals,
         })
     }
 

@@ -35,8 +35,10 @@
 //!   is how `-File` sets switch parameters). Because the script path is in
 //!   argv, an operator can pin the scripts a grant allows
 //!   (`args = ["-NoProfile", "-NonInteractive", "-File", "/opt/scripts/*.ps1", "**"]`).
-//! * `script`: `-Command` with a constant wrapper ([`INLINE_WRAPPER`]); the
-//!   script text and the parameters (as a JSON object) travel in the
+//! * `script`: the config schema marks it as code (`x-meridian-literal`),
+//!   so the host refuses a `${...}` in it (PowerShell's own `${env:X}` is
+//!   written `$${env:X}` in a job). It runs as `-Command` with a constant
+//!   wrapper ([`INLINE_WRAPPER`]); the script text and the parameters (as a JSON object) travel in the
 //!   environment variables `MERIDIAN_PS_SCRIPT` and `MERIDIAN_PS_PARAMETERS`.
 //!   The wrapper turns the script into a script block, converts the JSON
 //!   into a hashtable (`ConvertFrom-Json -AsHashtable`, PowerShell 6+) and
@@ -116,12 +118,20 @@ impl ExecutionPolicy {
     }
 }
 
+/// What a job author is told who put `${…}` into an inline script: the
+/// script is code, so values travel as parameters. The host reads the mark
+/// (`x-meridian-literal`) from the schema and refuses the job. PowerShell's
+/// own `${env:X}` and `${name}` are written `$${...}` in a job.
+const SCRIPT_HINT: &str = "declare a parameter (param($Name)) and pass the value: \"parameters\": {\"Name\": \"{expr}\"}; PowerShell's own ${env:X} or ${name} is written $${env:X} or $${name} in a job";
+
 /// The config of a `powershell` step.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The script's text (exactly one of `script` and `file`).
+    /// The script's text (exactly one of `script` and `file`). It is code:
+    /// values reach it through `parameters`, never spliced in with `${...}`.
     #[serde(default)]
+    #[schemars(extend("x-meridian-literal" = SCRIPT_HINT))]
     pub script: Option<String>,
     /// Absolute path of a script file (exactly one of `script` and `file`).
     #[serde(default)]
@@ -404,6 +414,19 @@ mod tests {
 
     fn config(v: Value) -> Config {
         meridian_sdk::parse_config(&v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn the_inline_script_is_marked_as_code_in_the_schema() {
+        let schema = meridian_sdk::config_schema::<Config>();
+        assert_eq!(
+            schema.pointer("/properties/script/x-meridian-literal"),
+            Some(&json!(SCRIPT_HINT))
+        );
+        assert_eq!(
+            schema.pointer("/properties/parameters/x-meridian-literal"),
+            None
+        );
     }
 
     #[test]

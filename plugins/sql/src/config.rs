@@ -7,6 +7,16 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// What a job author is told who put `${…}` into `query`: SQL text is code,
+/// and values reach the database only as bound parameters. The host reads
+/// the mark (`x-meridian-literal`) from the schema and refuses the job.
+const QUERY_HINT: &str =
+    "write a placeholder ($1, ?, @P1 for the driver) and bind the value: \"params\": [\"{expr}\"]";
+/// The same for a script statement written as a string.
+const STATEMENT_HINT: &str = "write the statement as {\"sql\": \"... $1 ...\", \"params\": [\"{expr}\"]}, a placeholder ($1, ?, @P1 for the driver) bound to the value";
+/// The same for a script statement's `sql`.
+const STATEMENT_SQL_HINT: &str = "write a placeholder ($1, ?, @P1 for the driver) and bind the value in this statement: \"params\": [\"{expr}\"]";
+
 /// The config of one `sql` step.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +27,7 @@ pub struct Config {
     /// One statement, with the driver's placeholders (`$1` for PostgreSQL,
     /// `?` for SQLite and MySQL/MariaDB, `@P1` for SQL Server).
     #[serde(default)]
+    #[schemars(extend("x-meridian-literal" = QUERY_HINT))]
     pub query: Option<String>,
     /// The values bound to `query`'s placeholders, in order. JSON null,
     /// booleans, integers, floats and strings bind as such; arrays and objects
@@ -56,9 +67,11 @@ pub struct Config {
 #[serde(untagged)]
 pub enum ScriptStatement {
     /// SQL text without parameters.
+    #[schemars(extend("x-meridian-literal" = STATEMENT_HINT))]
     Sql(String),
     /// SQL text with parameters (see `params`).
     WithParams {
+        #[schemars(extend("x-meridian-literal" = STATEMENT_SQL_HINT))]
         sql: String,
         #[serde(default)]
         params: Vec<Value>,
@@ -329,6 +342,29 @@ mod tests {
 
     fn config(v: Value) -> Config {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn sql_text_is_marked_as_code_in_the_schema() {
+        let schema = meridian_sdk::config_schema::<Config>();
+        let mark = |pointer: &str| {
+            schema
+                .pointer(pointer)
+                .and_then(|s| s.get("x-meridian-literal"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        assert_eq!(mark("/properties/query").as_deref(), Some(QUERY_HINT));
+        let statement = "/$defs/ScriptStatement/anyOf";
+        assert_eq!(
+            mark(&format!("{statement}/0")).as_deref(),
+            Some(STATEMENT_HINT)
+        );
+        assert_eq!(
+            mark(&format!("{statement}/1/properties/sql")).as_deref(),
+            Some(STATEMENT_SQL_HINT)
+        );
+        assert_eq!(mark("/properties/params"), None, "values are data");
     }
 
     #[test]

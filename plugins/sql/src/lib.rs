@@ -6,7 +6,7 @@
 //! { "id": "late", "type": "sql", "config": {
 //!     "connection": "reporting",
 //!     "query": "SELECT id, total FROM orders WHERE created < $1 AND region = $2",
-//!     "params": ["${cutoff}", "eu"],
+//!     "params": ["${params.cutoff}", "eu"],
 //!     "result": "all",
 //!     "max_rows": 500,
 //!     "timeout_ms": 10000,
@@ -21,7 +21,9 @@
 //! `expect_rows` (`min`, `max`, `exactly`). Parameters are JSON and bind with
 //! their JSON type (`${...}` variables are substituted by the engine before
 //! the step runs); `{"type": "decimal", "value": "12.50"}` names a type
-//! explicitly. Values are never spliced into SQL text.
+//! explicitly. Values are never spliced into SQL text: the schema marks
+//! `query` and the script's statements as code (`x-meridian-literal`), so
+//! the host refuses a `${...}` there and shows the bound-parameter form.
 //!
 //! Output, for the last statement: `columns` (`[{name, type}]`), `rows` (JSON
 //! objects, types kept: integers and floats as numbers, decimals, dates and

@@ -2,7 +2,11 @@
 //! `wasi:http/outgoing-handler`, both behind one grant check.
 //!
 //! Every request goes through [`HttpClient::send`]: the grants decide on the
-//! scheme, host, port, method and path ([`crate::grants`]); then the host
+//! scheme, host, port, method and path ([`crate::grants`]) — the path as a
+//! server will route it, so a path servers read differently (`..%2F`,
+//! `..;`, `//`, double encoding…) is refused before anything is sent and a
+//! `path_prefix` matches whole segments ([`grant`]); what is checked is the
+//! parsed URL, and that same URL is what is sent; then the host
 //! name is resolved by a resolver that drops loopback, private, link-local
 //! and metadata addresses unless the matching rule allows them, so a public
 //! name that resolves to an internal address is refused too (and the check

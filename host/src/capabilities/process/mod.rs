@@ -3,9 +3,12 @@
 //! ([`grant`]).
 //!
 //! A call is checked first (the grants decide on program, argv, the names
-//! of the environment variables and the cwd; a cwd is checked again after
-//! symlinks are resolved), then run with `tokio::process`, so waiting for
-//! the child never blocks a worker thread:
+//! of the environment variables and the cwd, matching paths in normalised
+//! form and never across `..`; see [`grant`]), then the file system is
+//! asked where the path arguments and the cwd really lead, and that is
+//! checked again (a symbolic link below a granted directory cannot point
+//! outside it), then the command is run with `tokio::process`, so waiting
+//! for the child never blocks a worker thread:
 //!
 //! * the child's environment is cleared: it sees only the variables the
 //!   step set (and the grant allowed), nothing of the host's;
@@ -88,6 +91,22 @@ pub async fn run(env: &StepEnv, command: wit::Command) -> Result<wit::Outcome, C
         .grants
         .check_process(&request(&command))
         .map_err(CapabilityError::Denied)?;
+    // Path arguments passed the check as written; check where they really
+    // lead too, so a link below a granted directory cannot point outside.
+    for (index, arg) in command.args.iter().enumerate() {
+        if !rule.resolves(index, arg) {
+            continue;
+        }
+        let real = resolve(Path::new(arg)).await;
+        let real_base = match rule.resolved_base(index) {
+            Some(base) => tokio::fs::canonicalize(base).await.ok(),
+            None => None,
+        };
+        rule.check_resolved(index, arg, real.as_deref(), real_base.as_deref())
+            .map_err(|m| {
+                CapabilityError::Denied(env.grants.process_denial(&request(&command), m))
+            })?;
+    }
     // The cwd passed the check as written; check where it really leads too,
     // so a symlink below the granted directory cannot point outside it.
     let (rule, cwd) = match &command.cwd {
@@ -134,6 +153,29 @@ pub async fn run(env: &StepEnv, command: wit::Command) -> Result<wit::Outcome, C
         .unwrap_or(DEFAULT_MAX_OUTPUT_BYTES)
         .min(MAX_OUTPUT_BYTES) as usize;
     execute(command, &cwd, timeout, cap).await
+}
+
+/// Where an absolute path leads with every symbolic link resolved: the
+/// path itself when it exists, else its deepest existing directory joined
+/// with the rest (a file the program is about to create). `None` for a
+/// link to nothing, which a program writing to it would follow to a place
+/// no check saw.
+async fn resolve(path: &Path) -> Option<PathBuf> {
+    let mut missing = Vec::new();
+    let mut at = path;
+    loop {
+        match tokio::fs::canonicalize(at).await {
+            Ok(mut real) => {
+                real.extend(missing.iter().rev());
+                return Some(real);
+            }
+            Err(_) if tokio::fs::symlink_metadata(at).await.is_ok() => return None,
+            Err(_) => {
+                missing.push(at.file_name()?);
+                at = at.parent()?;
+            }
+        }
+    }
 }
 
 fn validate(command: &wit::Command) -> Result<(), CapabilityError> {
