@@ -458,7 +458,7 @@ async fn serve(
         log_dir: config.logging.root(&config.data_dir),
         metrics: Arc::clone(&metrics),
         audit: audit_log.clone(),
-        access: Default::default(),
+        access: api::AuthState::new(config.api.refusal_window),
         uploads: api::PluginUploads::from_config(&config),
     });
     if let Some(token) = crate::auth::ensure_first_admin(&state.store).await? {

@@ -159,6 +159,7 @@ pub struct ClusterSettings {
 #[serde(deny_unknown_fields)]
 struct ApiFile {
     max_plugin_bytes: Option<usize>,
+    refusal_window_s: Option<u64>,
 }
 
 /// The REST API's settings (`[api]`).
@@ -167,6 +168,9 @@ pub struct ApiSettings {
     /// The largest component PUT /api/v2/plugins/{name} accepts; every
     /// other route keeps the 1 MiB body limit.
     pub max_plugin_bytes: usize,
+    /// How long requests without a valid token are counted before their
+    /// aggregate audit records are written (one per source address).
+    pub refusal_window: Duration,
 }
 
 /// The default of `[api] max_plugin_bytes`: 64 MiB.
@@ -176,6 +180,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            refusal_window: crate::api::refusals::DEFAULT_WINDOW,
         }
     }
 }
@@ -439,6 +444,15 @@ impl Config {
                 return Err(field("api.max_plugin_bytes", "must be at least 1".into()));
             }
             api.max_plugin_bytes = n;
+        }
+        if let Some(s) = parsed.api.refusal_window_s {
+            if !(1..=3600).contains(&s) {
+                return Err(field(
+                    "api.refusal_window_s",
+                    "must be between 1 and 3600 seconds".into(),
+                ));
+            }
+            api.refusal_window = Duration::from_secs(s);
         }
 
         let mut http = HttpLimits::default();
@@ -713,6 +727,7 @@ mod tests {
             timeout_ms = 1500
             [api]
             max_plugin_bytes = 4096
+            refusal_window_s = 5
             [secrets]
             lit = "literal"
             pw = { file = "pw" }
@@ -734,6 +749,7 @@ mod tests {
         assert_eq!(c.plugins_dir, Some(dir.path().join("plugins")));
         assert_eq!(c.sandbox.timeout, Duration::from_millis(1500));
         assert_eq!(c.api.max_plugin_bytes, 4096);
+        assert_eq!(c.api.refusal_window, Duration::from_secs(5));
         assert_eq!(c.upload_dir(), dir.path().join("plugins"));
         assert_eq!(c.secrets.get("pw").unwrap().expose(), "from-file");
         assert_eq!(c.secrets.get("lit").unwrap().expose(), "literal");
@@ -766,6 +782,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("api.max_plugin_bytes"), "{e}");
+        let cfg = write(dir.path(), "m5.toml", "[api]\nrefusal_window_s = 0\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.refusal_window_s"), "{e}");
     }
 
     fn logging(text: &str, env: LogEnv) -> Result<LogConfig, (String, String)> {

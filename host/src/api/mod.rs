@@ -15,7 +15,9 @@ mod performance;
 mod plugins;
 pub mod prometheus;
 pub use plugins::PluginUploads;
+pub mod refusals;
 mod schedules;
+pub use access::AuthState;
 
 use crate::model::Issue;
 use crate::model::schedule::PreviewRequest;
@@ -48,7 +50,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where refused requests and state changes are recorded.
     pub audit: crate::audit::AuditLog,
-    /// The token guard's own state.
+    /// The token guard's own state (with the refusals without a valid
+    /// token counted in the current window).
     pub access: access::AuthState,
     /// Where uploaded plugins go and how large one may be.
     pub uploads: PluginUploads,
@@ -429,16 +432,34 @@ async fn step_types(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({ "step_types": types })).into_response()
 }
 
+impl AppState {
+    /// Ends the current window of refusals without a valid token: its
+    /// aggregate records go to the audit trail now (`serve` does this at
+    /// each window's end and when it stops).
+    pub fn flush_refusals(&self) {
+        self.access.refusals().flush(&self.audit);
+    }
+}
+
 /// Serves the API on a bound listener until `shutdown` resolves, then lets
-/// requests in flight finish.
+/// requests in flight finish. Each connection's peer address reaches the
+/// guard (the source of an aggregated refusal); the refusals' windows are
+/// flushed as they end and once more when serving stops.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let flusher = Arc::clone(state.access.refusals()).spawn_flusher(state.audit.clone());
+    let served = axum::serve(
+        listener,
+        router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    flusher.abort();
+    state.flush_refusals();
+    served
 }
 
 /// GET /api/v2/schedules/preview?cron=…&tz=…&count=N&from=…&gap=…&overlap=…
