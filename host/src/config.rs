@@ -62,6 +62,21 @@ struct FileConfig {
     /// `[cluster]`: this node's id and its leases.
     #[serde(default)]
     cluster: ClusterFile,
+    /// `[audit]`: the signing key and checkpoints of the audit trail.
+    #[serde(default)]
+    audit: AuditFile,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    signing_key: Option<PathBuf>,
+    checkpoint_interval_s: Option<u64>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+    witness_url: Option<String>,
+    witness_token_secret: Option<String>,
 }
 
 /// `[cluster]` as written.
@@ -305,6 +320,9 @@ pub struct Config {
     pub store: StoreLocation,
     /// This node's id and leases (`[cluster]`).
     pub cluster: ClusterSettings,
+    /// `[audit]`: the key that signs the trail's checkpoints, how often,
+    /// whose checkpoints verify, the witness.
+    pub audit: crate::audit::anchor::AuditSettings,
 }
 
 /// A configuration problem, naming the file and the field.
@@ -538,6 +556,11 @@ impl Config {
                     .join("; "),
             })?;
 
+        let audit = audit_settings(parsed.audit, &data_dir, &resolve, &|name| {
+            secrets.get(name).cloned()
+        })
+        .map_err(|(name, message)| field(&name, message))?;
+
         let store = match parsed.store {
             None => StoreLocation::Sqlite(data_dir.join("meridian.db")),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -594,6 +617,7 @@ impl Config {
             api,
             store,
             cluster,
+            audit,
         })
     }
 
@@ -614,6 +638,66 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("components")
     }
+}
+
+/// Checks `[audit]`; a problem is the field's name and what is wrong.
+fn audit_settings(
+    file: AuditFile,
+    data_dir: &Path,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+    secret: &dyn Fn(&str) -> Option<SecretValue>,
+) -> Result<crate::audit::anchor::AuditSettings, (String, String)> {
+    let mut settings = crate::audit::anchor::AuditSettings::new(data_dir);
+    if let Some(path) = file.signing_key {
+        settings.signing_key = resolve(path);
+    }
+    if let Some(s) = file.checkpoint_interval_s {
+        if !(1..=86_400).contains(&s) {
+            return Err((
+                "audit.checkpoint_interval_s".into(),
+                "must be between 1 and 86400 seconds".into(),
+            ));
+        }
+        settings.checkpoint_interval = Duration::from_secs(s);
+    }
+    for (i, key) in file.trusted_keys.iter().enumerate() {
+        let key = key
+            .parse()
+            .map_err(|e| (format!("audit.trusted_keys[{i}]"), format!("{e}")))?;
+        settings.trusted_keys.push(key);
+    }
+    let token = match file.witness_token_secret {
+        Some(name) => Some(secret(&name).ok_or_else(|| {
+            (
+                "audit.witness_token_secret".to_string(),
+                format!("no secret named {name:?} in [secrets]"),
+            )
+        })?),
+        None => None,
+    };
+    match file.witness_url {
+        Some(text) => {
+            let bad = |m: &str| ("audit.witness_url".to_string(), m.to_string());
+            let url = url::Url::parse(&text).map_err(|e| bad(&format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("must be an http:// or https:// URL"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad(
+                    "must not hold credentials: give the token with witness_token_secret",
+                ));
+            }
+            settings.witness = Some(crate::audit::anchor::WitnessSettings { url, token });
+        }
+        None if token.is_some() => {
+            return Err((
+                "audit.witness_token_secret".into(),
+                "is set but witness_url is not".into(),
+            ));
+        }
+        None => {}
+    }
+    Ok(settings)
 }
 
 /// Checks `[logging]` with the environment's overrides; a problem is the
@@ -728,6 +812,11 @@ mod tests {
             [api]
             max_plugin_bytes = 4096
             refusal_window_s = 5
+            [audit]
+            signing_key = "keys/audit.pem"
+            checkpoint_interval_s = 30
+            witness_url = "https://witness.example/checkpoints"
+            witness_token_secret = "lit"
             [secrets]
             lit = "literal"
             pw = { file = "pw" }
@@ -750,6 +839,11 @@ mod tests {
         assert_eq!(c.sandbox.timeout, Duration::from_millis(1500));
         assert_eq!(c.api.max_plugin_bytes, 4096);
         assert_eq!(c.api.refusal_window, Duration::from_secs(5));
+        assert_eq!(c.audit.signing_key, dir.path().join("keys/audit.pem"));
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(30));
+        let witness = c.audit.witness.as_ref().unwrap();
+        assert_eq!(witness.url.as_str(), "https://witness.example/checkpoints");
+        assert_eq!(witness.token.as_ref().unwrap().expose(), "literal");
         assert_eq!(c.upload_dir(), dir.path().join("plugins"));
         assert_eq!(c.secrets.get("pw").unwrap().expose(), "from-file");
         assert_eq!(c.secrets.get("lit").unwrap().expose(), "literal");
@@ -782,6 +876,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("api.max_plugin_bytes"), "{e}");
+        for (text, field) in [
+            (
+                "[audit]\ncheckpoint_interval_s = 0\n",
+                "audit.checkpoint_interval_s",
+            ),
+            (
+                "[audit]\ntrusted_keys = [\"abc\"]\n",
+                "audit.trusted_keys[0]",
+            ),
+            ("[audit]\nwitness_url = \"ftp://w\"\n", "audit.witness_url"),
+            (
+                "[audit]\nwitness_url = \"https://u:p@w/\"\n",
+                "audit.witness_url",
+            ),
+            (
+                "[audit]\nwitness_url = \"https://w/\"\nwitness_token_secret = \"nope\"\n",
+                "audit.witness_token_secret",
+            ),
+        ] {
+            let cfg = write(dir.path(), "a.toml", text);
+            let e = Config::load(Some(&cfg), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
         let cfg = write(dir.path(), "m5.toml", "[api]\nrefusal_window_s = 0\n");
         let e = Config::load(Some(&cfg), Overrides::default())
             .unwrap_err()

@@ -55,6 +55,9 @@ pub struct AppState {
     pub access: access::AuthState,
     /// Where uploaded plugins go and how large one may be.
     pub uploads: PluginUploads,
+    /// `[audit]`: whose checkpoints GET /api/v2/audit/verify trusts and
+    /// how far they may trail the head.
+    pub audit_settings: crate::audit::anchor::AuditSettings,
 }
 
 /// How long a request may take before it is answered 408 (a followed log
