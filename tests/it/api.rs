@@ -1170,10 +1170,16 @@ async fn audit_grants_and_capabilities_routes() {
 
     let (status, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["ok"], true, "{body}");
+    assert_eq!(body["chain_ok"], true, "{body}");
     assert_eq!(body["records"], 2);
-    // This in-process node mirrors nothing: no files, nothing compared.
-    assert_eq!(body["mirror"], Value::Null, "{body}");
+    // This in-process node mirrors nothing: the mirror and the anchor are
+    // missing, so the trail is not verified.
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["mirror"]["ok"], false, "{body}");
+    assert_eq!(body["anchor"]["problem"]["fault"], "no_key", "{body}");
+    let reasons = body["reasons"].to_string();
+    assert!(reasons.contains("the mirror is missing"), "{body}");
+    assert!(!reasons.contains(state.log_dir.to_str().unwrap()), "{body}");
     // With mirrored files: a record mirrored as stored agrees; one whose
     // mirrored hash is not the store's is named.
     let (_, _, trail) = get(state.clone(), "/api/v2/audit").await;
@@ -1194,7 +1200,8 @@ async fn audit_grants_and_capabilities_routes() {
     assert_eq!(body["mirror"]["not_mirrored"], 1, "{body}");
     std::fs::write(audit_dir.join("2026-12-01.log"), line(2, &"0".repeat(64))).unwrap();
     let (_, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
-    assert_eq!(body["ok"], true, "the chain itself is intact: {body}");
+    assert_eq!(body["chain_ok"], true, "the chain itself is intact: {body}");
+    assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["mirror"]["ok"], false, "{body}");
     assert_eq!(body["mirror"]["problem"]["seq"], 2, "{body}");
     let message = body["mirror"]["problem"]["message"].as_str().unwrap();
