@@ -44,9 +44,21 @@ struct Global {
 enum Command {
     /// Serve the REST API.
     Serve {
-        /// Address to listen on [default: 127.0.0.1:8080].
+        /// Address to listen on [default: 127.0.0.1:8080]. An address that
+        /// is not loopback needs TLS (--tls-cert, --tls-key) or
+        /// --insecure-http.
         #[arg(long, env = "MERIDIAN_LISTEN")]
         listen: Option<String>,
+        /// The TLS certificate chain (PEM); reloaded when the file changes.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The TLS private key (PEM) of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on an address that is not loopback: tokens and
+        /// everything else then cross the network unencrypted.
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Run a job once, here and now, and print each step's result. The job
     /// is stored (a new version if it changed) and the execution recorded in
@@ -348,18 +360,24 @@ async fn run(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let mut overrides = Overrides {
+        data_dir: cli.global.data_dir,
+        plugins_dir: cli.global.plugins_dir,
+        ..Overrides::default()
     };
-    let loaded = Config::load(
-        cli.global.config.as_deref(),
-        Overrides {
-            data_dir: cli.global.data_dir,
-            listen,
-            plugins_dir: cli.global.plugins_dir,
-        },
-    );
+    if let Command::Serve {
+        listen,
+        tls_cert,
+        tls_key,
+        insecure_http,
+    } = &cli.command
+    {
+        overrides.listen.clone_from(listen);
+        overrides.tls_cert.clone_from(tls_cert);
+        overrides.tls_key.clone_from(tls_key);
+        overrides.insecure_http = *insecure_http;
+    }
+    let loaded = Config::load(cli.global.config.as_deref(), overrides);
     if let Command::Doctor { json } = cli.command {
         return doctor(loaded, json, out).await;
     }
@@ -481,6 +499,21 @@ async fn serve(
     logs: Option<&crate::logging::LogHandle>,
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
+    // Refused before anything starts: tokens must not cross a network in
+    // the clear unless the operator said so.
+    if config.api.tls.is_none() && !config.api.insecure_http && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {}, which is not a loopback address: API tokens \
+             would cross the network unencrypted. Give a certificate (--tls-cert and --tls-key, \
+             or [api] tls_cert and tls_key), or say --insecure-http (or [api] insecure_http = \
+             true) to serve plain HTTP anyway",
+            config.listen
+        );
+    }
+    let tls = match &config.api.tls {
+        Some(files) => Some(api::tls::Tls::load(files.clone()).await?),
+        None => None,
+    };
     let store = open_store(&config).await?;
     register_node(&config, &store).await?;
     let checkpointer = start_checkpoints(&config, &store, err)?;
@@ -546,13 +579,17 @@ async fn serve(
             recovered.cancelled.len()
         )?;
     }
-    writeln!(err, "meridian listening on http://{addr}")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (--insecure-http)");
+    }
+    writeln!(err, "meridian listening on {scheme}://{addr}")?;
     err.flush()?;
     let every = std::time::Duration::from_secs(60);
     let snapshots = crate::metrics::spawn_snapshots(metrics, executions.queues().clone(), every);
     // Log retention: now, then every `logging.cleanup_interval_s`.
     let cleanup = logs.map(crate::logging::LogHandle::spawn_cleanup);
-    api::serve(listener, Arc::clone(&state), shutdown_signal()).await?;
+    api::serve_with(listener, Arc::clone(&state), tls, shutdown_signal()).await?;
     grant_watch.abort();
     if let Some(cleanup) = cleanup {
         cleanup.abort();

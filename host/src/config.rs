@@ -175,6 +175,9 @@ pub struct ClusterSettings {
 struct ApiFile {
     max_plugin_bytes: Option<usize>,
     refusal_window_s: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: Option<bool>,
 }
 
 /// The REST API's settings (`[api]`).
@@ -186,6 +189,11 @@ pub struct ApiSettings {
     /// How long requests without a valid token are counted before their
     /// aggregate audit records are written (one per source address).
     pub refusal_window: Duration,
+    /// The certificate chain and key `serve` speaks TLS with.
+    pub tls: Option<crate::api::tls::TlsFiles>,
+    /// Serve plain HTTP on an address that is not loopback (said in so
+    /// many words: `--insecure-http` or `[api] insecure_http = true`).
+    pub insecure_http: bool,
 }
 
 /// The default of `[api] max_plugin_bytes`: 64 MiB.
@@ -196,6 +204,8 @@ impl Default for ApiSettings {
         Self {
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
             refusal_window: crate::api::refusals::DEFAULT_WINDOW,
+            tls: None,
+            insecure_http: false,
         }
     }
 }
@@ -293,6 +303,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub plugins_dir: Option<PathBuf>,
+    /// `serve --tls-cert`, `--tls-key`, `--insecure-http`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_http: bool,
 }
 
 /// The whole configuration, parsed.
@@ -472,6 +486,25 @@ impl Config {
             }
             api.refusal_window = Duration::from_secs(s);
         }
+        let tls_cert = overrides.tls_cert.or(parsed.api.tls_cert.map(resolve));
+        let tls_key = overrides.tls_key.or(parsed.api.tls_key.map(resolve));
+        api.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(field(
+                    "api.tls_key",
+                    "is needed with tls_cert (--tls-key with --tls-cert)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(field(
+                    "api.tls_cert",
+                    "is needed with tls_key (--tls-cert with --tls-key)".into(),
+                ));
+            }
+        };
+        api.insecure_http = overrides.insecure_http || parsed.api.insecure_http.unwrap_or(false);
 
         let mut http = HttpLimits::default();
         let h = parsed.http;
@@ -812,6 +845,8 @@ mod tests {
             [api]
             max_plugin_bytes = 4096
             refusal_window_s = 5
+            tls_cert = "tls/cert.pem"
+            tls_key = "tls/key.pem"
             [audit]
             signing_key = "keys/audit.pem"
             checkpoint_interval_s = 30
@@ -839,6 +874,10 @@ mod tests {
         assert_eq!(c.sandbox.timeout, Duration::from_millis(1500));
         assert_eq!(c.api.max_plugin_bytes, 4096);
         assert_eq!(c.api.refusal_window, Duration::from_secs(5));
+        let tls = c.api.tls.as_ref().unwrap();
+        assert_eq!(tls.cert, dir.path().join("tls/cert.pem"));
+        assert_eq!(tls.key, dir.path().join("tls/key.pem"));
+        assert!(!c.api.insecure_http);
         assert_eq!(c.audit.signing_key, dir.path().join("keys/audit.pem"));
         assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(30));
         let witness = c.audit.witness.as_ref().unwrap();
@@ -901,6 +940,11 @@ mod tests {
                 .to_string();
             assert!(e.contains(field), "{text}: {e}");
         }
+        let cfg = write(dir.path(), "m6.toml", "[api]\ntls_cert = \"c.pem\"\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.tls_key"), "{e}");
         let cfg = write(dir.path(), "m5.toml", "[api]\nrefusal_window_s = 0\n");
         let e = Config::load(Some(&cfg), Overrides::default())
             .unwrap_err()

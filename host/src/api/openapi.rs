@@ -348,7 +348,8 @@ pub mod schemas {
         /// `store`, `plugins`, `plugin:<name>`, `grant:config[0]`, …
         pub name: String,
         pub status: CheckStatus,
-        /// One line; only for a caller with a token.
+        /// One line; only for a caller with a token, and naming paths on
+        /// the server (log root, data dir) only for an admin.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub detail: Option<String>,
     }
@@ -394,7 +395,9 @@ pub mod schemas {
         pub description: String,
         /// `sha256:<hex>` of the component.
         pub digest: String,
-        /// Built in, or a file in the plugins directory.
+        /// `{"kind": "built_in"}`, or `{"kind": "file"}` for a component
+        /// loaded from a file — with its `path` on the server for admins
+        /// only.
         #[schema(value_type = Value)]
         pub source: Value,
         /// The JSON Schema of a step's `config`.
