@@ -420,7 +420,10 @@ fn log_dir_item(root: &Path) -> Item {
                     Verdict::Fail,
                     format!("{} is not writable: {e}", path.display()),
                 )
-                .without_paths(format!("the log directory {dir}/ is not writable: {}", e.kind()));
+                .without_paths(format!(
+                    "the log directory {dir}/ is not writable: {}",
+                    e.kind()
+                ));
             }
             checked += 1;
         }

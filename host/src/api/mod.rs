@@ -482,8 +482,8 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let flusher = Arc::clone(state.access.refusals()).spawn_flusher(state.audit.clone());
-    let app = router(Arc::clone(&state))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app =
+        router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = match tls {
         None => {
             axum::serve(listener, app)
