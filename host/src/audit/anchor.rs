@@ -935,13 +935,13 @@ mod tests {
 
         assert_eq!(fault(run(&[], (3, "h3"))), Some(AnchorFault::Missing));
         let recent = found(signer.sign(3, "h3", now - 1_000_000));
-        let r = run(&[recent.clone()], (3, "h3"));
+        let r = run(std::slice::from_ref(&recent), (3, "h3"));
         assert!(r.ok, "{r:?}");
         assert_eq!(r.newest.unwrap().seq, 3);
         // Behind: old checkpoint, head past it.
         let old = found(signer.sign(2, "h2", now - 600_000_000));
         assert_eq!(
-            fault(run(&[old.clone()], (3, "h3"))),
+            fault(run(std::slice::from_ref(&old), (3, "h3"))),
             Some(AnchorFault::Behind)
         );
         // An old checkpoint of the head itself is not behind (nothing since).

@@ -599,18 +599,21 @@ async fn a_behind_anchor_fails_verify() {
     trail.still_works();
 }
 
+/// What the witness was sent: the `Authorization` header and the body.
+type Received = Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>;
+
 /// A witness on loopback: it keeps every checkpoint POSTed to it (after a
 /// first refusal, which the node retries), with the bearer token sent.
 struct WitnessServer {
     addr: std::net::SocketAddr,
-    received: Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>,
+    received: Received,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl WitnessServer {
     async fn start() -> Self {
         use axum::http::{HeaderMap, StatusCode};
-        let received: Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        let received: Received = Arc::default();
         let refused_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let kept = Arc::clone(&received);
         let app = axum::Router::new().route(
