@@ -44,9 +44,21 @@ struct Global {
 enum Command {
     /// Serve the REST API.
     Serve {
-        /// Address to listen on [default: 127.0.0.1:8080].
+        /// Address to listen on [default: 127.0.0.1:8080]. An address that
+        /// is not loopback needs TLS (--tls-cert, --tls-key) or
+        /// --insecure-http.
         #[arg(long, env = "MERIDIAN_LISTEN")]
         listen: Option<String>,
+        /// The TLS certificate chain (PEM); reloaded when the file changes.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The TLS private key (PEM) of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on an address that is not loopback: tokens and
+        /// everything else then cross the network unencrypted.
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Run a job once, here and now, and print each step's result. The job
     /// is stored (a new version if it changed) and the execution recorded in
@@ -115,21 +127,44 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; names the first record that was edited,
-    /// removed or reordered. Then compare the store's records with their
-    /// mirrored copies in the audit log files (`<log root>/audit`, when it
-    /// exists): names the first record that differs (a trail rewritten with
-    /// every hash recomputed) or is gone. Exit code 1 when either fails.
+    /// Check the hash chain (names the first record that was edited,
+    /// removed or reordered); compare the store's records with their
+    /// mirrored copies in the audit log files (`<log root>/audit`, `.log`
+    /// and `.gz`: names the first record that differs — a trail rewritten
+    /// with every hash recomputed — or is gone); and check the signed
+    /// checkpoints of the chain's head found there and in a witness's
+    /// export. Exit code 1 when any of it fails, or when the mirror or the
+    /// anchor is missing, behind, or holds files that cannot be read.
     Verify {
         #[arg(long)]
         json: bool,
-        /// The directory of mirrored audit log files to compare with
-        /// (another node's, or a copy shipped elsewhere).
-        #[arg(long, value_name = "DIR", conflicts_with = "no_mirror")]
-        mirror: Option<PathBuf>,
-        /// Check the chain only.
+        /// A directory of mirrored audit log files to compare with instead
+        /// of this node's (another node's, or a copy shipped elsewhere).
+        /// Repeatable: the files of every node of a cluster together.
+        #[arg(long = "mirror", value_name = "DIR", conflicts_with = "no_mirror")]
+        mirrors: Vec<PathBuf>,
+        /// Check the chain only: no mirror, no anchor (says so).
         #[arg(long)]
         no_mirror: bool,
+        /// A public key (64 hex characters) whose checkpoints count, as
+        /// `meridian audit key` prints it; repeatable. Replaces `[audit]
+        /// trusted_keys` and this node's own key.
+        #[arg(long = "trusted-key", value_name = "HEX")]
+        trusted_keys: Vec<String>,
+        /// Checkpoints exported from the witness (JSON lines, one
+        /// checkpoint a line); repeatable.
+        #[arg(
+            long = "witness-file",
+            value_name = "FILE",
+            conflicts_with = "no_mirror"
+        )]
+        witness_files: Vec<PathBuf>,
+    },
+    /// This node's audit signing key: its public half (what `[audit]
+    /// trusted_keys` and `audit verify --trusted-key` take) and its id.
+    Key {
+        #[arg(long)]
+        json: bool,
     },
     /// Records matching every filter given, oldest first.
     Query(Box<AuditQueryArgs>),
@@ -325,18 +360,24 @@ async fn run(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let mut overrides = Overrides {
+        data_dir: cli.global.data_dir,
+        plugins_dir: cli.global.plugins_dir,
+        ..Overrides::default()
     };
-    let loaded = Config::load(
-        cli.global.config.as_deref(),
-        Overrides {
-            data_dir: cli.global.data_dir,
-            listen,
-            plugins_dir: cli.global.plugins_dir,
-        },
-    );
+    if let Command::Serve {
+        listen,
+        tls_cert,
+        tls_key,
+        insecure_http,
+    } = &cli.command
+    {
+        overrides.listen.clone_from(listen);
+        overrides.tls_cert.clone_from(tls_cert);
+        overrides.tls_key.clone_from(tls_key);
+        overrides.insecure_http = *insecure_http;
+    }
+    let loaded = Config::load(cli.global.config.as_deref(), overrides);
     if let Command::Doctor { json } = cli.command {
         return doctor(loaded, json, out).await;
     }
@@ -350,6 +391,21 @@ async fn run(
         }
         _ => None,
     };
+    // The commands that append to the audit trail sign a checkpoint of its
+    // head when they end (`serve` signs its own as it runs).
+    let writes_trail = matches!(
+        &cli.command,
+        Command::Run { .. }
+            | Command::Grants(GrantsCommand::Add { .. } | GrantsCommand::Revoke { .. })
+            | Command::Token(TokenCommand::Create { .. } | TokenCommand::Revoke { .. })
+    );
+    let exit_checkpoint = writes_trail.then(|| {
+        (
+            config.store.clone(),
+            config.audit.clone(),
+            config.cluster.node_id.clone(),
+        )
+    });
     let result = match cli.command {
         Command::Serve { .. } => serve(config, logs.as_ref(), err).await,
         Command::Run { job, params, json } => run_job(config, job, params, json, out, err).await,
@@ -392,12 +448,35 @@ async fn run(
         Command::Token(command) => tokens(config, command, out, err).await,
         Command::Doctor { json } => doctor(Ok(config), json, out).await,
     };
+    if let Some((store, audit, node)) = exit_checkpoint
+        && let Err(e) = checkpoint_once(&store, &audit, &node).await
+    {
+        let _ = writeln!(
+            err,
+            "warning: no checkpoint of the audit trail signed: {e:#}"
+        );
+    }
     if let Some(logs) = &logs
         && let Err(e) = logs.flush_async().await
     {
         let _ = writeln!(err, "warning: {e}");
     }
     result
+}
+
+/// Signs one checkpoint of the store's head (to the mirror; the witness
+/// hears from the serving nodes).
+async fn checkpoint_once(
+    store: &crate::config::StoreLocation,
+    audit: &crate::audit::anchor::AuditSettings,
+    node: &str,
+) -> anyhow::Result<()> {
+    let (signer, _) = crate::audit::anchor::Signer::load_or_create(&audit.signing_key, node)?;
+    let store = store.open().await?;
+    let checkpointer = crate::audit::anchor::Checkpointer::new(store.clone(), signer, None);
+    checkpointer.checkpoint().await?;
+    store.close().await;
+    Ok(())
 }
 
 /// Adds the log files to the subscriber `main` installed; `None` when the
@@ -420,8 +499,24 @@ async fn serve(
     logs: Option<&crate::logging::LogHandle>,
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
+    // Refused before anything starts: tokens must not cross a network in
+    // the clear unless the operator said so.
+    if config.api.tls.is_none() && !config.api.insecure_http && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {}, which is not a loopback address: API tokens \
+             would cross the network unencrypted. Give a certificate (--tls-cert and --tls-key, \
+             or [api] tls_cert and tls_key), or say --insecure-http (or [api] insecure_http = \
+             true) to serve plain HTTP anyway",
+            config.listen
+        );
+    }
+    let tls = match &config.api.tls {
+        Some(files) => Some(api::tls::Tls::load(files.clone()).await?),
+        None => None,
+    };
     let store = open_store(&config).await?;
     register_node(&config, &store).await?;
+    let checkpointer = start_checkpoints(&config, &store, err)?;
     let (runtime, audit_log) = crate::build_node_runtime(&config, &store).await?;
     let runtime = Arc::new(runtime);
     let grant_watch = crate::grants::stored::watch(
@@ -458,8 +553,9 @@ async fn serve(
         log_dir: config.logging.root(&config.data_dir),
         metrics: Arc::clone(&metrics),
         audit: audit_log.clone(),
-        access: Default::default(),
+        access: api::AuthState::new(config.api.refusal_window),
         uploads: api::PluginUploads::from_config(&config),
+        audit_settings: config.audit.clone(),
     });
     if let Some(token) = crate::auth::ensure_first_admin(&state.store).await? {
         writeln!(
@@ -483,13 +579,17 @@ async fn serve(
             recovered.cancelled.len()
         )?;
     }
-    writeln!(err, "meridian listening on http://{addr}")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (--insecure-http)");
+    }
+    writeln!(err, "meridian listening on {scheme}://{addr}")?;
     err.flush()?;
     let every = std::time::Duration::from_secs(60);
     let snapshots = crate::metrics::spawn_snapshots(metrics, executions.queues().clone(), every);
     // Log retention: now, then every `logging.cleanup_interval_s`.
     let cleanup = logs.map(crate::logging::LogHandle::spawn_cleanup);
-    api::serve(listener, Arc::clone(&state), shutdown_signal()).await?;
+    api::serve_with(listener, Arc::clone(&state), tls, shutdown_signal()).await?;
     grant_watch.abort();
     if let Some(cleanup) = cleanup {
         cleanup.abort();
@@ -509,6 +609,18 @@ async fn serve(
         tracing::warn!("cannot close the steps' SQL pools: {e}");
     }
     audit_log.flush().await;
+    // The last checkpoint covers every record this node appended.
+    let (checkpointer, ticking) = checkpointer;
+    ticking.abort();
+    let _ = ticking.await;
+    match Arc::try_unwrap(checkpointer) {
+        Ok(c) => c.finish(WITNESS_GRACE).await,
+        Err(c) => {
+            if let Err(e) = c.checkpoint().await {
+                tracing::warn!("cannot checkpoint the audit trail's head: {e}");
+            }
+        }
+    }
     // Give up this node's leases: other nodes take over at once what it
     // leaves unfinished (and it claims them back if it restarts first).
     if let Err(e) = store_for_stop
@@ -518,6 +630,53 @@ async fn serve(
         tracing::warn!("cannot record this node's stop: {e}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a stopping node waits for the witness to take its last
+/// checkpoints.
+const WITNESS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The node's signing key (made on first start, its public half printed
+/// once) and the task that checkpoints the trail's head now and every
+/// `[audit] checkpoint_interval_s`, to the mirror and the witness.
+fn start_checkpoints(
+    config: &Config,
+    store: &crate::store::Store,
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<(
+    Arc<crate::audit::anchor::Checkpointer>,
+    tokio::task::JoinHandle<()>,
+)> {
+    use crate::audit::anchor::{Checkpointer, Signer, Witness};
+    let path = &config.audit.signing_key;
+    let (signer, created) = Signer::load_or_create(path, &config.cluster.node_id)?;
+    if created {
+        writeln!(
+            err,
+            "created the audit signing key {} (key id {}); its public key, for [audit] \
+             trusted_keys wherever the trail is verified:\n  {}",
+            path.display(),
+            signer.key_id(),
+            signer.public()
+        )?;
+    }
+    let trusted = &config.audit.trusted_keys;
+    if !trusted.is_empty() && !trusted.contains(&signer.public()) {
+        tracing::warn!(
+            key_id = %signer.key_id(),
+            "this node's audit signing key is not in [audit] trusted_keys: its checkpoints will not verify"
+        );
+    }
+    let witness = config
+        .audit
+        .witness
+        .clone()
+        .map(Witness::start)
+        .transpose()
+        .context("cannot set up the audit witness client")?;
+    let checkpointer = Arc::new(Checkpointer::new(store.clone(), signer, witness));
+    let ticking = Arc::clone(&checkpointer).spawn(config.audit.checkpoint_interval);
+    Ok((checkpointer, ticking))
 }
 
 /// Stops its task when dropped.
@@ -656,62 +815,80 @@ async fn audit(
     match command {
         AuditCommand::Verify {
             json,
-            mirror,
+            mirrors,
             no_mirror,
+            trusted_keys,
+            witness_files,
         } => {
-            let default_dir = config
-                .logging
-                .root(&config.data_dir)
-                .join(crate::logging::Category::Audit.dir_name());
-            let mirror_dir = match (mirror, no_mirror) {
-                (_, true) => None,
-                (Some(dir), false) => Some(dir),
-                (None, false) => default_dir.is_dir().then_some(default_dir),
-            };
-            let (report, mirrored) =
-                crate::audit::mirror::verify_with_mirror(&store, mirror_dir.as_deref()).await?;
-            if json {
-                let mut v = serde_json::to_value(&report)?;
-                if let serde_json::Value::Object(map) = &mut v {
-                    map.insert("mirror".into(), serde_json::to_value(&mirrored)?);
-                }
-                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-            } else {
-                if let Some(p) = &report.problem {
-                    writeln!(
-                        err,
-                        "audit trail BROKEN at position {} (record {}): {:?}: {}",
-                        p.position, p.seq, p.tamper, p.message
-                    )?;
-                } else {
-                    writeln!(
-                        out,
-                        "audit trail intact: {} records, head {}",
-                        report.records, report.head
-                    )?;
-                }
-                match &mirrored {
-                    Some(m) if m.ok => writeln!(
-                        out,
-                        "mirror {} agrees: {} records in {} files match the store ({} not mirrored there)",
-                        m.dir.display(),
-                        m.mirrored,
-                        m.files,
-                        m.not_mirrored
-                    )?,
-                    Some(m) => {
-                        if let Some(p) = &m.problem {
-                            writeln!(err, "audit trail DIFFERS from its mirror: {}", p.message)?;
-                        }
-                    }
-                    None => writeln!(out, "no mirror compared")?,
-                }
+            use crate::audit::anchor;
+            let mut given = Vec::new();
+            for key in &trusted_keys {
+                given.push(
+                    key.parse::<anchor::PublicKey>()
+                        .map_err(|e| anyhow::anyhow!("--trusted-key: {e}"))?,
+                );
             }
-            Ok(if report.ok && mirrored.as_ref().is_none_or(|m| m.ok) {
+            if given.is_empty() {
+                given.clone_from(&config.audit.trusted_keys);
+            }
+            let mut witness = Vec::new();
+            for file in &witness_files {
+                witness.extend(
+                    anchor::read_witness_file(file)
+                        .map_err(|e| anyhow::anyhow!("--witness-file: {e}"))?,
+                );
+            }
+            let mirrors = match (no_mirror, mirrors.is_empty()) {
+                (true, _) => Vec::new(),
+                (false, false) => mirrors,
+                (false, true) => vec![
+                    config
+                        .logging
+                        .root(&config.data_dir)
+                        .join(crate::logging::Category::Audit.dir_name()),
+                ],
+            };
+            let options = crate::audit::mirror::VerifyOptions {
+                mirrors,
+                keys: anchor::TrustedKeys::resolve(&given, &config.audit.signing_key),
+                witness,
+                max_lag: anchor::max_lag(config.audit.checkpoint_interval),
+            };
+            let report = crate::audit::mirror::verify_all(&store, &options).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                print_verify(&report, &options, out, err)?;
+            }
+            Ok(if report.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
+        }
+        AuditCommand::Key { json } => {
+            let path = &config.audit.signing_key;
+            let signer = crate::audit::anchor::Signer::load(path, &config.cluster.node_id)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e}\n(the key is made by the first `meridian serve`, or command that \
+                         writes the audit trail, on this data dir)"
+                    )
+                })?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "public_key": signer.public().to_string(),
+                        "key_id": signer.key_id(),
+                    })
+                )?;
+            } else {
+                writeln!(out, "{}", signer.public())?;
+                writeln!(err, "key id {} ({})", signer.key_id(), path.display())?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Query(args) => {
             let AuditQueryArgs {
@@ -774,6 +951,72 @@ async fn audit(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `audit verify`'s text: a line each for the chain, the mirror and the
+/// anchor on stdout, every failure on stderr.
+fn print_verify(
+    report: &crate::audit::mirror::FullReport,
+    options: &crate::audit::mirror::VerifyOptions,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let chain = &report.chain;
+    if let Some(p) = &chain.problem {
+        writeln!(
+            err,
+            "audit trail BROKEN at position {} (record {}): {:?}: {}",
+            p.position, p.seq, p.tamper, p.message
+        )?;
+    } else {
+        writeln!(
+            out,
+            "audit trail intact: {} records, head {}",
+            chain.records, chain.head
+        )?;
+    }
+    let dirs = options
+        .mirrors
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match &report.mirror {
+        Some(m) if m.ok => writeln!(
+            out,
+            "mirror {dirs} agrees: {} records in {} files ({} gzipped) match the store ({} not mirrored there)",
+            m.mirrored, m.files, m.gzipped, m.not_mirrored
+        )?,
+        Some(m) => {
+            if let Some(p) = &m.problem {
+                writeln!(err, "audit trail DIFFERS from its mirror: {}", p.message)?;
+            }
+            writeln!(
+                err,
+                "mirror {dirs} FAILED: {} records in {} files ({} gzipped), {} unread",
+                m.mirrored,
+                m.files,
+                m.gzipped,
+                m.unread.len()
+            )?;
+        }
+        None => writeln!(out, "mirror and anchor not checked (--no-mirror)")?,
+    }
+    if let Some(a) = &report.anchor {
+        match (&a.problem, &a.newest) {
+            (None, Some(n)) => writeln!(
+                out,
+                "anchor holds: {} checkpoints; the newest, of record {}, signed by node {} at {} with key {}",
+                a.checkpoints, n.seq, n.node, n.at, n.key_id
+            )?,
+            (None, None) => writeln!(out, "anchor holds: the trail is empty")?,
+            (Some(p), _) => writeln!(err, "anchor FAILED ({:?}): {}", p.fault, p.message)?,
+        }
+    }
+    for reason in &report.reasons {
+        writeln!(err, "not verified: {reason}")?;
+    }
+    Ok(())
 }
 
 async fn grants(

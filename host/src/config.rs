@@ -62,6 +62,21 @@ struct FileConfig {
     /// `[cluster]`: this node's id and its leases.
     #[serde(default)]
     cluster: ClusterFile,
+    /// `[audit]`: the signing key and checkpoints of the audit trail.
+    #[serde(default)]
+    audit: AuditFile,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    signing_key: Option<PathBuf>,
+    checkpoint_interval_s: Option<u64>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+    witness_url: Option<String>,
+    witness_token_secret: Option<String>,
 }
 
 /// `[cluster]` as written.
@@ -159,6 +174,10 @@ pub struct ClusterSettings {
 #[serde(deny_unknown_fields)]
 struct ApiFile {
     max_plugin_bytes: Option<usize>,
+    refusal_window_s: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: Option<bool>,
 }
 
 /// The REST API's settings (`[api]`).
@@ -167,6 +186,14 @@ pub struct ApiSettings {
     /// The largest component PUT /api/v2/plugins/{name} accepts; every
     /// other route keeps the 1 MiB body limit.
     pub max_plugin_bytes: usize,
+    /// How long requests without a valid token are counted before their
+    /// aggregate audit records are written (one per source address).
+    pub refusal_window: Duration,
+    /// The certificate chain and key `serve` speaks TLS with.
+    pub tls: Option<crate::api::tls::TlsFiles>,
+    /// Serve plain HTTP on an address that is not loopback (said in so
+    /// many words: `--insecure-http` or `[api] insecure_http = true`).
+    pub insecure_http: bool,
 }
 
 /// The default of `[api] max_plugin_bytes`: 64 MiB.
@@ -176,6 +203,9 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
+            refusal_window: crate::api::refusals::DEFAULT_WINDOW,
+            tls: None,
+            insecure_http: false,
         }
     }
 }
@@ -273,6 +303,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub plugins_dir: Option<PathBuf>,
+    /// `serve --tls-cert`, `--tls-key`, `--insecure-http`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_http: bool,
 }
 
 /// The whole configuration, parsed.
@@ -300,6 +334,9 @@ pub struct Config {
     pub store: StoreLocation,
     /// This node's id and leases (`[cluster]`).
     pub cluster: ClusterSettings,
+    /// `[audit]`: the key that signs the trail's checkpoints, how often,
+    /// whose checkpoints verify, the witness.
+    pub audit: crate::audit::anchor::AuditSettings,
 }
 
 /// A configuration problem, naming the file and the field.
@@ -440,6 +477,34 @@ impl Config {
             }
             api.max_plugin_bytes = n;
         }
+        if let Some(s) = parsed.api.refusal_window_s {
+            if !(1..=3600).contains(&s) {
+                return Err(field(
+                    "api.refusal_window_s",
+                    "must be between 1 and 3600 seconds".into(),
+                ));
+            }
+            api.refusal_window = Duration::from_secs(s);
+        }
+        let tls_cert = overrides.tls_cert.or(parsed.api.tls_cert.map(resolve));
+        let tls_key = overrides.tls_key.or(parsed.api.tls_key.map(resolve));
+        api.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(field(
+                    "api.tls_key",
+                    "is needed with tls_cert (--tls-key with --tls-cert)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(field(
+                    "api.tls_cert",
+                    "is needed with tls_key (--tls-cert with --tls-key)".into(),
+                ));
+            }
+        };
+        api.insecure_http = overrides.insecure_http || parsed.api.insecure_http.unwrap_or(false);
 
         let mut http = HttpLimits::default();
         let h = parsed.http;
@@ -524,6 +589,11 @@ impl Config {
                     .join("; "),
             })?;
 
+        let audit = audit_settings(parsed.audit, &data_dir, &resolve, &|name| {
+            secrets.get(name).cloned()
+        })
+        .map_err(|(name, message)| field(&name, message))?;
+
         let store = match parsed.store {
             None => StoreLocation::Sqlite(data_dir.join("meridian.db")),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -580,6 +650,7 @@ impl Config {
             api,
             store,
             cluster,
+            audit,
         })
     }
 
@@ -600,6 +671,66 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("components")
     }
+}
+
+/// Checks `[audit]`; a problem is the field's name and what is wrong.
+fn audit_settings(
+    file: AuditFile,
+    data_dir: &Path,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+    secret: &dyn Fn(&str) -> Option<SecretValue>,
+) -> Result<crate::audit::anchor::AuditSettings, (String, String)> {
+    let mut settings = crate::audit::anchor::AuditSettings::new(data_dir);
+    if let Some(path) = file.signing_key {
+        settings.signing_key = resolve(path);
+    }
+    if let Some(s) = file.checkpoint_interval_s {
+        if !(1..=86_400).contains(&s) {
+            return Err((
+                "audit.checkpoint_interval_s".into(),
+                "must be between 1 and 86400 seconds".into(),
+            ));
+        }
+        settings.checkpoint_interval = Duration::from_secs(s);
+    }
+    for (i, key) in file.trusted_keys.iter().enumerate() {
+        let key = key
+            .parse()
+            .map_err(|e| (format!("audit.trusted_keys[{i}]"), format!("{e}")))?;
+        settings.trusted_keys.push(key);
+    }
+    let token = match file.witness_token_secret {
+        Some(name) => Some(secret(&name).ok_or_else(|| {
+            (
+                "audit.witness_token_secret".to_string(),
+                format!("no secret named {name:?} in [secrets]"),
+            )
+        })?),
+        None => None,
+    };
+    match file.witness_url {
+        Some(text) => {
+            let bad = |m: &str| ("audit.witness_url".to_string(), m.to_string());
+            let url = url::Url::parse(&text).map_err(|e| bad(&format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("must be an http:// or https:// URL"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad(
+                    "must not hold credentials: give the token with witness_token_secret",
+                ));
+            }
+            settings.witness = Some(crate::audit::anchor::WitnessSettings { url, token });
+        }
+        None if token.is_some() => {
+            return Err((
+                "audit.witness_token_secret".into(),
+                "is set but witness_url is not".into(),
+            ));
+        }
+        None => {}
+    }
+    Ok(settings)
 }
 
 /// Checks `[logging]` with the environment's overrides; a problem is the
@@ -713,6 +844,14 @@ mod tests {
             timeout_ms = 1500
             [api]
             max_plugin_bytes = 4096
+            refusal_window_s = 5
+            tls_cert = "tls/cert.pem"
+            tls_key = "tls/key.pem"
+            [audit]
+            signing_key = "keys/audit.pem"
+            checkpoint_interval_s = 30
+            witness_url = "https://witness.example/checkpoints"
+            witness_token_secret = "lit"
             [secrets]
             lit = "literal"
             pw = { file = "pw" }
@@ -734,6 +873,16 @@ mod tests {
         assert_eq!(c.plugins_dir, Some(dir.path().join("plugins")));
         assert_eq!(c.sandbox.timeout, Duration::from_millis(1500));
         assert_eq!(c.api.max_plugin_bytes, 4096);
+        assert_eq!(c.api.refusal_window, Duration::from_secs(5));
+        let tls = c.api.tls.as_ref().unwrap();
+        assert_eq!(tls.cert, dir.path().join("tls/cert.pem"));
+        assert_eq!(tls.key, dir.path().join("tls/key.pem"));
+        assert!(!c.api.insecure_http);
+        assert_eq!(c.audit.signing_key, dir.path().join("keys/audit.pem"));
+        assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(30));
+        let witness = c.audit.witness.as_ref().unwrap();
+        assert_eq!(witness.url.as_str(), "https://witness.example/checkpoints");
+        assert_eq!(witness.token.as_ref().unwrap().expose(), "literal");
         assert_eq!(c.upload_dir(), dir.path().join("plugins"));
         assert_eq!(c.secrets.get("pw").unwrap().expose(), "from-file");
         assert_eq!(c.secrets.get("lit").unwrap().expose(), "literal");
@@ -766,6 +915,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("api.max_plugin_bytes"), "{e}");
+        for (text, field) in [
+            (
+                "[audit]\ncheckpoint_interval_s = 0\n",
+                "audit.checkpoint_interval_s",
+            ),
+            (
+                "[audit]\ntrusted_keys = [\"abc\"]\n",
+                "audit.trusted_keys[0]",
+            ),
+            ("[audit]\nwitness_url = \"ftp://w\"\n", "audit.witness_url"),
+            (
+                "[audit]\nwitness_url = \"https://u:p@w/\"\n",
+                "audit.witness_url",
+            ),
+            (
+                "[audit]\nwitness_url = \"https://w/\"\nwitness_token_secret = \"nope\"\n",
+                "audit.witness_token_secret",
+            ),
+        ] {
+            let cfg = write(dir.path(), "a.toml", text);
+            let e = Config::load(Some(&cfg), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let cfg = write(dir.path(), "m6.toml", "[api]\ntls_cert = \"c.pem\"\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.tls_key"), "{e}");
+        let cfg = write(dir.path(), "m5.toml", "[api]\nrefusal_window_s = 0\n");
+        let e = Config::load(Some(&cfg), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.refusal_window_s"), "{e}");
     }
 
     fn logging(text: &str, env: LogEnv) -> Result<LogConfig, (String, String)> {

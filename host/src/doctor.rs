@@ -70,6 +70,11 @@ pub struct Item {
     pub verdict: Verdict,
     /// One line.
     pub detail: String,
+    /// The line without server paths, when `detail` names one: what the
+    /// health endpoint shows callers who are not admins (a path names the
+    /// data dir, and so the store's file).
+    #[serde(skip)]
+    pub public_detail: Option<String>,
 }
 
 impl Item {
@@ -79,7 +84,15 @@ impl Item {
             name: name.into(),
             verdict,
             detail: detail.into(),
+            public_detail: None,
         }
+    }
+
+    /// The same item, whose detail names server paths, with a line that
+    /// does not.
+    pub fn without_paths(mut self, public: impl Into<String>) -> Self {
+        self.public_detail = Some(public.into());
+        self
     }
 }
 
@@ -329,12 +342,14 @@ fn probe_write(dir: &Path) -> std::io::Result<()> {
 pub fn writable_dir(name: &str, dir: &Path) -> Item {
     if dir.is_dir() {
         return match probe_write(dir) {
-            Ok(()) => Item::new(name, Verdict::Ok, format!("{} is writable", dir.display())),
+            Ok(()) => Item::new(name, Verdict::Ok, format!("{} is writable", dir.display()))
+                .without_paths("the directory is writable"),
             Err(e) => Item::new(
                 name,
                 Verdict::Fail,
                 format!("{} is not writable: {e}", dir.display()),
-            ),
+            )
+            .without_paths(format!("the directory is not writable: {}", e.kind())),
         };
     }
     if dir.exists() {
@@ -342,21 +357,24 @@ pub fn writable_dir(name: &str, dir: &Path) -> Item {
             name,
             Verdict::Fail,
             format!("{} is not a directory", dir.display()),
-        );
+        )
+        .without_paths("the path is not a directory");
     }
     let Some(parent) = dir.ancestors().skip(1).find(|a| a.is_dir()) else {
         return Item::new(
             name,
             Verdict::Fail,
             format!("{} cannot be created", dir.display()),
-        );
+        )
+        .without_paths("the directory cannot be created");
     };
     match probe_write(parent) {
         Ok(()) => Item::new(
             name,
             Verdict::Ok,
             format!("{} does not exist yet; it will be created", dir.display()),
-        ),
+        )
+        .without_paths("the directory does not exist yet; it will be created"),
         Err(e) => Item::new(
             name,
             Verdict::Fail,
@@ -365,7 +383,11 @@ pub fn writable_dir(name: &str, dir: &Path) -> Item {
                 dir.display(),
                 parent.display()
             ),
-        ),
+        )
+        .without_paths(format!(
+            "the directory does not exist and its parent is not writable: {}",
+            e.kind()
+        )),
     }
 }
 
@@ -381,18 +403,27 @@ fn log_dir_item(root: &Path) -> Item {
             "logs",
             Verdict::Fail,
             format!("{} cannot be listed", root.display()),
-        );
+        )
+        .without_paths("the log root cannot be listed");
     };
     let mut checked = 1;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             if let Err(e) = probe_write(&path) {
+                let dir = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 return Item::new(
                     "logs",
                     Verdict::Fail,
                     format!("{} is not writable: {e}", path.display()),
-                );
+                )
+                .without_paths(format!(
+                    "the log directory {dir}/ is not writable: {}",
+                    e.kind()
+                ));
             }
             checked += 1;
         }
@@ -406,6 +437,10 @@ fn log_dir_item(root: &Path) -> Item {
             checked - 1
         ),
     )
+    .without_paths(format!(
+        "the log root and its {} directories are writable",
+        checked - 1
+    ))
 }
 
 /// Free space on the file system holding `dir` (or its nearest existing
@@ -438,12 +473,18 @@ fn disk_item(dir: &Path) -> Item {
                     existing.display()
                 ),
             )
+            .without_paths(format!(
+                "{} MiB free of {} MiB",
+                free / (1024 * 1024),
+                total / (1024 * 1024)
+            ))
         }
         Err(e) => Item::new(
             "disk",
             Verdict::Warn,
             format!("free space at {} unknown: {e}", existing.display()),
-        ),
+        )
+        .without_paths("free space unknown"),
     }
 }
 
@@ -454,7 +495,8 @@ pub fn config_item(loaded: Result<&crate::config::Config, &crate::config::Config
             "config",
             Verdict::Ok,
             format!("loaded; data dir {}", c.data_dir.display()),
-        ),
+        )
+        .without_paths("loaded"),
         Err(e) => Item::new("config", Verdict::Fail, e.to_string()),
     }
 }

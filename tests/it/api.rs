@@ -1170,10 +1170,16 @@ async fn audit_grants_and_capabilities_routes() {
 
     let (status, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["ok"], true, "{body}");
+    assert_eq!(body["chain_ok"], true, "{body}");
     assert_eq!(body["records"], 2);
-    // This in-process node mirrors nothing: no files, nothing compared.
-    assert_eq!(body["mirror"], Value::Null, "{body}");
+    // This in-process node mirrors nothing: the mirror and the anchor are
+    // missing, so the trail is not verified.
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["mirror"]["ok"], false, "{body}");
+    assert_eq!(body["anchor"]["problem"]["fault"], "no_key", "{body}");
+    let reasons = body["reasons"].to_string();
+    assert!(reasons.contains("the mirror is missing"), "{body}");
+    assert!(!reasons.contains(state.log_dir.to_str().unwrap()), "{body}");
     // With mirrored files: a record mirrored as stored agrees; one whose
     // mirrored hash is not the store's is named.
     let (_, _, trail) = get(state.clone(), "/api/v2/audit").await;
@@ -1194,7 +1200,8 @@ async fn audit_grants_and_capabilities_routes() {
     assert_eq!(body["mirror"]["not_mirrored"], 1, "{body}");
     std::fs::write(audit_dir.join("2026-12-01.log"), line(2, &"0".repeat(64))).unwrap();
     let (_, _, body) = get(state.clone(), "/api/v2/audit/verify").await;
-    assert_eq!(body["ok"], true, "the chain itself is intact: {body}");
+    assert_eq!(body["chain_ok"], true, "the chain itself is intact: {body}");
+    assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["mirror"]["ok"], false, "{body}");
     assert_eq!(body["mirror"]["problem"]["seq"], 2, "{body}");
     let message = body["mirror"]["problem"]["message"].as_str().unwrap();
@@ -1346,7 +1353,10 @@ async fn every_route_checks_the_token_and_its_role() {
             }
         }
     }
-    // The refusals, and the operator's attempted changes, are on the trail.
+    // The refusals, and the operator's attempted changes, are on the trail:
+    // those without a valid token counted in their window's aggregate
+    // record, the rest one record each.
+    state.flush_refusals();
     state.audit.flush().await;
     let api = |decision: Option<&str>, actor: Option<&str>| {
         let store = state.store.clone();
@@ -1367,8 +1377,20 @@ async fn every_route_checks_the_token_and_its_role() {
                 .collect::<Vec<_>>()
         }
     };
-    let refused =
-        api(Some("unauthenticated"), None).await.len() + api(Some("forbidden"), None).await.len();
+    let aggregated = api(Some("unauthenticated"), None).await;
+    assert_eq!(
+        aggregated.len(),
+        1,
+        "one source, one window: {aggregated:#?}"
+    );
+    let counted: u64 = aggregated
+        .iter()
+        .map(|r| {
+            let data: Value = serde_json::from_str(r.entry.data.as_deref().unwrap()).unwrap();
+            data["count"].as_u64().unwrap()
+        })
+        .sum();
+    let refused = counted as usize + api(Some("forbidden"), None).await.len();
     assert_eq!(refused, refusals);
     let by_operator = api(None, Some("token:operator")).await;
     assert!(

@@ -115,8 +115,20 @@ async fn every_call_is_on_a_trail_that_verifies_and_catches_an_edit() {
             .is_empty()
     );
 
-    let (out, _) = cli(&config, &data, &["audit", "verify"], ExitCode::SUCCESS).await;
+    // (In-process the commands write no log files: there is no mirror, so
+    // the chain alone is checked here; `audit verify` without the flag
+    // fails for the missing mirror, see `hostile::audit`.)
+    let (out, _) = cli(
+        &config,
+        &data,
+        &["audit", "verify", "--no-mirror"],
+        ExitCode::SUCCESS,
+    )
+    .await;
     assert!(out.contains("intact: 2 records"), "{out}");
+    assert!(out.contains("not checked (--no-mirror)"), "{out}");
+    let (_, err) = cli(&config, &data, &["audit", "verify"], ExitCode::FAILURE).await;
+    assert!(err.contains("the mirror is missing"), "{err}");
 
     // The security team's page: asked, granted, used.
     let (out, _) = cli(
@@ -165,7 +177,13 @@ async fn every_call_is_on_a_trail_that_verifies_and_catches_an_edit() {
         .await
         .unwrap();
     let seq = d["seq"].as_i64().unwrap();
-    let (_, err) = cli(&config, &data, &["audit", "verify"], ExitCode::FAILURE).await;
+    let (_, err) = cli(
+        &config,
+        &data,
+        &["audit", "verify", "--no-mirror"],
+        ExitCode::FAILURE,
+    )
+    .await;
     assert!(
         err.contains(&format!("(record {seq})")) && err.contains("Edited"),
         "{err}"
@@ -173,12 +191,13 @@ async fn every_call_is_on_a_trail_that_verifies_and_catches_an_edit() {
     let (out, _) = cli(
         &config,
         &data,
-        &["audit", "verify", "--json"],
+        &["audit", "verify", "--no-mirror", "--json"],
         ExitCode::FAILURE,
     )
     .await;
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], false);
+    assert_eq!(report["chain_ok"], false);
     assert_eq!(report["problem"]["tamper"], "edited");
     assert_eq!(report["problem"]["seq"], seq);
 }
@@ -296,7 +315,13 @@ async fn grants_stored_from_the_cli_apply_and_their_changes_are_audited() {
         assert!(c["actor"].as_str().unwrap().starts_with("cli:"), "{c}");
         assert!(c["data"].as_str().unwrap().contains("127.0.0.1"), "{c}");
     }
-    let (out, _) = cli(&config, &data, &["audit", "verify"], ExitCode::SUCCESS).await;
+    let (out, _) = cli(
+        &config,
+        &data,
+        &["audit", "verify", "--no-mirror"],
+        ExitCode::SUCCESS,
+    )
+    .await;
     assert!(out.contains("intact"), "{out}");
 }
 
@@ -449,7 +474,13 @@ async fn a_call_cut_short_by_the_steps_timeout_is_recorded() {
         "{:#}",
         failed[0]
     );
-    cli(&config, &data, &["audit", "verify"], ExitCode::SUCCESS).await;
+    cli(
+        &config,
+        &data,
+        &["audit", "verify", "--no-mirror"],
+        ExitCode::SUCCESS,
+    )
+    .await;
 }
 
 /// `meridian audit verify`, as a process, against the mirrored copy the
@@ -482,6 +513,8 @@ async fn a_rewritten_and_rehashed_trail_is_caught_by_its_mirror() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("intact: 3 records"), "{out}");
     assert!(out.contains("agrees: 3 records"), "{out}");
+    // Each command signed a checkpoint of the head as it ended.
+    assert!(out.contains("anchor holds: 3 checkpoints"), "{out}");
 
     // Rewrite record 2 and recompute its hash and every one after it.
     let db = data.join("meridian.db");
@@ -525,8 +558,13 @@ async fn a_rewritten_and_rehashed_trail_is_caught_by_its_mirror() {
     let (code, out, _) = run(&["audit", "verify", "--json"]);
     assert_eq!(code, Some(1));
     let report: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["ok"], false, "{report:#}");
+    assert_eq!(report["chain_ok"], true, "{report:#}");
     assert_eq!(report["mirror"]["ok"], false, "{report:#}");
+    assert_eq!(
+        report["anchor"]["problem"]["fault"], "contradicted",
+        "{report:#}"
+    );
     assert_eq!(report["mirror"]["problem"]["seq"], 2, "{report:#}");
     assert_eq!(report["mirror"]["mirrored"], 3, "{report:#}");
 

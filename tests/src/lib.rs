@@ -111,6 +111,7 @@ impl TestNode {
             audit,
             access: Default::default(),
             uploads: meridian::api::PluginUploads::from_config(&config),
+            audit_settings: config.audit.clone(),
         });
         let admin = meridian::store::TokenRow {
             id: "test-admin".into(),

@@ -3,6 +3,7 @@
 
 use super::executions::internal;
 use super::openapi::schemas as doc;
+use super::refusals::{Refusal, RefusalTally};
 use super::{AppState, Problem};
 use crate::audit::AuditEntry;
 use crate::auth::{self, Caller, Permission, Role, TokenError};
@@ -10,7 +11,7 @@ use crate::grants::stored::{self, GrantChangeError, GrantOrigin};
 use crate::model::Issue;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,13 +23,29 @@ use std::time::{Duration, Instant};
 /// How often a token's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// The guard's own state: when each token's use was last written.
+/// The guard's own state: when each token's use was last written, and the
+/// refusals without a valid token counted in the current window.
 #[derive(Debug, Default)]
 pub struct AuthState {
     touched: Mutex<HashMap<String, Instant>>,
+    refusals: Arc<RefusalTally>,
 }
 
 impl AuthState {
+    /// The guard's state with refusals without a valid token aggregated
+    /// per `refusal_window` (`[api] refusal_window_s`).
+    pub fn new(refusal_window: Duration) -> Self {
+        Self {
+            touched: Mutex::default(),
+            refusals: Arc::new(RefusalTally::new(refusal_window)),
+        }
+    }
+
+    /// The refusals without a valid token of the current window.
+    pub fn refusals(&self) -> &Arc<RefusalTally> {
+        &self.refusals
+    }
+
     fn due(&self, token_id: &str) -> bool {
         let Ok(mut touched) = self.touched.lock() else {
             return false;
@@ -55,7 +72,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Runs on every matched route: authenticates the bearer token, checks the
 /// role against [`auth::required`], hands the [`Caller`] to the handler,
-/// and puts refusals and state changes on the audit trail.
+/// and puts refusals and state changes on the audit trail — a refusal
+/// without a valid token as a count in its window's aggregate record
+/// (see [`super::refusals`]), the rest one record each.
 pub(super) async fn guard(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -69,6 +88,7 @@ pub(super) async fn guard(
         .unwrap_or_default();
     let target = format!("{method} {}", req.uri().path());
     let need = auth::required(&method, &route);
+    let presented = bearer(req.headers()).is_some();
     let caller = match bearer(req.headers()) {
         Some(token) => match auth::authenticate(&state.store, token).await {
             Ok(c) => c,
@@ -98,7 +118,25 @@ pub(super) async fn guard(
             Some(_) => None,
         };
         if let Some((code, status, title, detail)) = refusal {
-            record(&state, caller.as_ref(), &target, code, status);
+            if caller.is_some() {
+                record(&state, caller.as_ref(), &target, code, status);
+            } else {
+                // Anyone can send these: counted into the window's
+                // aggregate record, so a flood cannot grow the trail.
+                let peer = req
+                    .extensions()
+                    .get::<ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip());
+                let why = if presented {
+                    Refusal::InvalidToken
+                } else {
+                    Refusal::NoToken
+                };
+                state
+                    .access
+                    .refusals
+                    .count(peer, &format!("{method} {route}"), why);
+            }
             let mut res = Problem::new(status, code, title)
                 .with_detail(detail)
                 .into_response();

@@ -105,31 +105,34 @@ pub(super) async fn query_audit(
     }
 }
 
-/// GET /api/v2/audit/verify: the chain check, then the comparison with this
-/// node's mirrored audit log files; 200 either way, `ok` and `mirror.ok`
-/// say.
+/// GET /api/v2/audit/verify: the chain check, the comparison with this
+/// node's mirrored audit log files (`.log` and `.gz`) and the check of the
+/// signed checkpoints there; 200 either way, `ok` says whether all of it
+/// holds and `reasons` why not.
 #[utoipa::path(
     get,
     path = "/api/v2/audit/verify",
     tag = "security",
-    summary = "Verify the audit trail's hash chain and compare it with the mirrored log files",
+    summary = "Verify the audit trail: its hash chain, its mirrored log files and the signed checkpoints of its head",
     responses(
-        (status = 200, description = "The check; `ok` says whether the chain is intact, `mirror.ok` whether this node's mirrored copy agrees with the store", body = doc::VerifyReport),
+        (status = 200, description = "The check; `ok` is false (with `reasons`) when the chain is broken, the mirror differs, is missing or holds files that cannot be read, or the anchor is missing, behind, signed by an unknown key, forged or contradicted by the store", body = doc::VerifyReport),
     ),
 )]
 pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response {
-    let dir = state
-        .log_dir
-        .join(crate::logging::Category::Audit.dir_name());
-    let dir = dir.is_dir().then_some(dir.as_path());
-    match crate::audit::mirror::verify_with_mirror(&state.store, dir).await {
-        Ok((report, mirror)) => {
-            let mut body = json!(report);
-            if let Some(map) = body.as_object_mut() {
-                map.insert("mirror".into(), json!(mirror));
-            }
-            Json(body).into_response()
-        }
+    use crate::audit::anchor;
+    let settings = &state.audit_settings;
+    let options = crate::audit::mirror::VerifyOptions {
+        mirrors: vec![
+            state
+                .log_dir
+                .join(crate::logging::Category::Audit.dir_name()),
+        ],
+        keys: anchor::TrustedKeys::resolve(&settings.trusted_keys, &settings.signing_key),
+        witness: Vec::new(),
+        max_lag: anchor::max_lag(settings.checkpoint_interval),
+    };
+    match crate::audit::mirror::verify_all(&state.store, &options).await {
+        Ok(report) => Json(report).into_response(),
         Err(e) => internal(e).into_response(),
     }
 }

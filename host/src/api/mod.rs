@@ -15,11 +15,14 @@ mod performance;
 mod plugins;
 pub mod prometheus;
 pub use plugins::PluginUploads;
+pub mod refusals;
 mod schedules;
+pub mod tls;
+pub use access::AuthState;
 
 use crate::model::Issue;
 use crate::model::schedule::PreviewRequest;
-use crate::runtime::{PluginInfo, Runtime};
+use crate::runtime::Runtime;
 use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -48,10 +51,14 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where refused requests and state changes are recorded.
     pub audit: crate::audit::AuditLog,
-    /// The token guard's own state.
+    /// The token guard's own state (with the refusals without a valid
+    /// token counted in the current window).
     pub access: access::AuthState,
     /// Where uploaded plugins go and how large one may be.
     pub uploads: PluginUploads,
+    /// `[audit]`: whose checkpoints GET /api/v2/audit/verify trusts and
+    /// how far they may trail the head.
+    pub audit_settings: crate::audit::anchor::AuditSettings,
 }
 
 /// How long a request may take before it is answered 408 (a followed log
@@ -305,7 +312,9 @@ async fn openapi_json() -> Response {
 /// grants, secrets, log directories, disk), 200 when none fails, 503
 /// otherwise. Without a token the answer has each check's name and verdict
 /// only; the details (which plugins ask for what, which grants apply, the
-/// digests) are for callers with a token of any role. The audit chain's full verification is left to
+/// digests) are for callers with a token of any role, and details that name
+/// paths on the server (log root, data dir) are shown with them to admins
+/// only. The audit chain's full verification is left to
 /// `meridian doctor` and GET /api/v2/audit/verify: its cost grows with the
 /// trail.
 #[utoipa::path(
@@ -342,12 +351,26 @@ async fn health(
         "uptime_seconds": state.started.elapsed().as_secs(),
         "checks": report.checks,
     });
+    let admin = caller
+        .as_ref()
+        .is_some_and(|c| c.role.allows(crate::auth::Permission::Admin));
     if caller.is_some() {
         body["plugins"] = json!(plugins);
-    } else if let Some(checks) = body["checks"].as_array_mut() {
-        for c in checks {
-            if let Some(o) = c.as_object_mut() {
-                o.remove("detail");
+    }
+    if !admin && let Some(checks) = body["checks"].as_array_mut() {
+        for (c, item) in checks.iter_mut().zip(&report.checks) {
+            let Some(o) = c.as_object_mut() else { continue };
+            match (&caller, &item.public_detail) {
+                // Without a token: each check's name and verdict only.
+                (None, _) => {
+                    o.remove("detail");
+                }
+                // A detail that names server paths (the data dir, the log
+                // root) is for admins; others get it without them.
+                (Some(_), Some(public)) => {
+                    o.insert("detail".into(), json!(public));
+                }
+                (Some(_), None) => {}
             }
         }
     }
@@ -408,13 +431,6 @@ async fn session(caller: Option<axum::Extension<crate::auth::Caller>>) -> Respon
     .into_response()
 }
 
-/// A step type as the API lists it.
-#[derive(Debug, Serialize)]
-struct StepType<'a> {
-    #[serde(flatten)]
-    info: &'a PluginInfo,
-}
-
 /// The step types: the loaded plugins with their config schemas.
 #[utoipa::path(
     get,
@@ -423,22 +439,77 @@ struct StepType<'a> {
     summary = "List the step types",
     responses((status = 200, description = "The step types", body = openapi::schemas::StepTypes)),
 )]
-async fn step_types(State(state): State<Arc<AppState>>) -> Response {
+async fn step_types(
+    State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
     let plugins = state.runtime.plugins();
-    let types: Vec<StepType<'_>> = plugins.iter().map(|p| StepType { info: &p.info }).collect();
+    let types: Vec<_> = plugins
+        .iter()
+        .map(|p| plugins::plugin_view(&p.info, caller.as_deref()))
+        .collect();
     Json(json!({ "step_types": types })).into_response()
 }
 
+impl AppState {
+    /// Ends the current window of refusals without a valid token: its
+    /// aggregate records go to the audit trail now (`serve` does this at
+    /// each window's end and when it stops).
+    pub fn flush_refusals(&self) {
+        self.access.refusals().flush(&self.audit);
+    }
+}
+
 /// Serves the API on a bound listener until `shutdown` resolves, then lets
-/// requests in flight finish.
+/// requests in flight finish. Each connection's peer address reaches the
+/// guard (the source of an aggregated refusal); the refusals' windows are
+/// flushed as they end and once more when serving stops.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (the certificate reloaded when
+/// its files change; in-flight requests get up to [`REQUEST_TIMEOUT`] to
+/// finish at shutdown).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    tls: Option<tls::Tls>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let flusher = Arc::clone(state.access.refusals()).spawn_flusher(state.audit.clone());
+    let app =
+        router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let reload = tls.spawn_reload();
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            let stop = tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(REQUEST_TIMEOUT));
+            });
+            let served = match axum_server::from_tcp_rustls(listener.into_std()?, tls.config) {
+                Ok(server) => server.handle(handle).serve(app).await,
+                Err(e) => Err(e),
+            };
+            reload.abort();
+            stop.abort();
+            served
+        }
+    };
+    flusher.abort();
+    state.flush_refusals();
+    served
 }
 
 /// GET /api/v2/schedules/preview?cron=…&tz=…&count=N&from=…&gap=…&overlap=…

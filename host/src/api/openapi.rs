@@ -348,7 +348,8 @@ pub mod schemas {
         /// `store`, `plugins`, `plugin:<name>`, `grant:config[0]`, …
         pub name: String,
         pub status: CheckStatus,
-        /// One line; only for a caller with a token.
+        /// One line; only for a caller with a token, and naming paths on
+        /// the server (log root, data dir) only for an admin.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub detail: Option<String>,
     }
@@ -394,7 +395,9 @@ pub mod schemas {
         pub description: String,
         /// `sha256:<hex>` of the component.
         pub digest: String,
-        /// Built in, or a file in the plugins directory.
+        /// `{"kind": "built_in"}`, or `{"kind": "file"}` for a component
+        /// loaded from a file — with its `path` on the server for admins
+        /// only.
         #[schema(value_type = Value)]
         pub source: Value,
         /// The JSON Schema of a step's `config`.
@@ -784,13 +787,19 @@ pub mod schemas {
         pub next_after: Option<i64>,
     }
 
-    /// GET /api/v2/audit/verify: the chain check (`ok` says) and the
-    /// comparison with the mirror (`mirror.ok` says).
+    /// GET /api/v2/audit/verify: the chain check, the comparison with the
+    /// mirror and the check of the signed checkpoints; `ok` says whether
+    /// all of it holds, `reasons` why not.
     #[derive(Serialize, ToSchema)]
     pub struct VerifyReport {
+        /// Whether the chain, the mirror and the anchor all hold.
+        pub ok: bool,
+        /// Every failure, one sentence each (empty when `ok`).
+        pub reasons: Vec<String>,
+        /// Whether the hash chain itself is intact.
+        pub chain_ok: bool,
         /// Records checked.
         pub records: u64,
-        pub ok: bool,
         /// The hash of the last record checked.
         pub head: String,
         /// The first break in the chain: `{seq, position, tamper, message}`
@@ -798,14 +807,22 @@ pub mod schemas {
         #[schema(value_type = Option<Object>)]
         pub problem: Option<Value>,
         /// The comparison with this node's mirrored audit log files
-        /// (`null` when it has none): `{files, mirrored, not_mirrored, ok,
-        /// problem}`, where `problem` (`{seq, message}`) names the first
-        /// mirrored record the store contradicts: a trail rewritten with
-        /// its hashes recomputed, or a record removed. `not_mirrored` counts
-        /// the store's records the files lack (older than their retention,
-        /// or appended by another node).
+        /// (`.log` and `.gz`): `{files, gzipped, mirrored, not_mirrored,
+        /// unread, ok, problem}`, where `problem` (`{seq, message}`) names
+        /// the first mirrored record the store contradicts (a trail
+        /// rewritten with its hashes recomputed, or a record removed),
+        /// `unread` the files that could not be read, and `not_mirrored`
+        /// counts the store's records the files lack (older than their
+        /// retention, or appended by another node). `ok` is false also when
+        /// the mirror holds nothing while the store has records.
         #[schema(value_type = Option<Object>)]
         pub mirror: Option<Value>,
+        /// The signed checkpoints of the chain's head: `{ok, checkpoints,
+        /// newest: {seq, at, node, key_id}, trusted_keys, problem: {fault,
+        /// message}}`, `fault` one of `no_key`, `missing`, `behind`,
+        /// `unknown_key`, `forged`, `contradicted`.
+        #[schema(value_type = Option<Object>)]
+        pub anchor: Option<Value>,
     }
 
     /// A grant in force, from the config file or stored.

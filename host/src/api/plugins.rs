@@ -27,7 +27,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,10 +100,28 @@ pub(super) struct PluginRemoved {
         (status = 200, description = "The plugins", body = doc::Plugins),
     ),
 )]
-pub(super) async fn list_plugins(State(state): State<Arc<AppState>>) -> Response {
+pub(super) async fn list_plugins(
+    State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Response {
     let plugins = state.runtime.plugins();
-    let infos: Vec<_> = plugins.iter().map(|p| &p.info).collect();
+    let infos: Vec<_> = plugins
+        .iter()
+        .map(|p| plugin_view(&p.info, caller.as_deref()))
+        .collect();
     Json(json!({ "plugins": infos })).into_response()
+}
+
+/// A plugin as this caller may see it: the file it was loaded from is a
+/// path on the server (it names the data dir, and so the store), shown to
+/// admins only; everyone else sees only that it is a file.
+pub(super) fn plugin_view(info: &crate::runtime::PluginInfo, caller: Option<&Caller>) -> Value {
+    let mut v = serde_json::to_value(info).unwrap_or(Value::Null);
+    let admin = caller.is_some_and(|c| c.role.allows(crate::auth::Permission::Admin));
+    if !admin && let Some(source) = v.get_mut("source").and_then(Value::as_object_mut) {
+        source.remove("path");
+    }
+    v
 }
 
 fn no_such_plugin(name: &str) -> Problem {
@@ -127,10 +145,11 @@ fn no_such_plugin(name: &str) -> Problem {
 )]
 pub(super) async fn get_plugin(
     State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<Caller>>,
     Path(name): Path<String>,
 ) -> Response {
     match state.runtime.plugin(&name) {
-        Some(p) => Json(&p.info).into_response(),
+        Some(p) => Json(plugin_view(&p.info, caller.as_deref())).into_response(),
         None => no_such_plugin(&name).into_response(),
     }
 }

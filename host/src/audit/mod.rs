@@ -17,10 +17,14 @@
 //! database to compare against.
 //!
 //! What a hash chain does not stop: someone who can rewrite the whole table
-//! *and* recompute every hash after the edit. The mirrored files (shipped
-//! elsewhere, or on storage the database user cannot write) are the anchor
-//! against that: [`mirror::compare`] (`meridian audit verify`) names the
-//! first mirrored record the store contradicts.
+//! *and* recompute every hash after the edit. Against that the chain's head
+//! is anchored outside the store: [`anchor`] signs checkpoints of it with a
+//! key that is not in the store, written to the mirrored files (shipped
+//! elsewhere, or on storage the database user cannot write) and to an
+//! optional external witness; [`mirror::verify_all`] (`meridian audit
+//! verify`) names the first mirrored record or checkpoint the store
+//! contradicts, and fails when the mirror or the anchor is missing or
+//! behind.
 //!
 //! **Writing.** Capability calls happen on the step's hot path, so
 //! [`AuditLog::record`] only sends the entry to one writer task over an
@@ -31,6 +35,7 @@
 //! entries are kept until they are stored. [`AuditLog::flush`] waits until
 //! everything recorded before it is stored.
 
+pub mod anchor;
 pub mod mirror;
 pub mod view;
 

@@ -10,6 +10,8 @@
 //! a missing one is skipped loudly on a developer's machine and fails the
 //! test under `CI=true`.
 
+mod audit;
 mod http;
 mod process;
+mod transport;
 mod variables;

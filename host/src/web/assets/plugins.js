@@ -246,17 +246,24 @@ export async function renderPlugins(main, { session }) {
           verifyOut.textContent = 'Verifying…';
           try {
             const v = await get('/api/v2/audit/verify');
-            const chain = v.ok
+            const chain = v.chain_ok
               ? `✓ The chain of ${v.records} records is intact (head ${v.head.slice(0, 16)}…).`
-              : `✗ The chain is broken: ${typeof v.problem === 'string' ? v.problem : (v.problem && v.problem.message) || JSON.stringify(v.problem)}`;
+              : `✗ The chain is broken: ${(v.problem && v.problem.message) || JSON.stringify(v.problem)}`;
             const m = v.mirror;
             const mirror = !m
-              ? 'No mirrored audit log files on this node to compare with.'
+              ? 'The mirrored audit log files were not compared.'
               : m.ok
-                ? `✓ Its mirror agrees: ${m.mirrored} records in ${m.files} log files match the store (${m.not_mirrored} not mirrored here).`
-                : `✗ It differs from its mirror: ${m.problem.message}`;
-            verifyOut.textContent = `${chain} ${mirror}`;
-            verifyOut.className = v.ok && (!m || m.ok) ? 'valid' : 'field-error';
+                ? `✓ Its mirror agrees: ${m.mirrored} records in ${m.files} log files (${m.gzipped} gzipped) match the store (${m.not_mirrored} not mirrored here).`
+                : '✗ Its mirror does not agree.';
+            const a = v.anchor;
+            const anchor = !a || !a.ok
+              ? ''
+              : a.newest
+                ? ` ✓ Its anchor holds: ${a.checkpoints} signed checkpoints, the newest of record ${a.newest.seq} at ${a.newest.at}.`
+                : ' ✓ Its anchor holds.';
+            const reasons = v.ok ? '' : ` Not verified: ${v.reasons.join(' ')}`;
+            verifyOut.textContent = `${chain} ${mirror}${anchor}${reasons}`;
+            verifyOut.className = v.ok ? 'valid' : 'field-error';
           } catch (x) {
             verifyOut.textContent = x.message;
             verifyOut.className = 'field-error';
