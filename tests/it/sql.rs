@@ -63,8 +63,9 @@ impl Backend {
         t
     }
 
-    /// A runtime where the `sql` plugin may read and write `db`, only read
-    /// `ro`, and has no grant for `ungranted`.
+    /// A runtime where the `sql` plugin may read and write `db` (and change
+    /// its schema: the tests make their own tables), only read `ro`, and
+    /// has no grant for `ungranted`.
     async fn runtime(&self) -> TestRuntime {
         let mut toml = String::new();
         if let Some(pw) = &self.password {
@@ -74,7 +75,7 @@ impl Backend {
             toml.push_str(&self.connection(name));
         }
         toml.push_str(
-            "[[grants]]\nplugin = \"sql\"\n[[grants.sql]]\nconnection = \"db\"\naccess = \"read_write\"\n[[grants.sql]]\nconnection = \"ro\"\naccess = \"read\"\n",
+            "[[grants]]\nplugin = \"sql\"\n[[grants.sql]]\nconnection = \"db\"\naccess = \"read_write\"\nallow = [\"ddl\"]\n[[grants.sql]]\nconnection = \"ro\"\naccess = \"read\"\n",
         );
         TestRuntime::new(&toml, &[]).await
     }

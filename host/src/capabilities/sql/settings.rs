@@ -76,6 +76,17 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// The SQL dialect its statements are classified in.
+    pub fn dialect(self) -> super::classify::Dialect {
+        use super::classify::Dialect;
+        match self {
+            Driver::Postgres => Dialect::Postgres,
+            Driver::Mysql => Dialect::MySql,
+            Driver::Sqlite => Dialect::Sqlite,
+            Driver::Mssql => Dialect::MsSql,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Driver::Postgres => "postgres",
