@@ -9,9 +9,16 @@
 //! keyword is `SELECT` or `WITH` is run as a query (rows, no count) and any
 //! other as a command (count, no rows).
 //!
-//! SQL Server has no read-only transaction: a read-only call refuses
-//! statements that are not queries (`SELECT`/`WITH`), and is always rolled
-//! back at the end, so even a query with side effects leaves nothing behind.
+//! SQL Server has no read-only transaction: on top of the classifier, which
+//! lets only statements that read into a read-only call, such a call is
+//! always rolled back at the end, so a side effect the classifier could not
+//! see (a function, a view) leaves nothing behind.
+//!
+//! tiberius cannot reset a session (`sp_reset_connection` is a flag of the
+//! TDS request that it does not expose), so a session goes back to the pool
+//! only after a call of reads and writes; after one whose statements could
+//! have changed the session (`SET`, `USE`, temporary tables, `EXEC`…) it is
+//! closed, and the next call logs in anew.
 //!
 //! SQL Server has no per-session statement timeout either: at the deadline
 //! the client is dropped (its TCP connection closed, which makes the server
@@ -94,14 +101,6 @@ impl MssqlPool {
         statements: &[Statement],
         limits: &Limits,
     ) -> Result<Vec<ResultSet>, CapabilityError> {
-        if limits.read_only
-            && let Some(i) = statements.iter().position(|s| !is_query(&s.sql))
-        {
-            return Err(CapabilityError::Failed(format!(
-                "statement {}: the transaction is read-only and only SELECT or WITH queries may run in it on SQL Server",
-                i + 1
-            )));
-        }
         let deadline = tokio::time::Instant::from_std(limits.deadline);
         let _permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
             .await
@@ -141,13 +140,16 @@ impl MssqlPool {
             }
         })
         .await;
+        let keep = !limits.may_change_session;
         match result {
             Ok(Ok(sets)) => {
-                self.put_back(client);
+                if keep {
+                    self.put_back(client);
+                }
                 Ok(sets)
             }
             Ok(Err((e, reusable))) => {
-                if reusable {
+                if reusable && keep {
                     self.put_back(client);
                 }
                 Err(e)
