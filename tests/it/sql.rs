@@ -21,23 +21,23 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-const PASSWORD_SECRET: &str = "db_pw";
+pub(crate) const PASSWORD_SECRET: &str = "db_pw";
 
 /// One database to run a test body against.
-struct Backend {
-    name: &'static str,
-    driver: &'static str,
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
+    pub(crate) driver: &'static str,
     /// URL or connection string without the password.
-    url: String,
-    password: Option<String>,
+    pub(crate) url: String,
+    pub(crate) password: Option<String>,
     /// iridium-server rather than SQL Server.
-    emulator: bool,
+    pub(crate) emulator: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Backend {
     /// The `n`th placeholder (from 1) in this driver's syntax.
-    fn p(&self, n: usize) -> String {
+    pub(crate) fn p(&self, n: usize) -> String {
         match self.driver {
             "postgres" => format!("${n}"),
             "mssql" => format!("@P{n}"),
@@ -45,7 +45,7 @@ impl Backend {
         }
     }
 
-    fn connection(&self, name: &str) -> String {
+    pub(crate) fn connection(&self, name: &str) -> String {
         let mut t = format!(
             "[sql.connections.{name}]\ndriver = {:?}\nurl = {:?}\nconnect_timeout_ms = 5000\n",
             self.driver, self.url
@@ -81,7 +81,7 @@ impl Backend {
     }
 
     /// A table name no other test uses.
-    fn table(&self, tag: &str) -> String {
+    pub(crate) fn table(&self, tag: &str) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
         format!(
             "m_{tag}_{}_{}_{}",
@@ -104,7 +104,7 @@ impl Backend {
 }
 
 /// Every backend reachable here (SQLite always).
-fn backends() -> Vec<Backend> {
+pub(crate) fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let mut out = vec![Backend {
         name: "sqlite",
@@ -153,7 +153,7 @@ fn backends() -> Vec<Backend> {
 /// isolated from each other (a rollback in one session was seen to undo a
 /// table another session had created and committed), an emulator gap that
 /// SQL Server does not have; the other backends run in parallel.
-async fn serial(b: &Backend) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+pub(crate) async fn serial(b: &Backend) -> Option<tokio::sync::MutexGuard<'static, ()>> {
     static IRIDIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     if b.emulator {
         Some(IRIDIUM.lock().await)

@@ -28,7 +28,7 @@
 
 use super::grant::{Allow, SqlAccess};
 use sqlparser::ast::{
-    BinaryOperator, CopyTarget, Expr, ObjectName, ObjectNamePart, Query, Select, Set,
+    BinaryOperator, CopyTarget, Expr, ObjectName, ObjectNamePart, ObjectType, Query, Select, Set,
     SetSessionParamKind, Statement, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::{
@@ -574,6 +574,10 @@ fn statement_effect(dialect: Dialect, s: &Statement) -> (String, Effect) {
         Statement::CreateView(_) => ("CREATE VIEW", ddl),
         Statement::CreateIndex(_) => ("CREATE INDEX", ddl),
         Statement::AlterTable(_) => ("ALTER TABLE", ddl),
+        Statement::Drop {
+            object_type: ObjectType::Role | ObjectType::User | ObjectType::Group,
+            ..
+        } => ("DROP ROLE/USER", admin),
         Statement::Drop { .. } => ("DROP", ddl),
         Statement::Truncate(_) => ("TRUNCATE", ddl),
         Statement::Comment { .. } => ("COMMENT", ddl),
@@ -881,6 +885,8 @@ mod tests {
             ),
             (Dialect::Postgres, "GRANT SELECT ON t TO r", "admin"),
             (Dialect::Postgres, "CREATE ROLE r", "admin"),
+            (Dialect::MySql, "DROP ROLE r", "admin"),
+            (Dialect::MySql, "DROP TABLE r", "ddl"),
             (Dialect::Postgres, "SELECT pg_terminate_backend(1)", "admin"),
             (Dialect::MySql, "KILL 5", "admin"),
         ] {
