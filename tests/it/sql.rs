@@ -721,3 +721,107 @@ async fn sessions_are_named_and_end_when_the_runtime_closes() {
     }
     observer.close().await;
 }
+
+/// `meridian doctor` asks each database whether the login of a connection
+/// used only to read (here: granted `read` only) can write, and says how to
+/// create one that cannot. The test logins own their databases, so
+/// PostgreSQL and MariaDB are warned about; SQLite refuses a write on the
+/// read-only connection a read call gets; a read-write connection is not
+/// checked; no password reaches the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_that_read_only_logins_cannot_write() {
+    let data = tempfile::tempdir().unwrap();
+    let mut toml = String::new();
+    let mut grants = String::from("[[grants]]\nplugin = \"sql\"\n");
+    let all = backends();
+    let password = all.iter().find_map(|b| b.password.clone());
+    if let Some(pw) = &password {
+        toml.push_str(&format!("[secrets]\n{PASSWORD_SECRET} = {pw:?}\n"));
+    }
+    for b in &all {
+        if b.driver == "sqlite" {
+            // A read call opens an existing file only.
+            let pool = sqlx::SqlitePool::connect(&b.url).await.unwrap();
+            pool.close().await;
+        }
+        let name = format!("ro_{}", b.name);
+        toml.push_str(&b.connection(&name));
+        grants.push_str(&format!(
+            "[[grants.sql]]\nconnection = {name:?}\naccess = \"read\"\n"
+        ));
+    }
+    toml.push_str(&all[0].connection("rw_sqlite"));
+    grants.push_str("[[grants.sql]]\nconnection = \"rw_sqlite\"\naccess = \"read_write\"\n");
+    toml.push_str(&grants);
+    let config = data.path().join("meridian.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = meridian::cli::run_args(
+        [
+            "meridian",
+            "--data-dir",
+            data.path().join("data").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "doctor",
+            "--json",
+        ],
+        &mut out,
+        &mut err,
+    )
+    .await;
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        code,
+        std::process::ExitCode::SUCCESS,
+        "{out}{}",
+        String::from_utf8_lossy(&err)
+    );
+    if let Some(pw) = &password {
+        assert!(!out.contains(pw.as_str()), "{out}");
+    }
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let item = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    };
+    assert!(item("sql:rw_sqlite").is_none(), "{report:#}");
+    for b in &all {
+        let it = item(&format!("sql:ro_{}", b.name))
+            .unwrap_or_else(|| panic!("{}: no item: {report:#}", b.name));
+        let detail = it["detail"].as_str().unwrap();
+        match b.driver {
+            "sqlite" => {
+                assert_eq!(it["status"], "ok", "{it}");
+                assert!(detail.contains("SQLITE_OPEN_READONLY"), "{detail}");
+            }
+            "postgres" => {
+                assert_eq!(it["status"], "warn", "{it}");
+                assert!(detail.contains("may CREATE"), "{detail}");
+                assert!(
+                    detail.contains("CREATE ROLE meridian_ro_postgres_reader LOGIN"),
+                    "{detail}"
+                );
+            }
+            "mysql" => {
+                assert_eq!(it["status"], "warn", "{it}");
+                assert!(detail.contains("ALL PRIVILEGES"), "{detail}");
+                assert!(
+                    detail.contains("GRANT SELECT ON `meridian_test`.*"),
+                    "{detail}"
+                );
+            }
+            // iridium-server may not know the permission functions: then
+            // the doctor says it cannot tell.
+            _ if b.emulator => {
+                assert!(it["status"] == "info" || it["status"] == "warn", "{it}")
+            }
+            _ => assert!(it["status"] == "ok" || it["status"] == "warn", "{it}"),
+        }
+    }
+}

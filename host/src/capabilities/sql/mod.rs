@@ -31,6 +31,7 @@
 
 pub mod classify;
 pub mod grant;
+pub mod login;
 pub mod mssql;
 pub mod settings;
 pub mod sqlx_backend;
@@ -64,6 +65,9 @@ const INLINE_SQL_BYTES: usize = 1 << 10;
 /// The stack of the thread that classifies longer texts: enough for the
 /// deepest tree [`MAX_SQL_BYTES`] can make (reserved, touched only as used).
 const CLASSIFY_STACK_BYTES: usize = 512 << 20;
+
+/// How long `meridian doctor` waits for one database's answer.
+const LOGIN_CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A connection's pool.
 #[derive(Debug, Clone)]
@@ -275,6 +279,41 @@ impl SqlPools {
             }
             other => other,
         })
+    }
+
+    /// The connections used only to read — `read_only = true`, or named
+    /// only by `read` rules among `rules` (every grant's) — each with what
+    /// its login may do, asked of the database (`meridian doctor`).
+    pub async fn read_only_logins(
+        &self,
+        rules: &[grant::SqlRule],
+    ) -> Vec<(String, login::LoginCheck)> {
+        let mut out = Vec::new();
+        for conn in self.settings.connections.values() {
+            let naming: Vec<_> = rules.iter().filter(|r| r.matches(&conn.name)).collect();
+            let read_only = conn.read_only
+                || (!naming.is_empty() && naming.iter().all(|r| r.access() == SqlAccess::Read));
+            if !read_only {
+                continue;
+            }
+            let check = match self.pool(conn) {
+                Ok(Backend::Sqlx(p)) => {
+                    tokio::time::timeout(LOGIN_CHECK_TIMEOUT, p.login_check(&conn.name)).await
+                }
+                Ok(Backend::Mssql(p)) => {
+                    tokio::time::timeout(LOGIN_CHECK_TIMEOUT, p.login_check(&conn.name)).await
+                }
+                Err(e) => Ok(login::LoginCheck::Unreachable(e.to_string())),
+            }
+            .unwrap_or_else(|_| {
+                login::LoginCheck::Unreachable(format!(
+                    "no answer within {} s",
+                    LOGIN_CHECK_TIMEOUT.as_secs()
+                ))
+            });
+            out.push((conn.name.clone(), check));
+        }
+        out
     }
 
     /// Closes every pool (at shutdown).

@@ -24,6 +24,7 @@
 //! the client is dropped (its TCP connection closed, which makes the server
 //! abandon the batch) instead of being returned to the pool.
 
+use super::login::{self, LoginCheck};
 use super::settings::ConnectionSettings;
 use super::value::{self, Limits, Outcome};
 use crate::capabilities::CapabilityError;
@@ -38,6 +39,15 @@ use tokio::sync::Semaphore;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 type MssqlClient = Client<Compat<TcpStream>>;
+
+/// Whether the login is in a role, or has a database permission, that
+/// writes (1 or 0 each), and the database's name.
+const MSSQL_LOGIN: &str = "SELECT IS_SRVROLEMEMBER('sysadmin'), IS_ROLEMEMBER('db_owner'), \
+     IS_ROLEMEMBER('db_datawriter'), IS_ROLEMEMBER('db_ddladmin'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'INSERT'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'UPDATE'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'DELETE'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'ALTER'), DB_NAME()";
 
 /// A pool of tiberius clients for one connection.
 pub struct MssqlPool {
@@ -155,6 +165,55 @@ impl MssqlPool {
                 Err(e)
             }
             Err(_) => Err(limits.timed_out()),
+        }
+    }
+
+    /// What the connection's login may do (see [`super::login`]): server
+    /// and database roles and database permissions, read from functions
+    /// that change nothing.
+    pub async fn login_check(&self, connection: &str) -> LoginCheck {
+        let mut client = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return LoginCheck::Unreachable(e.to_string()),
+        };
+        let row = async { client.simple_query(MSSQL_LOGIN).await?.into_row().await }.await;
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return LoginCheck::Unknown("SQL Server returned no row".into()),
+            Err(e) => return LoginCheck::Unknown(describe_error(&e)),
+        };
+        let flag = |i: usize| -> Result<bool, String> {
+            match row.try_get::<i32, usize>(i) {
+                Ok(Some(v)) => Ok(v == 1),
+                Ok(None) => Err(format!("column {} is NULL", i + 1)),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let answer = (|| {
+            let mut a = login::MssqlAnswer::default();
+            for (i, role) in ["sysadmin", "db_owner", "db_datawriter", "db_ddladmin"]
+                .iter()
+                .enumerate()
+            {
+                if flag(i)? {
+                    a.roles.push((*role).to_string());
+                }
+            }
+            for (i, permission) in ["INSERT", "UPDATE", "DELETE", "ALTER"].iter().enumerate() {
+                if flag(i + 4)? {
+                    a.permissions.push((*permission).to_string());
+                }
+            }
+            a.database = row
+                .try_get::<&str, usize>(8)
+                .map_err(|e| e.to_string())?
+                .unwrap_or("<database>")
+                .to_string();
+            Ok::<_, String>(a)
+        })();
+        match answer {
+            Ok(a) => login::mssql(connection, &a),
+            Err(e) => LoginCheck::Unknown(format!("SQL Server did not answer: {e}")),
         }
     }
 

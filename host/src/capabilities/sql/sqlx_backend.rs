@@ -22,6 +22,7 @@
 //! read call — and closes it (a few hundred microseconds, a file open and a
 //! thread).
 
+use super::login::{self, LoginCheck};
 use super::value::{self, Limits, Outcome};
 use crate::capabilities::CapabilityError;
 use crate::runtime::bindings::meridian::step::sql::{Column, ResultSet, SqlValue, Statement};
@@ -338,6 +339,115 @@ impl SqlxPool {
             Self::Postgres(p) => p.close().await,
             Self::MySql(p) => p.close().await,
             Self::Sqlite(s) => s.permits.close(),
+        }
+    }
+}
+
+/// What PostgreSQL says the current user may do (see [`super::login`]).
+const POSTGRES_LOGIN: &str = r"
+SELECT r.rolsuper,
+       has_database_privilege(current_database(), 'CREATE'),
+       ARRAY(SELECT n.nspname::text FROM pg_namespace n
+             WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+               AND has_schema_privilege(n.oid, 'CREATE')
+             ORDER BY 1 LIMIT 5),
+       ARRAY(SELECT n.nspname || '.' || c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'f')
+               AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+               AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
+                    OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))
+             ORDER BY 1 LIMIT 5),
+       current_database()::text
+FROM pg_roles r WHERE r.rolname = current_user";
+
+impl SqlxPool {
+    /// What the connection's login may do, asked of the database (only
+    /// catalogue reads; SQLite: a write tried on a read-only connection,
+    /// inside a transaction rolled back).
+    pub async fn login_check(&self, connection: &str) -> LoginCheck {
+        match self {
+            Self::Postgres(pool) => {
+                let mut conn = match pool.acquire().await {
+                    Ok(c) => c,
+                    Err(e) => return LoginCheck::Unreachable(describe_error(&e)),
+                };
+                let row = match sqlx::query(POSTGRES_LOGIN).fetch_one(&mut *conn).await {
+                    Ok(row) => row,
+                    Err(e) => return LoginCheck::Unknown(describe_error(&e)),
+                };
+                let answer = (|| {
+                    Ok::<_, sqlx::Error>(login::PostgresAnswer {
+                        superuser: row.try_get(0)?,
+                        create_on_database: row.try_get(1)?,
+                        create_schemas: row.try_get(2)?,
+                        writable_tables: row.try_get(3)?,
+                        database: row.try_get(4)?,
+                    })
+                })();
+                match answer {
+                    Ok(a) => login::postgres(connection, &a),
+                    Err(e) => LoginCheck::Unknown(describe_error(&e)),
+                }
+            }
+            Self::MySql(pool) => {
+                let mut conn = match pool.acquire().await {
+                    Ok(c) => c,
+                    Err(e) => return LoginCheck::Unreachable(describe_error(&e)),
+                };
+                let rows = match (&mut *conn).fetch_all("SHOW GRANTS").await {
+                    Ok(rows) => rows,
+                    Err(e) => return LoginCheck::Unknown(describe_error(&e)),
+                };
+                let grants: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        r.try_get::<String, _>(0).unwrap_or_else(|_| {
+                            String::from_utf8_lossy(&r.try_get::<Vec<u8>, _>(0).unwrap_or_default())
+                                .into_owned()
+                        })
+                    })
+                    .collect();
+                let database = (&mut *conn)
+                    .fetch_one("SELECT DATABASE()")
+                    .await
+                    .ok()
+                    .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+                    .unwrap_or_else(|| "<database>".into());
+                login::mysql(connection, &database, &grants)
+            }
+            Self::Sqlite(source) => {
+                let options = SqliteConnectOptions::clone(&source.options).read_only(true);
+                let mut conn = match SqliteConnection::connect_with(&options).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return LoginCheck::Unreachable(format!(
+                            "the file cannot be opened read-only: {}",
+                            describe_error(&e)
+                        ));
+                    }
+                };
+                let tried = async {
+                    let mut tx = conn.begin().await?;
+                    let wrote = (&mut *tx)
+                        .execute("CREATE TABLE meridian_doctor_probe (a INTEGER)")
+                        .await;
+                    tx.rollback().await?;
+                    Ok::<_, sqlx::Error>(wrote)
+                }
+                .await;
+                let _ = conn.close().await;
+                match tried {
+                    Ok(Err(_)) => LoginCheck::ReadOnly(
+                        "a read call opens the file read-only (SQLITE_OPEN_READONLY), and SQLite refused a write on it".into(),
+                    ),
+                    Ok(Ok(_)) => LoginCheck::CanWrite {
+                        why: "SQLite took a write on a connection opened read-only".into(),
+                        fix: "check the file's SQLite build and VFS".into(),
+                    },
+                    Err(e) => LoginCheck::Unknown(describe_error(&e)),
+                }
+            }
         }
     }
 }
