@@ -518,7 +518,7 @@ async fn vacuum_into_writes_no_file() {
 /// reset on the same backend process (`DISCARD ALL`); SQLite's
 /// `query_only`, temporary tables and attached databases never outlive a
 /// call (a connection per call); a MariaDB session that had a user
-/// variable or a temporary table set is not reused.
+/// variable, a temporary table or a write's insert id is not reused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_does_not_reach_the_next_call() {
     for b in backends() {
@@ -581,6 +581,38 @@ async fn session_state_does_not_reach_the_next_call() {
                         .contains("doesn't exist"),
                     "{r}"
                 );
+                // Nor does a write's insert id reach the next call.
+                let t = b.table("ids");
+                rows(
+                    &rt,
+                    &b,
+                    "rw",
+                    &[
+                        format!("CREATE TABLE {t} (id INT AUTO_INCREMENT PRIMARY KEY, a INT)"),
+                        "SELECT 1".into(),
+                    ],
+                )
+                .await;
+                let id = rows(
+                    &rt,
+                    &b,
+                    "one",
+                    &[
+                        format!("INSERT INTO {t} (a) VALUES (1)"),
+                        "SELECT LAST_INSERT_ID()".into(),
+                    ],
+                )
+                .await;
+                assert_eq!(id, json!([[1]]));
+                let next = rows(&rt, &b, "one", &["SELECT LAST_INSERT_ID()".into()]).await;
+                assert_eq!(next, json!([[0]]), "the insert id stayed on the session");
+                rows(
+                    &rt,
+                    &b,
+                    "rw",
+                    &[format!("DROP TABLE {t}"), "SELECT 1".into()],
+                )
+                .await;
             }
             "sqlite" => {
                 let t = b.table("qo");

@@ -109,14 +109,14 @@ pub struct Class {
 }
 
 impl Class {
-    /// Whether running it could leave state on the session (settings,
-    /// variables, temporary objects, prepared statements, locks): anything
-    /// beyond reads and writes, and anything unclassified. A pool that
-    /// cannot reset a session closes it after such a call.
+    /// Whether running it could leave something on the session for the
+    /// next call to see: anything but reads. Settings, variables, temporary
+    /// objects, prepared statements and locks are plain; a write leaves
+    /// its insert id (`LAST_INSERT_ID()`, `SCOPE_IDENTITY()`); unclassified
+    /// text may do anything. A pool that cannot reset a session closes it
+    /// after such a call.
     pub fn may_change_session(&self) -> bool {
-        self.findings
-            .iter()
-            .any(|f| !matches!(f.effect, Effect::Read | Effect::Write))
+        self.findings.iter().any(|f| f.effect != Effect::Read)
     }
 }
 
@@ -1039,8 +1039,9 @@ mod tests {
     }
 
     #[test]
-    fn session_changes_are_told_apart_from_reads_and_writes() {
-        assert!(!classify(Dialect::MySql, "UPDATE t SET a = 1").may_change_session());
+    fn only_reads_leave_the_session_as_it_was() {
+        assert!(!classify(Dialect::MySql, "SELECT a FROM t WHERE b = ?").may_change_session());
+        assert!(classify(Dialect::MySql, "UPDATE t SET a = 1").may_change_session());
         assert!(classify(Dialect::MySql, "SET @x = 1").may_change_session());
         assert!(classify(Dialect::MsSql, "CREATE TABLE #t (a INT)").may_change_session());
         assert!(classify(Dialect::MsSql, "garbage (").may_change_session());

@@ -14,8 +14,8 @@
 //! transaction (SQLite: a connection opened read-only), and no session
 //! state a step sets reaches the next call (PostgreSQL sessions are reset
 //! with `DISCARD ALL`; SQLite gets a fresh connection per call; MySQL and
-//! SQL Server sessions, which the drivers cannot reset, are closed after a
-//! call that could have changed them).
+//! SQL Server sessions, which the drivers cannot reset, are kept only after
+//! a call of reads).
 //!
 //! Every call is one transaction: the statements run in order on one
 //! connection and any error rolls them all back. Rows are capped per

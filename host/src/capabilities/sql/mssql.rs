@@ -16,8 +16,8 @@
 //!
 //! tiberius cannot reset a session (`sp_reset_connection` is a flag of the
 //! TDS request that it does not expose), so a session goes back to the pool
-//! only after a call of reads and writes; after one whose statements could
-//! have changed the session (`SET`, `USE`, temporary tables, `EXEC`…) it is
+//! only after a call of reads; after any other (a write leaves
+//! `SCOPE_IDENTITY()`; `SET`, `USE`, temporary tables, `EXEC`… more) it is
 //! closed, and the next call logs in anew.
 //!
 //! SQL Server has no per-session statement timeout either: at the deadline

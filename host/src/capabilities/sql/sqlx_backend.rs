@@ -15,9 +15,11 @@
 //! sessions go back to the pool only after `DISCARD ALL` (and with sqlx's
 //! statement cache emptied, since that drops the server's prepared
 //! statements); a session that cannot be reset is closed. sqlx has no
-//! MySQL `COM_RESET_CONNECTION`, so a MySQL session is closed after a call
-//! whose statements could have changed it (anything beyond reads and
-//! writes: the cost is a new connection for the next such call). SQLite is
+//! MySQL `COM_RESET_CONNECTION`, so a MySQL session is kept only after a
+//! call of reads; after any other (a write leaves its `LAST_INSERT_ID()`,
+//! and settings, variables, temporary tables and locks stay too) it is
+//! closed: the cost is a new connection — a MySQL handshake — for the next
+//! call. SQLite is
 //! not pooled at all: every call opens its own connection — read-only for a
 //! read call — and closes it (a few hundred microseconds, a file open and a
 //! thread).
@@ -265,8 +267,8 @@ impl SqlxPool {
                 };
                 let result = tokio::time::timeout_at(deadline, work).await;
                 // sqlx cannot reset a MySQL session: one that may carry the
-                // step's state (variables, temporary tables, locks…) is
-                // closed rather than handed to the next call.
+                // step's state (variables, temporary tables, locks, the last
+                // insert id…) is closed rather than handed to the next call.
                 if limits.may_change_session {
                     conn.close_on_drop();
                 }
