@@ -397,18 +397,18 @@ fn refused(
         Needs::ReadWrite => None,
         Needs::Allow(a) => Some(*a),
     };
-    if permit.access == SqlAccess::Read {
-        return denial(
-            format!("{does}, and the plugin's grant on connection {name:?} is read"),
-            grant::hint(plugin, name, SqlAccess::ReadWrite, allow),
-        );
-    }
     if conn.read_only {
         return denial(
             format!("{does}, and connection {name:?} is read-only"),
             format!(
                 "none: [sql.connections.{name}] read_only = true makes every call on it read-only"
             ),
+        );
+    }
+    if permit.access == SqlAccess::Read {
+        return denial(
+            format!("{does}, and the plugin's grant on connection {name:?} is read"),
+            grant::hint(plugin, name, SqlAccess::ReadWrite, allow),
         );
     }
     if asked_read_only {
@@ -475,6 +475,93 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn refusals_say_what_would_allow_them() {
+        use grant::Allow;
+        use std::collections::BTreeSet;
+        let conn = |read_only| ConnectionSettings {
+            name: "etl".into(),
+            driver: Driver::Postgres,
+            url: "postgres://u@h/db".into(),
+            password_secret: None,
+            max_connections: 1,
+            connect_timeout: Duration::from_secs(1),
+            read_only,
+            trust_cert: false,
+            encrypt: true,
+        };
+        let permit = |access| SqlPermit {
+            access,
+            allow: BTreeSet::new(),
+        };
+        let ddl = Refusal {
+            index: 1,
+            what: "CREATE TABLE".into(),
+            needs: Needs::Allow(Allow::Ddl),
+        };
+        let denial = |e: CapabilityError| match e {
+            CapabilityError::Denied(d) => d,
+            other => panic!("not a denial: {other:?}"),
+        };
+        let d = denial(refused(
+            "p",
+            &conn(false),
+            &permit(SqlAccess::Read),
+            false,
+            &ddl,
+        ));
+        assert_eq!(d.target, "etl");
+        assert!(
+            d.reason
+                .starts_with("statement 2 (CREATE TABLE) changes the schema"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            d.grant_hint
+                .ends_with("access = \"read_write\", allow = [\"ddl\"]"),
+            "{}",
+            d.grant_hint
+        );
+        let d = denial(refused(
+            "p",
+            &conn(false),
+            &permit(SqlAccess::ReadWrite),
+            false,
+            &ddl,
+        ));
+        assert!(d.reason.contains("allows \"ddl\""), "{}", d.reason);
+        let d = denial(refused(
+            "p",
+            &conn(true),
+            &permit(SqlAccess::ReadWrite),
+            false,
+            &ddl,
+        ));
+        assert!(
+            d.grant_hint
+                .starts_with("none: [sql.connections.etl] read_only"),
+            "{}",
+            d.grant_hint
+        );
+        let e = refused("p", &conn(false), &permit(SqlAccess::ReadWrite), true, &ddl);
+        assert!(matches!(e, CapabilityError::InvalidRequest(_)), "{e:?}");
+        let commit = Refusal {
+            index: 0,
+            what: "COMMIT".into(),
+            needs: Needs::Nothing("controls the transaction"),
+        };
+        let d = denial(refused(
+            "p",
+            &conn(false),
+            &permit(SqlAccess::ReadWrite),
+            false,
+            &commit,
+        ));
+        assert_eq!(d.grant_hint, "none: refused under every grant");
+        assert!(d.reason.ends_with("no grant allows it"), "{}", d.reason);
     }
 
     #[test]
