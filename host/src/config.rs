@@ -635,6 +635,12 @@ impl Config {
             }
             Some(path) => StoreLocation::Sqlite(resolve(PathBuf::from(path))),
         };
+        let store_file = match &store {
+            StoreLocation::Sqlite(path) => Some(path.as_path()),
+            StoreLocation::Postgres { .. } => None,
+        };
+        sql.check_apart_from(&data_dir, store_file)
+            .map_err(|(name, message)| field(&name, message))?;
 
         Ok(Self {
             grant_specs: grants_specs,

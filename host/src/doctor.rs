@@ -14,8 +14,11 @@
 //!   memory or one cheap system call, apart from one `SELECT 1`.
 //! - [`Depth::Full`] (`meridian doctor`): the same plus the whole audit
 //!   chain verified record by record ([`crate::audit::verify_store`]),
-//!   whose cost grows with the trail. The probe leaves it out rather than
-//!   caching a result that would go stale between runs.
+//!   whose cost grows with the trail, and, for each SQL connection used
+//!   only to read, whether its login really cannot write (asked of each
+//!   database, see [`crate::capabilities::sql::login`]). The probe leaves
+//!   them out rather than caching results that would go stale between runs
+//!   (or connecting to every database on every probe).
 //!
 //! The checks that need the configuration itself (it parses, the data dir
 //! is writable, the store opens) are run by the CLI before the rest, since
@@ -169,6 +172,9 @@ pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
         report.checks.push(audit_item(subject.store).await);
     }
     plugin_items(subject.runtime, &mut report.checks);
+    if depth == Depth::Full {
+        report.checks.extend(sql_login_items(subject.runtime).await);
+    }
     report.checks.push(log_dir_item(subject.log_dir));
     if let Some(dir) = subject.data_dir {
         report.checks.push(disk_item(dir));
@@ -201,6 +207,52 @@ async fn audit_item(store: &Store) -> Item {
             format!("the audit trail cannot be read: {e}"),
         ),
     }
+}
+
+/// One item per SQL connection used only to read (`read_only = true`, or
+/// named only by `read` grants): ok when its login cannot write, warn when
+/// it can (with the statements that make one that cannot) or the database
+/// cannot be reached, info when the database does not tell.
+async fn sql_login_items(runtime: &Runtime) -> Vec<Item> {
+    use crate::capabilities::sql::grant::SqlRule;
+    use crate::capabilities::sql::login::LoginCheck;
+    let rules: Vec<SqlRule> = runtime
+        .grant_entries()
+        .iter()
+        .flat_map(|e| e.grant.sql.iter())
+        .filter_map(|spec| SqlRule::parse(spec).ok())
+        .collect();
+    let mut items = Vec::new();
+    for (name, check) in runtime.sql().read_only_logins(&rules).await {
+        let item = format!("sql:{name}");
+        items.push(match check {
+            LoginCheck::ReadOnly(what) => Item::new(
+                item,
+                Verdict::Ok,
+                format!("used read-only, and its login cannot write: {what}"),
+            ),
+            LoginCheck::CanWrite { why, fix } => Item::new(
+                item,
+                Verdict::Warn,
+                format!(
+                    "used read-only, but {why}; only Meridian's checks stand between a read grant and a write. A login that cannot write: {fix}"
+                ),
+            ),
+            LoginCheck::Unknown(why) => Item::new(
+                item,
+                Verdict::Info,
+                format!(
+                    "used read-only; whether its login can write is not known ({why}); Meridian's checks still apply"
+                ),
+            ),
+            LoginCheck::Unreachable(why) => Item::new(
+                item,
+                Verdict::Warn,
+                format!("used read-only, but its login could not be checked: {why}"),
+            ),
+        });
+    }
+    items
 }
 
 /// The capability kinds a grant gives something for.

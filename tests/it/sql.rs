@@ -21,23 +21,23 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-const PASSWORD_SECRET: &str = "db_pw";
+pub(crate) const PASSWORD_SECRET: &str = "db_pw";
 
 /// One database to run a test body against.
-struct Backend {
-    name: &'static str,
-    driver: &'static str,
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
+    pub(crate) driver: &'static str,
     /// URL or connection string without the password.
-    url: String,
-    password: Option<String>,
+    pub(crate) url: String,
+    pub(crate) password: Option<String>,
     /// iridium-server rather than SQL Server.
-    emulator: bool,
+    pub(crate) emulator: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Backend {
     /// The `n`th placeholder (from 1) in this driver's syntax.
-    fn p(&self, n: usize) -> String {
+    pub(crate) fn p(&self, n: usize) -> String {
         match self.driver {
             "postgres" => format!("${n}"),
             "mssql" => format!("@P{n}"),
@@ -45,7 +45,7 @@ impl Backend {
         }
     }
 
-    fn connection(&self, name: &str) -> String {
+    pub(crate) fn connection(&self, name: &str) -> String {
         let mut t = format!(
             "[sql.connections.{name}]\ndriver = {:?}\nurl = {:?}\nconnect_timeout_ms = 5000\n",
             self.driver, self.url
@@ -63,8 +63,9 @@ impl Backend {
         t
     }
 
-    /// A runtime where the `sql` plugin may read and write `db`, only read
-    /// `ro`, and has no grant for `ungranted`.
+    /// A runtime where the `sql` plugin may read and write `db` (and change
+    /// its schema: the tests make their own tables), only read `ro`, and
+    /// has no grant for `ungranted`.
     async fn runtime(&self) -> TestRuntime {
         let mut toml = String::new();
         if let Some(pw) = &self.password {
@@ -74,13 +75,13 @@ impl Backend {
             toml.push_str(&self.connection(name));
         }
         toml.push_str(
-            "[[grants]]\nplugin = \"sql\"\n[[grants.sql]]\nconnection = \"db\"\naccess = \"read_write\"\n[[grants.sql]]\nconnection = \"ro\"\naccess = \"read\"\n",
+            "[[grants]]\nplugin = \"sql\"\n[[grants.sql]]\nconnection = \"db\"\naccess = \"read_write\"\nallow = [\"ddl\"]\n[[grants.sql]]\nconnection = \"ro\"\naccess = \"read\"\n",
         );
         TestRuntime::new(&toml, &[]).await
     }
 
     /// A table name no other test uses.
-    fn table(&self, tag: &str) -> String {
+    pub(crate) fn table(&self, tag: &str) -> String {
         static N: AtomicU32 = AtomicU32::new(0);
         format!(
             "m_{tag}_{}_{}_{}",
@@ -103,7 +104,7 @@ impl Backend {
 }
 
 /// Every backend reachable here (SQLite always).
-fn backends() -> Vec<Backend> {
+pub(crate) fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let mut out = vec![Backend {
         name: "sqlite",
@@ -152,7 +153,7 @@ fn backends() -> Vec<Backend> {
 /// isolated from each other (a rollback in one session was seen to undo a
 /// table another session had created and committed), an emulator gap that
 /// SQL Server does not have; the other backends run in parallel.
-async fn serial(b: &Backend) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+pub(crate) async fn serial(b: &Backend) -> Option<tokio::sync::MutexGuard<'static, ()>> {
     static IRIDIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     if b.emulator {
         Some(IRIDIUM.lock().await)
@@ -719,4 +720,108 @@ async fn sessions_are_named_and_end_when_the_runtime_closes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     observer.close().await;
+}
+
+/// `meridian doctor` asks each database whether the login of a connection
+/// used only to read (here: granted `read` only) can write, and says how to
+/// create one that cannot. The test logins own their databases, so
+/// PostgreSQL and MariaDB are warned about; SQLite refuses a write on the
+/// read-only connection a read call gets; a read-write connection is not
+/// checked; no password reaches the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_that_read_only_logins_cannot_write() {
+    let data = tempfile::tempdir().unwrap();
+    let mut toml = String::new();
+    let mut grants = String::from("[[grants]]\nplugin = \"sql\"\n");
+    let all = backends();
+    let password = all.iter().find_map(|b| b.password.clone());
+    if let Some(pw) = &password {
+        toml.push_str(&format!("[secrets]\n{PASSWORD_SECRET} = {pw:?}\n"));
+    }
+    for b in &all {
+        if b.driver == "sqlite" {
+            // A read call opens an existing file only.
+            let pool = sqlx::SqlitePool::connect(&b.url).await.unwrap();
+            pool.close().await;
+        }
+        let name = format!("ro_{}", b.name);
+        toml.push_str(&b.connection(&name));
+        grants.push_str(&format!(
+            "[[grants.sql]]\nconnection = {name:?}\naccess = \"read\"\n"
+        ));
+    }
+    toml.push_str(&all[0].connection("rw_sqlite"));
+    grants.push_str("[[grants.sql]]\nconnection = \"rw_sqlite\"\naccess = \"read_write\"\n");
+    toml.push_str(&grants);
+    let config = data.path().join("meridian.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = meridian::cli::run_args(
+        [
+            "meridian",
+            "--data-dir",
+            data.path().join("data").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "doctor",
+            "--json",
+        ],
+        &mut out,
+        &mut err,
+    )
+    .await;
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        code,
+        std::process::ExitCode::SUCCESS,
+        "{out}{}",
+        String::from_utf8_lossy(&err)
+    );
+    if let Some(pw) = &password {
+        assert!(!out.contains(pw.as_str()), "{out}");
+    }
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let item = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    };
+    assert!(item("sql:rw_sqlite").is_none(), "{report:#}");
+    for b in &all {
+        let it = item(&format!("sql:ro_{}", b.name))
+            .unwrap_or_else(|| panic!("{}: no item: {report:#}", b.name));
+        let detail = it["detail"].as_str().unwrap();
+        match b.driver {
+            "sqlite" => {
+                assert_eq!(it["status"], "ok", "{it}");
+                assert!(detail.contains("SQLITE_OPEN_READONLY"), "{detail}");
+            }
+            "postgres" => {
+                assert_eq!(it["status"], "warn", "{it}");
+                assert!(detail.contains("may CREATE"), "{detail}");
+                assert!(
+                    detail.contains("CREATE ROLE meridian_ro_postgres_reader LOGIN"),
+                    "{detail}"
+                );
+            }
+            "mysql" => {
+                assert_eq!(it["status"], "warn", "{it}");
+                assert!(detail.contains("ALL PRIVILEGES"), "{detail}");
+                assert!(
+                    detail.contains("GRANT SELECT ON `meridian_test`.*"),
+                    "{detail}"
+                );
+            }
+            // iridium-server may not know the permission functions: then
+            // the doctor says it cannot tell.
+            _ if b.emulator => {
+                assert!(it["status"] == "info" || it["status"] == "warn", "{it}")
+            }
+            _ => assert!(it["status"] == "ok" || it["status"] == "warn", "{it}"),
+        }
+    }
 }

@@ -481,14 +481,15 @@ impl EffectiveGrants {
         )
     }
 
-    /// May this plugin use the named SQL connection? Returns the access
-    /// granted; with [`sql::grant::SqlAccess::Read`] the capability runs the
-    /// transaction read-only, so the database refuses a write.
+    /// May this plugin use the named SQL connection? Returns what the
+    /// grants allow on it: the access (with [`sql::grant::SqlAccess::Read`]
+    /// only statements that read run, in a read-only transaction) and the
+    /// categories of statements a `read_write` grant names.
     pub fn check_sql(
         &self,
         connection: &str,
         read_only: bool,
-    ) -> Result<sql::grant::SqlAccess, Denial> {
+    ) -> Result<sql::grant::SqlPermit, Denial> {
         let wanted = if read_only {
             sql::grant::SqlAccess::Read
         } else {
@@ -503,12 +504,12 @@ impl EffectiveGrants {
             ));
         }
         self.out_of_scope("sql", connection, connection)?;
-        sql::grant::access(&self.sql, connection).ok_or_else(|| {
+        sql::grant::permit(&self.sql, connection).ok_or_else(|| {
             self.denial(
                 "sql",
                 connection,
                 "no SQL grant allows this connection",
-                sql::grant::hint(&self.plugin, connection, wanted),
+                sql::grant::hint(&self.plugin, connection, wanted, None),
             )
         })
     }

@@ -519,6 +519,12 @@ impl Runtime {
         &self.secrets
     }
 
+    /// The SQL connections' pools (`meridian doctor` asks them about
+    /// their logins).
+    pub fn sql(&self) -> &capabilities::sql::SqlPools {
+        &self.sql
+    }
+
     /// The plugin of this name in force now (a later swap does not change
     /// the one returned).
     pub fn plugin(&self, name: &str) -> Option<Arc<LoadedPlugin>> {

@@ -13,5 +13,6 @@
 mod audit;
 mod http;
 mod process;
+mod sql;
 mod transport;
 mod variables;

@@ -9,14 +9,22 @@
 //! keyword is `SELECT` or `WITH` is run as a query (rows, no count) and any
 //! other as a command (count, no rows).
 //!
-//! SQL Server has no read-only transaction: a read-only call refuses
-//! statements that are not queries (`SELECT`/`WITH`), and is always rolled
-//! back at the end, so even a query with side effects leaves nothing behind.
+//! SQL Server has no read-only transaction: on top of the classifier, which
+//! lets only statements that read into a read-only call, such a call is
+//! always rolled back at the end, so a side effect the classifier could not
+//! see (a function, a view) leaves nothing behind.
+//!
+//! tiberius cannot reset a session (`sp_reset_connection` is a flag of the
+//! TDS request that it does not expose), so a session goes back to the pool
+//! only after a call of reads; after any other (a write leaves
+//! `SCOPE_IDENTITY()`; `SET`, `USE`, temporary tables, `EXEC`… more) it is
+//! closed, and the next call logs in anew.
 //!
 //! SQL Server has no per-session statement timeout either: at the deadline
 //! the client is dropped (its TCP connection closed, which makes the server
 //! abandon the batch) instead of being returned to the pool.
 
+use super::login::{self, LoginCheck};
 use super::settings::ConnectionSettings;
 use super::value::{self, Limits, Outcome};
 use crate::capabilities::CapabilityError;
@@ -31,6 +39,15 @@ use tokio::sync::Semaphore;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 type MssqlClient = Client<Compat<TcpStream>>;
+
+/// Whether the login is in a role, or has a database permission, that
+/// writes (1 or 0 each), and the database's name.
+const MSSQL_LOGIN: &str = "SELECT IS_SRVROLEMEMBER('sysadmin'), IS_ROLEMEMBER('db_owner'), \
+     IS_ROLEMEMBER('db_datawriter'), IS_ROLEMEMBER('db_ddladmin'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'INSERT'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'UPDATE'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'DELETE'), \
+     HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'ALTER'), DB_NAME()";
 
 /// A pool of tiberius clients for one connection.
 pub struct MssqlPool {
@@ -94,14 +111,6 @@ impl MssqlPool {
         statements: &[Statement],
         limits: &Limits,
     ) -> Result<Vec<ResultSet>, CapabilityError> {
-        if limits.read_only
-            && let Some(i) = statements.iter().position(|s| !is_query(&s.sql))
-        {
-            return Err(CapabilityError::Failed(format!(
-                "statement {}: the transaction is read-only and only SELECT or WITH queries may run in it on SQL Server",
-                i + 1
-            )));
-        }
         let deadline = tokio::time::Instant::from_std(limits.deadline);
         let _permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
             .await
@@ -141,18 +150,70 @@ impl MssqlPool {
             }
         })
         .await;
+        let keep = !limits.may_change_session;
         match result {
             Ok(Ok(sets)) => {
-                self.put_back(client);
+                if keep {
+                    self.put_back(client);
+                }
                 Ok(sets)
             }
             Ok(Err((e, reusable))) => {
-                if reusable {
+                if reusable && keep {
                     self.put_back(client);
                 }
                 Err(e)
             }
             Err(_) => Err(limits.timed_out()),
+        }
+    }
+
+    /// What the connection's login may do (see [`super::login`]): server
+    /// and database roles and database permissions, read from functions
+    /// that change nothing.
+    pub async fn login_check(&self, connection: &str) -> LoginCheck {
+        let mut client = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return LoginCheck::Unreachable(e.to_string()),
+        };
+        let row = async { client.simple_query(MSSQL_LOGIN).await?.into_row().await }.await;
+        let row = match row {
+            Ok(Some(row)) => row,
+            Ok(None) => return LoginCheck::Unknown("SQL Server returned no row".into()),
+            Err(e) => return LoginCheck::Unknown(describe_error(&e)),
+        };
+        let flag = |i: usize| -> Result<bool, String> {
+            match row.try_get::<i32, usize>(i) {
+                Ok(Some(v)) => Ok(v == 1),
+                Ok(None) => Err(format!("column {} is NULL", i + 1)),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let answer = (|| {
+            let mut a = login::MssqlAnswer::default();
+            for (i, role) in ["sysadmin", "db_owner", "db_datawriter", "db_ddladmin"]
+                .iter()
+                .enumerate()
+            {
+                if flag(i)? {
+                    a.roles.push((*role).to_string());
+                }
+            }
+            for (i, permission) in ["INSERT", "UPDATE", "DELETE", "ALTER"].iter().enumerate() {
+                if flag(i + 4)? {
+                    a.permissions.push((*permission).to_string());
+                }
+            }
+            a.database = row
+                .try_get::<&str, usize>(8)
+                .map_err(|e| e.to_string())?
+                .unwrap_or("<database>")
+                .to_string();
+            Ok::<_, String>(a)
+        })();
+        match answer {
+            Ok(a) => login::mssql(connection, &a),
+            Err(e) => LoginCheck::Unknown(format!("SQL Server did not answer: {e}")),
         }
     }
 

@@ -27,9 +27,16 @@
 //! Credentials never live in the URL: a password in it is a config error, and
 //! the password is read from the named secret when the pool first connects
 //! (and masked, like every secret, wherever it could appear).
+//!
+//! A step's connection never reaches Meridian's own files: a SQLite
+//! connection whose file is inside the data dir, or is the store's file
+//! (or its `-wal`, `-shm`, `-journal`), is refused when the config loads —
+//! through symlinks, `..` and hard links too ([`SqlSettings::check_apart_from`]).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 /// `[sql]` as written.
@@ -76,6 +83,17 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// The SQL dialect its statements are classified in.
+    pub fn dialect(self) -> super::classify::Dialect {
+        use super::classify::Dialect;
+        match self {
+            Driver::Postgres => Dialect::Postgres,
+            Driver::Mysql => Dialect::MySql,
+            Driver::Sqlite => Dialect::Sqlite,
+            Driver::Mssql => Dialect::MsSql,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Driver::Postgres => "postgres",
@@ -233,6 +251,136 @@ impl SqlSettings {
     }
 }
 
+impl SqlSettings {
+    /// Refuses a SQLite connection whose file is inside `data_dir` or is
+    /// the store's file `store` (or one of its companions): the error is the
+    /// field's path (`sql.connections.x.url`) and why. Paths are compared
+    /// resolved — absolute, symlinks followed, `..` taken out — and existing
+    /// files by identity, so a hard link to the store is caught as well.
+    pub fn check_apart_from(
+        &self,
+        data_dir: &Path,
+        store: Option<&Path>,
+    ) -> Result<(), (String, String)> {
+        let data = resolve(data_dir);
+        let mut store_files = Vec::new();
+        if let Some(store) = store {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut name = store.as_os_str().to_os_string();
+                name.push(suffix);
+                store_files.push(PathBuf::from(name));
+            }
+        }
+        for c in self.connections.values() {
+            if c.driver != Driver::Sqlite {
+                continue;
+            }
+            let at = format!("sql.connections.{}.url", c.name);
+            let Some(file) = sqlite_file(&c.url).map_err(|m| (at.clone(), m))? else {
+                continue;
+            };
+            let resolved = resolve(&file);
+            if let Some(data) = &data
+                && let Some(r) = &resolved
+                && r.starts_with(data)
+            {
+                return Err((
+                    at,
+                    format!(
+                        "{} is inside the data dir {}: a step's connection must never reach Meridian's own files",
+                        file.display(),
+                        data_dir.display()
+                    ),
+                ));
+            }
+            for s in &store_files {
+                let same_path = resolved.is_some() && resolved == resolve(s);
+                if same_path || same_file(&file, s) {
+                    return Err((
+                        at,
+                        format!(
+                            "{} is the store's file {}: a step's connection must never reach Meridian's own files",
+                            file.display(),
+                            s.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file a SQLite URL opens, as sqlx reads it; `None` for an in-memory
+/// or temporary database. SQLite URI filenames (`file:…`) are refused: SQLite
+/// decodes them once more, so the path seen here would not be the one
+/// opened.
+fn sqlite_file(url: &str) -> Result<Option<PathBuf>, String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let memory = database == ":memory:"
+        || url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "mode" && v == "memory");
+    if memory {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| format!("not a SQLite URL: {e}"))?;
+    let file = options.get_filename();
+    if file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    if file.to_string_lossy().starts_with("file:") {
+        return Err(
+            "SQLite URI filenames (file:…) are not accepted: give the path, as in sqlite:///path/to/file.db"
+                .into(),
+        );
+    }
+    Ok(Some(file.to_path_buf()))
+}
+
+/// `path` made absolute, with symlinks resolved as far as the path exists
+/// and `.`/`..` taken out of the rest.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let base = loop {
+        if let Ok(real) = existing.canonicalize() {
+            break real;
+        }
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?;
+    };
+    let mut out = base;
+    for part in rest.iter().rev() {
+        match Path::new(part).components().next() {
+            Some(Component::ParentDir) => {
+                out.pop();
+            }
+            Some(Component::CurDir) | None => {}
+            Some(_) => out.push(part),
+        }
+    }
+    Some(out)
+}
+
+/// Whether two paths name one existing file (a hard link included).
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &Path, _: &Path) -> bool {
+    false
+}
+
 /// Refuses a URL or connection string that carries a password.
 fn check_no_password(driver: Driver, url: &str) -> Result<(), String> {
     const MOVE: &str =
@@ -329,6 +477,58 @@ mod tests {
         assert_eq!(
             field("[sql]\ndefault_max_rows = 0\n"),
             "sql.default_max_rows"
+        );
+    }
+
+    #[test]
+    fn sqlite_files_of_meridian_are_refused_however_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let store = data.join("meridian.db");
+        std::fs::write(&store, b"").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&data, outside.join("link")).unwrap();
+        std::fs::hard_link(&store, outside.join("hard.db")).unwrap();
+        let check = |url: String| {
+            let s = parse(&format!(
+                "[sql.connections.x]\ndriver = \"sqlite\"\nurl = {url:?}\n"
+            ))
+            .unwrap();
+            s.check_apart_from(&data, Some(&store))
+        };
+        for url in [
+            format!("sqlite://{}", store.display()),
+            format!("sqlite://{}-wal", store.display()),
+            format!("sqlite://{}?mode=ro", data.join("other.db").display()),
+            format!("sqlite://{}", outside.join("link/meridian.db").display()),
+            format!("sqlite://{}", outside.join("../data/new/x.db").display()),
+            format!("sqlite://{}", outside.join("hard.db").display()),
+            format!("sqlite:{}", store.display()).replace("meridian", "meridi%61n"),
+        ] {
+            let (field, message) = check(url.clone()).unwrap_err();
+            assert_eq!(field, "sql.connections.x.url", "{url}");
+            assert!(message.contains("Meridian's own files"), "{url}: {message}");
+        }
+        let (_, message) = check(format!("sqlite:file:{}", store.display())).unwrap_err();
+        assert!(message.contains("URI filenames"), "{message}");
+        // Apart from the data dir and the store: fine.
+        for url in [
+            format!("sqlite://{}?mode=rwc", outside.join("mine.db").display()),
+            "sqlite::memory:".to_string(),
+        ] {
+            assert!(check(url.clone()).is_ok(), "{url}");
+        }
+        // A store outside the data dir is protected too.
+        let s = parse(&format!(
+            "[sql.connections.x]\ndriver = \"sqlite\"\nurl = \"sqlite://{}\"\n",
+            outside.join("store.db-shm").display()
+        ))
+        .unwrap();
+        assert!(
+            s.check_apart_from(&data, Some(&outside.join("store.db")))
+                .is_err()
         );
     }
 }

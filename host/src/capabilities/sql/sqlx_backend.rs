@@ -2,14 +2,29 @@
 //! connection, statements bound with their types, rows decoded by the
 //! column's type into [`SqlValue`]s.
 //!
-//! One call is one transaction on one pooled connection: read-only where
-//! asked (`BEGIN READ ONLY`, `START TRANSACTION READ ONLY`, SQLite's
-//! `PRAGMA query_only`), with a server-side time limit where the database has
-//! one (`SET LOCAL statement_timeout`, MariaDB's `max_statement_time`, MySQL's
-//! `max_execution_time`; SQLite: a progress handler that interrupts the
-//! statement at the deadline) and the caller's deadline on top: a connection
-//! still busy at the deadline is closed, not returned to the pool.
+//! One call is one transaction on one connection: read-only where asked
+//! (`BEGIN READ ONLY`, `START TRANSACTION READ ONLY`; SQLite: a connection
+//! opened with `SQLITE_OPEN_READONLY`), with a server-side time limit where
+//! the database has one (`SET LOCAL statement_timeout`, MariaDB's
+//! `max_statement_time`, MySQL's `max_execution_time`; SQLite: a progress
+//! handler that interrupts the statement at the deadline) and the caller's
+//! deadline on top: a connection still busy at the deadline is closed, not
+//! returned to the pool.
+//!
+//! Nothing a step sets on a session reaches the next call. PostgreSQL
+//! sessions go back to the pool only after `DISCARD ALL` (and with sqlx's
+//! statement cache emptied, since that drops the server's prepared
+//! statements); a session that cannot be reset is closed. sqlx has no
+//! MySQL `COM_RESET_CONNECTION`, so a MySQL session is kept only after a
+//! call of reads; after any other (a write leaves its `LAST_INSERT_ID()`,
+//! and settings, variables, temporary tables and locks stay too) it is
+//! closed: the cost is a new connection — a MySQL handshake — for the next
+//! call. SQLite is
+//! not pooled at all: every call opens its own connection — read-only for a
+//! read call — and closes it (a few hundred microseconds, a file open and a
+//! thread).
 
+use super::login::{self, LoginCheck};
 use super::value::{self, Limits, Outcome};
 use crate::capabilities::CapabilityError;
 use crate::runtime::bindings::meridian::step::sql::{Column, ResultSet, SqlValue, Statement};
@@ -17,10 +32,12 @@ use futures::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgTypeInfo, Postgres};
 use sqlx::query::Query;
-use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnectOptions, SqliteConnection};
 use sqlx::{Column as _, Connection, Either, Executor, Row, TypeInfo, ValueRef};
 use std::str::FromStr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// Runs one bound statement in the transaction `$tx`, keeping at most
 /// `max_rows` rows; for a statement that returned no rows, its columns come
@@ -89,8 +106,19 @@ macro_rules! run {
 pub enum SqlxPool {
     Postgres(PgPool),
     MySql(MySqlPool),
-    Sqlite(SqlitePool),
+    Sqlite(SqliteSource),
 }
+
+/// SQLite is not pooled: the options every call opens its own connection
+/// with, and permits bounding how many are open at once.
+#[derive(Debug, Clone)]
+pub struct SqliteSource {
+    options: Arc<SqliteConnectOptions>,
+    permits: Arc<Semaphore>,
+}
+
+/// How long resetting a session may take before it is closed instead.
+const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What building a pool needs.
 pub struct PoolSpec<'a> {
@@ -137,11 +165,10 @@ impl SqlxPool {
 
     pub fn sqlite(spec: &PoolSpec<'_>) -> Result<Self, String> {
         let options = SqliteConnectOptions::from_str(spec.url).map_err(|e| e.to_string())?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(spec.max_connections)
-            .acquire_timeout(spec.connect_timeout)
-            .connect_lazy_with(options);
-        Ok(Self::Sqlite(pool))
+        Ok(Self::Sqlite(SqliteSource {
+            options: Arc::new(options),
+            permits: Arc::new(Semaphore::new(spec.max_connections as usize)),
+        }))
     }
 
     /// Runs the statements in one transaction.
@@ -188,11 +215,14 @@ impl SqlxPool {
                     tx.commit().await.map_err(sql_error)?;
                     Ok(sets)
                 };
-                finish(
-                    tokio::time::timeout_at(deadline, work).await,
-                    limits,
-                    || conn.close_on_drop(),
-                )
+                let result = tokio::time::timeout_at(deadline, work).await;
+                // Whatever the step set on the session — settings, role,
+                // temporary tables, prepared statements, cursors, locks —
+                // is dropped before the session serves anyone else.
+                if result.is_ok() && !reset_postgres(&mut conn).await {
+                    conn.close_on_drop();
+                }
+                finish(result, limits, || conn.close_on_drop())
             }
             Self::MySql(pool) => {
                 let mut conn = tokio::time::timeout_at(deadline, pool.acquire())
@@ -235,59 +265,58 @@ impl SqlxPool {
                     tx.commit().await.map_err(sql_error)?;
                     Ok(sets)
                 };
-                finish(
-                    tokio::time::timeout_at(deadline, work).await,
-                    limits,
-                    || conn.close_on_drop(),
-                )
+                let result = tokio::time::timeout_at(deadline, work).await;
+                // sqlx cannot reset a MySQL session: one that may carry the
+                // step's state (variables, temporary tables, locks, the last
+                // insert id…) is closed rather than handed to the next call.
+                if limits.may_change_session {
+                    conn.close_on_drop();
+                }
+                finish(result, limits, || conn.close_on_drop())
             }
-            Self::Sqlite(pool) => {
-                let mut conn = tokio::time::timeout_at(deadline, pool.acquire())
-                    .await
-                    .map_err(|_| limits.timed_out())?
-                    .map_err(connect_error)?;
+            Self::Sqlite(source) => {
+                let _permit =
+                    tokio::time::timeout_at(deadline, source.permits.clone().acquire_owned())
+                        .await
+                        .map_err(|_| limits.timed_out())?
+                        .map_err(|_| CapabilityError::Failed("the connection is closed".into()))?;
+                // A read call opens the file read-only: SQLite itself
+                // refuses every write, whatever the statements try.
+                let options =
+                    SqliteConnectOptions::clone(&source.options).read_only(limits.read_only);
+                let mut conn =
+                    tokio::time::timeout_at(deadline, SqliteConnection::connect_with(&options))
+                        .await
+                        .map_err(|_| limits.timed_out())?
+                        .map_err(connect_error)?;
                 let std_deadline = limits.deadline;
                 let work = async {
                     conn.lock_handle()
                         .await
                         .map_err(sql_error)?
                         .set_progress_handler(1000, move || Instant::now() < std_deadline);
-                    let query_only = if limits.read_only { "ON" } else { "OFF" };
-                    sqlx::query(&format!("PRAGMA query_only = {query_only}"))
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(sql_error)?;
-                    let result: Result<Vec<ResultSet>, CapabilityError> = async {
-                        let mut tx = conn.begin().await.map_err(sql_error)?;
-                        let mut sets = Vec::new();
-                        for (i, s) in statements.iter().enumerate() {
-                            let mut q = sqlx::query(&s.sql);
-                            for (j, p) in s.params.iter().enumerate() {
-                                q = bind_sqlite(q, p).map_err(|m| param_error(i, j, &m))?;
-                            }
-                            sets.push(run!(
-                                tx,
-                                q,
-                                s,
-                                limits,
-                                decode_sqlite,
-                                |r: &sqlx::sqlite::SqliteQueryResult| r.rows_affected(),
-                                i
-                            ));
+                    let mut tx = conn.begin().await.map_err(sql_error)?;
+                    let mut sets = Vec::new();
+                    for (i, s) in statements.iter().enumerate() {
+                        let mut q = sqlx::query(&s.sql);
+                        for (j, p) in s.params.iter().enumerate() {
+                            q = bind_sqlite(q, p).map_err(|m| param_error(i, j, &m))?;
                         }
-                        tx.commit().await.map_err(sql_error)?;
-                        Ok(sets)
+                        sets.push(run!(
+                            tx,
+                            q,
+                            s,
+                            limits,
+                            decode_sqlite,
+                            |r: &sqlx::sqlite::SqliteQueryResult| r.rows_affected(),
+                            i
+                        ));
                     }
-                    .await;
-                    // The connection goes back to the pool: leave it writable
-                    // and without a deadline.
-                    let _ = sqlx::query("PRAGMA query_only = OFF")
-                        .execute(&mut *conn)
-                        .await;
-                    if let Ok(mut handle) = conn.lock_handle().await {
-                        handle.remove_progress_handler();
-                    }
-                    result.map_err(|e| match e {
+                    tx.commit().await.map_err(sql_error)?;
+                    Ok(sets)
+                };
+                let result = tokio::time::timeout_at(deadline, work).await.map(|r| {
+                    r.map_err(|e| match e {
                         CapabilityError::Failed(m)
                             if m.contains("interrupted") && Instant::now() >= std_deadline =>
                         {
@@ -295,12 +324,13 @@ impl SqlxPool {
                         }
                         other => other,
                     })
-                };
-                finish(
-                    tokio::time::timeout_at(deadline, work).await,
-                    limits,
-                    || conn.close_on_drop(),
-                )
+                });
+                // The connection served this call only. On time-out it is
+                // dropped, which interrupts and closes it.
+                if result.is_ok() {
+                    let _ = conn.close().await;
+                }
+                finish(result, limits, || ())
             }
         }
     }
@@ -310,9 +340,130 @@ impl SqlxPool {
         match self {
             Self::Postgres(p) => p.close().await,
             Self::MySql(p) => p.close().await,
-            Self::Sqlite(p) => p.close().await,
+            Self::Sqlite(s) => s.permits.close(),
         }
     }
+}
+
+/// What PostgreSQL says the current user may do (see [`super::login`]).
+const POSTGRES_LOGIN: &str = r"
+SELECT r.rolsuper,
+       has_database_privilege(current_database(), 'CREATE'),
+       ARRAY(SELECT n.nspname::text FROM pg_namespace n
+             WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+               AND has_schema_privilege(n.oid, 'CREATE')
+             ORDER BY 1 LIMIT 5),
+       ARRAY(SELECT n.nspname || '.' || c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'f')
+               AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+               AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
+                    OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE'))
+             ORDER BY 1 LIMIT 5),
+       current_database()::text
+FROM pg_roles r WHERE r.rolname = current_user";
+
+impl SqlxPool {
+    /// What the connection's login may do, asked of the database (only
+    /// catalogue reads; SQLite: a write tried on a read-only connection,
+    /// inside a transaction rolled back).
+    pub async fn login_check(&self, connection: &str) -> LoginCheck {
+        match self {
+            Self::Postgres(pool) => {
+                let mut conn = match pool.acquire().await {
+                    Ok(c) => c,
+                    Err(e) => return LoginCheck::Unreachable(describe_error(&e)),
+                };
+                let row = match sqlx::query(POSTGRES_LOGIN).fetch_one(&mut *conn).await {
+                    Ok(row) => row,
+                    Err(e) => return LoginCheck::Unknown(describe_error(&e)),
+                };
+                let answer = (|| {
+                    Ok::<_, sqlx::Error>(login::PostgresAnswer {
+                        superuser: row.try_get(0)?,
+                        create_on_database: row.try_get(1)?,
+                        create_schemas: row.try_get(2)?,
+                        writable_tables: row.try_get(3)?,
+                        database: row.try_get(4)?,
+                    })
+                })();
+                match answer {
+                    Ok(a) => login::postgres(connection, &a),
+                    Err(e) => LoginCheck::Unknown(describe_error(&e)),
+                }
+            }
+            Self::MySql(pool) => {
+                let mut conn = match pool.acquire().await {
+                    Ok(c) => c,
+                    Err(e) => return LoginCheck::Unreachable(describe_error(&e)),
+                };
+                let rows = match (&mut *conn).fetch_all("SHOW GRANTS").await {
+                    Ok(rows) => rows,
+                    Err(e) => return LoginCheck::Unknown(describe_error(&e)),
+                };
+                let grants: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        r.try_get::<String, _>(0).unwrap_or_else(|_| {
+                            String::from_utf8_lossy(&r.try_get::<Vec<u8>, _>(0).unwrap_or_default())
+                                .into_owned()
+                        })
+                    })
+                    .collect();
+                let database = (&mut *conn)
+                    .fetch_one("SELECT DATABASE()")
+                    .await
+                    .ok()
+                    .and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+                    .unwrap_or_else(|| "<database>".into());
+                login::mysql(connection, &database, &grants)
+            }
+            Self::Sqlite(source) => {
+                let options = SqliteConnectOptions::clone(&source.options).read_only(true);
+                let mut conn = match SqliteConnection::connect_with(&options).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return LoginCheck::Unreachable(format!(
+                            "the file cannot be opened read-only: {}",
+                            describe_error(&e)
+                        ));
+                    }
+                };
+                let tried = async {
+                    let mut tx = conn.begin().await?;
+                    let wrote = (&mut *tx)
+                        .execute("CREATE TABLE meridian_doctor_probe (a INTEGER)")
+                        .await;
+                    tx.rollback().await?;
+                    Ok::<_, sqlx::Error>(wrote)
+                }
+                .await;
+                let _ = conn.close().await;
+                match tried {
+                    Ok(Err(_)) => LoginCheck::ReadOnly(
+                        "a read call opens the file read-only (SQLITE_OPEN_READONLY), and SQLite refused a write on it".into(),
+                    ),
+                    Ok(Ok(_)) => LoginCheck::CanWrite {
+                        why: "SQLite took a write on a connection opened read-only".into(),
+                        fix: "check the file's SQLite build and VFS".into(),
+                    },
+                    Err(e) => LoginCheck::Unknown(describe_error(&e)),
+                }
+            }
+        }
+    }
+}
+
+/// Resets a PostgreSQL session for the next call: `DISCARD ALL` (outside
+/// any transaction: it fails inside one, as when a step's own `BEGIN` were
+/// left open) and sqlx's statement cache emptied to match. False when the
+/// session cannot be reset and must be closed.
+async fn reset_postgres(conn: &mut sqlx::postgres::PgConnection) -> bool {
+    let reset = async {
+        conn.execute("DISCARD ALL").await?;
+        conn.clear_cached_statements().await
+    };
+    matches!(tokio::time::timeout(RESET_TIMEOUT, reset).await, Ok(Ok(())))
 }
 
 /// The outcome of the guarded work: a late one closes the connection.

@@ -19,6 +19,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Run the transaction read-only.
     pub read_only: bool,
+    /// A statement of the call could leave state on the session (see
+    /// [`super::classify::Class::may_change_session`]): a pool that cannot
+    /// reset a session closes it after the call instead of keeping it.
+    pub may_change_session: bool,
 }
 
 impl Limits {
