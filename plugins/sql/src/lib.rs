@@ -34,8 +34,10 @@
 //! statement. Exports: `row_count`, `rows_affected`, and `scalar` or `row` in
 //! those modes.
 //!
-//! Errors: a refused connection is `denied` (with the grant that would allow
-//! it); an SQL error is `failed` (the transaction is rolled back); the time
+//! Errors: a refused connection, or a statement the grant does not allow (the
+//! host classifies every statement before it is sent: a `read` grant runs
+//! only reads, transaction control is never allowed), is `denied` (with the
+//! grant that would allow it, or `none:` when no grant can); an SQL error is `failed` (the transaction is rolled back); the time
 //! limit is `timed-out`; a failed `expect_rows` assertion is `failed`, naming
 //! expected and got.
 
