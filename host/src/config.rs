@@ -497,6 +497,12 @@ impl Config {
                     secret = %name,
                     "secret is shorter than {MIN_MASKABLE_SECRET} characters: masking it will also hide unrelated text in outputs and logs"
                 );
+            } else if value.expose().len() < crate::secrets::MIN_ENCODED_SECRET_BYTES {
+                tracing::warn!(
+                    secret = %name,
+                    "secret is shorter than {} bytes: its base64 and hex forms are not masked",
+                    crate::secrets::MIN_ENCODED_SECRET_BYTES
+                );
             }
         }
 
