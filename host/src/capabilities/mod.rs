@@ -47,6 +47,9 @@ pub struct StepEnv {
     pub audit: Option<AuditLog>,
 }
 
+/// The most of a call's target or detail that its record keeps.
+const MAX_RECORDED_BYTES: usize = 4096;
+
 impl StepEnv {
     pub fn new(
         identity: StepIdentity,
@@ -126,10 +129,13 @@ impl StepEnv {
         grant_hint: Option<String>,
         duration: Duration,
     ) {
-        let mask = |s: String| self.masker.mask(&s).into_owned();
+        // Masked, and cut to a size a log line and an audit record can
+        // carry: a step chooses its URLs and arguments, and every call's
+        // record reaches the log files and the trail.
+        let mask = |s: String| log::clip_masked(&self.masker, &s, MAX_RECORDED_BYTES);
         let event = CapabilityEvent {
             capability,
-            target: self.masker.mask(target).into_owned(),
+            target: log::clip_masked(&self.masker, target, MAX_RECORDED_BYTES),
             decision,
             detail: detail.map(mask),
             grant_hint: grant_hint.map(mask),

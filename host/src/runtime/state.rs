@@ -7,6 +7,7 @@ use crate::capabilities::log::{LogCap, StepLog};
 use crate::capabilities::process::ProcessCap;
 use crate::capabilities::secrets::SecretsCap;
 use crate::capabilities::sql::{SqlCap, SqlPools};
+use crate::runtime::SandboxLimits;
 use crate::secrets::SecretStore;
 use std::io;
 use std::pin::Pin;
@@ -35,18 +36,21 @@ pub struct StepState {
     pub(crate) stderr: CapturedOutput,
 }
 
+/// The most one `wasi:random` call may ask for; a step needs a few bytes
+/// (seeds, ids), and wasmtime's default of 64 MiB is an allocation a guest
+/// could make the host repeat.
+const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+
 impl StepState {
     pub fn new(
         env: Arc<StepEnv>,
         secrets: Arc<SecretStore>,
         http: Arc<HttpClient>,
         sql: Arc<SqlPools>,
-        memory_bytes: usize,
-        max_log_bytes: usize,
-        max_stdio_bytes: usize,
+        limits: &SandboxLimits,
     ) -> Self {
-        let stdout = CapturedOutput::new(max_stdio_bytes);
-        let stderr = CapturedOutput::new(max_stdio_bytes);
+        let stdout = CapturedOutput::new(limits.max_stdio_bytes);
+        let stderr = CapturedOutput::new(limits.max_stdio_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -54,18 +58,26 @@ impl StepState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        // Every WASI and wasi:http resource a step holds lives in this table,
+        // each with host memory behind it: bounded, so a guest that leaks
+        // them fails instead of growing the node.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
+        let mut http_ctx = WasiHttpCtx::new();
+        http_ctx.set_field_size_limit(limits.max_http_fields_bytes);
         Self {
             gate: WasiHttpGate {
                 env: env.clone(),
                 client: http.clone(),
             },
+            log: StepLog::new(limits.max_log_bytes, limits.max_log_line_bytes),
             env,
-            table: ResourceTable::new(),
+            table,
             wasi,
-            http_ctx: WasiHttpCtx::new(),
-            limits: MemoryCap::new(memory_bytes),
-            log: StepLog::new(max_log_bytes),
+            http_ctx,
+            limits: MemoryCap::new(limits.memory_bytes),
             secrets,
             http,
             sql,

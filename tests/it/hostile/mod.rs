@@ -9,3 +9,5 @@
 //! servers are the real ones `.ci/run` starts (`meridian_tests::services`):
 //! a missing one is skipped loudly on a developer's machine and fails the
 //! test under `CI=true`.
+
+mod resources;
