@@ -462,14 +462,8 @@ mod tests {
             assert_masked(&m, &format!("digest {form}."), &form);
         }
         let json = serde_json::to_string(&serde_json::json!({ "t": SECRET })).unwrap();
-        assert_masked(
-            &m,
-            &json,
-            &serde_json::to_string(SECRET)
-                .unwrap()
-                .trim_matches('"')
-                .to_owned(),
-        );
+        let escaped = serde_json::to_string(SECRET).unwrap();
+        assert_masked(&m, &json, escaped.trim_matches('"'));
         // ASCII-only JSON writers (Python's json.dumps, JavaScript tooling).
         let ascii = r#"p@ss w\"rd\/+~%\u00e9\ud83d\ude00"#;
         assert_masked(&m, &format!(r#"{{"t":"{ascii}"}}"#), ascii);
