@@ -58,6 +58,9 @@ const HOSTCALL_FUEL_SLACK: usize = 1024 * 1024;
 /// the pool, so this only keeps a component from taking many slots.
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
+/// How long a plugin's `validate` may take.
+const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The sha256 digest of a component's bytes: a plugin's identity for grants.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
@@ -833,22 +836,37 @@ impl Runtime {
 
     /// Checks a step config against the plugin's JSON Schema and then its
     /// own `validate`; every problem with its JSON path.
+    ///
+    /// `validate` runs with no capability at all, whatever the plugin was
+    /// granted ([`StepEnv::validation`]: every call is refused, the first
+    /// one audited), and its answer is not masked: `config` is the caller's
+    /// own input, never resolved against `${secrets.*}`, so the answer is
+    /// the same whether or not a value in it happens to be a secret, and a
+    /// caller cannot use validation to test guesses.
     pub async fn validate_config(&self, plugin: &LoadedPlugin, config: &Value) -> Vec<ConfigIssue> {
         let mut issues: Vec<ConfigIssue> = plugin
             .schema
             .iter_errors(config)
             .map(|e| ConfigIssue {
                 path: pointer_to_path(&e.instance_path.to_string()),
-                message: e.to_string(),
+                message: cap_message(&e.to_string()),
             })
             .collect();
         if !issues.is_empty() {
             return issues;
         }
-        let env = Arc::new(self.env_for(plugin, &Invocation::validation()));
-        let mut store = self.new_store(env);
+        let env = StepEnv::validation(
+            StepIdentity {
+                plugin: plugin.info.name.clone(),
+                digest: plugin.info.digest.to_string(),
+                ..StepIdentity::default()
+            },
+            self.limits.max_host_calls,
+        )
+        .with_audit(self.audit.clone());
+        let mut store = self.new_store(Arc::new(env));
         let text = config.to_string();
-        let result = tokio::time::timeout(Duration::from_secs(10), async {
+        let result = tokio::time::timeout(VALIDATE_TIMEOUT, async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance
                 .meridian_step_step()
@@ -856,22 +874,24 @@ impl Runtime {
                 .await
         })
         .await;
-        let masker = self.secrets.masker();
         match result {
             Ok(Ok(found)) => issues.extend(found.into_iter().map(|i| ConfigIssue {
                 path: i.path,
-                message: masker.mask(&i.message).into_owned(),
+                message: cap_message(&i.message),
             })),
             Ok(Err(e)) => issues.push(ConfigIssue {
                 path: String::new(),
                 message: format!(
                     "the step's validate crashed: {}",
-                    masker.mask(&format!("{e:#}"))
+                    cap_message(&format!("{e:#}"))
                 ),
             }),
             Err(_) => issues.push(ConfigIssue {
                 path: String::new(),
-                message: "the step's validate did not return within 10 s".into(),
+                message: format!(
+                    "the step's validate did not return within {} s",
+                    VALIDATE_TIMEOUT.as_secs()
+                ),
             }),
         }
         issues
@@ -926,11 +946,12 @@ impl Runtime {
         let masker = self.secrets.masker().clone();
         let state = store.into_data();
         let mut log = state.log;
+        let (stderr_text, _) = state.stderr.masked(&masker);
         for (source, stream) in [
             (Source::Stdout, &state.stdout),
             (Source::Stderr, &state.stderr),
         ] {
-            let (text, truncated) = stream.contents();
+            let (text, truncated) = stream.masked(&masker);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 log.push(&env, Level::Info, source, line);
             }
@@ -938,7 +959,6 @@ impl Runtime {
                 log.push(&env, Level::Warn, source, "(output truncated)");
             }
         }
-        let (stderr_text, _) = state.stderr.contents();
         let result = match outcome {
             Err(_) => Err(StepFailure::Timeout {
                 limit_ms: limit.as_millis() as u64,
@@ -1055,6 +1075,8 @@ impl Runtime {
         masker.mask_json(&mut value);
         let mut exports = BTreeMap::new();
         for (name, text) in output.exports {
+            // A name is the step's to choose, so it can hold a secret too.
+            let name = masker.mask(&name).into_owned();
             let mut v = parse(&format!("exported variable {name:?}"), &text)?;
             masker.mask_json(&mut v);
             exports.insert(name, v);
@@ -1063,23 +1085,6 @@ impl Runtime {
             output: value,
             exports,
         })
-    }
-}
-
-impl Invocation {
-    fn validation() -> Self {
-        Self {
-            job_id: String::new(),
-            execution_id: String::new(),
-            step_id: String::new(),
-            attempt: 0,
-            timezone: "UTC".into(),
-            scheduled_time: None,
-            config: Value::Null,
-            variables: Value::Null,
-            timeout: None,
-            scope: None,
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::capabilities::process::ProcessCap;
 use crate::capabilities::secrets::SecretsCap;
 use crate::capabilities::sql::{SqlCap, SqlPools};
 use crate::runtime::SandboxLimits;
-use crate::secrets::SecretStore;
+use crate::secrets::{Masker, SecretStore};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -49,8 +49,11 @@ impl StepState {
         sql: Arc<SqlPools>,
         limits: &SandboxLimits,
     ) -> Self {
-        let stdout = CapturedOutput::new(limits.max_stdio_bytes);
-        let stderr = CapturedOutput::new(limits.max_stdio_bytes);
+        // A secret printed across the cap is kept whole, so it is masked
+        // before the text is cut to the cap (`CapturedOutput::masked`).
+        let slack = env.masker.longest();
+        let stdout = CapturedOutput::new(limits.max_stdio_bytes, slack);
+        let stderr = CapturedOutput::new(limits.max_stdio_bytes, slack);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -207,25 +210,37 @@ pub struct CapturedOutput {
 struct Captured {
     bytes: Vec<u8>,
     cap: usize,
+    /// Bytes kept past `cap` so that a secret written across it is still
+    /// found whole by the masker, then cut off.
+    slack: usize,
     truncated: bool,
 }
 
 impl CapturedOutput {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, slack: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Captured {
                 cap,
+                slack,
                 ..Captured::default()
             })),
         }
     }
 
-    /// The kept text and whether some was dropped.
-    pub fn contents(&self) -> (String, bool) {
-        match self.inner.lock() {
-            Ok(c) => (String::from_utf8_lossy(&c.bytes).into_owned(), c.truncated),
-            Err(_) => (String::new(), false),
+    /// The kept text, masked, at most `cap` bytes, and whether some was
+    /// dropped.
+    pub fn masked(&self, masker: &Masker) -> (String, bool) {
+        let Ok(c) = self.inner.lock() else {
+            return (String::new(), false);
+        };
+        let text = String::from_utf8_lossy(&c.bytes);
+        let masked = masker.mask(&text);
+        let mut end = masked.len().min(c.cap);
+        while !masked.is_char_boundary(end) {
+            end -= 1;
         }
+        let truncated = c.truncated || end < masked.len();
+        (masked.get(..end).unwrap_or_default().to_owned(), truncated)
     }
 }
 
@@ -248,7 +263,7 @@ impl tokio::io::AsyncWrite for CapturedOutput {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if let Ok(mut c) = self.inner.lock() {
-            let room = c.cap.saturating_sub(c.bytes.len());
+            let room = (c.cap + c.slack).saturating_sub(c.bytes.len());
             let take = room.min(buf.len());
             c.bytes.extend_from_slice(&buf[..take]);
             if take < buf.len() {

@@ -11,3 +11,4 @@
 //! test under `CI=true`.
 
 mod resources;
+mod secrets;
