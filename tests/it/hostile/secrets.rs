@@ -15,7 +15,7 @@ use crate::recovery::{client, execute, poll_until};
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use meridian_tests::{TestNode, fixtures};
+use meridian_tests::{TestNode, TestRuntime, fixtures, services};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -359,6 +359,56 @@ async fn a_granted_secret_reaches_no_output_store_log_or_audit_record_in_any_enc
         found.push(format!("node stderr: {form:?}"));
     }
     assert!(found.is_empty(), "the secret leaked:\n{}", found.join("\n"));
+}
+
+/// Two more places a secret comes back from: a database that quotes the
+/// parameter it could not convert in its error (PostgreSQL), and the
+/// arguments of a command that is denied (the denial's target and the call
+/// record). Both hold the secret encoded, as a step would send it; both are
+/// masked in what the step gets back, its output and the call records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_echoed_by_a_database_or_in_a_denied_command_is_masked() {
+    let b64 = STANDARD.encode(SECRET);
+    let hex = hex::encode(SECRET);
+    let mut toml = format!("[secrets]\napi_token = {SECRET:?}\n");
+    let pg = services::postgres();
+    if let Some(pg) = &pg {
+        let database = pg.url.rsplit('/').next().unwrap_or("");
+        toml.push_str(&format!(
+            "db_pw = {:?}\n[sql.connections.pg]\ndriver = \"postgres\"\n\
+             url = \"postgres://{}@{}:{}/{database}\"\npassword_secret = \"db_pw\"\n\
+             [[grants]]\nplugin = \"probe\"\n[[grants.sql]]\nconnection = \"pg\"\naccess = \"read\"\n",
+            pg.password, pg.user, pg.host, pg.port
+        ));
+    }
+    let rt = TestRuntime::new(&toml, &[fixtures::PROBE]).await;
+    let mut calls = vec![json!({ "process": { "program": "/bin/echo", "args": [b64, hex] } })];
+    if pg.is_some() {
+        calls.push(json!({ "sql": { "connection": "pg", "sql": "SELECT $1::int", "params": [b64], "read_only": true } }));
+    }
+    let run = rt.run("probe", json!({ "calls": calls })).await;
+    let output = run.result.as_ref().expect("probe reports").output.clone();
+    let results = output["results"].as_array().unwrap();
+    let process = &results[0]["error"];
+    assert_eq!(process["kind"], "denied", "{output}");
+    assert_eq!(process["target"], "/bin/echo *** ***", "{output}");
+    if pg.is_some() {
+        let sql = &results[1]["error"];
+        assert_eq!(sql["kind"], "failed", "{output}");
+        let message = sql["message"].as_str().unwrap();
+        assert!(
+            message.contains("invalid input syntax") && message.contains("***"),
+            "{message}"
+        );
+    }
+    let everything = serde_json::to_string(&run).unwrap();
+    let found = leaks(everything.as_bytes(), &forbidden(SECRET));
+    assert!(
+        found.is_empty(),
+        "the secret leaked: {found:?}\n{everything}"
+    );
+    let run = rt.run("probe", json!({ "calls": [] })).await;
+    assert!(run.result.is_ok(), "{:?}", run.result);
 }
 
 /// The node of the validation tests: `leaky` granted the secret and HTTP to
