@@ -113,6 +113,11 @@ async fn leaking_wasi_http_fields_is_bounded_by_the_resource_table() {
     )
     .await;
     let grown = proc_status_bytes(pid, "VmHWM:").saturating_sub(before);
+    eprintln!(
+        "the node's peak RSS: {} MiB before the leak, grown by {} MiB",
+        before >> 20,
+        grown >> 20
+    );
     assert_eq!(done["status"], "failed", "{done:#}");
     let error = attempt_error(&done);
     assert_eq!(error["kind"], "resource_limit", "{done:#}");
