@@ -19,6 +19,8 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ),
     ("SCRIPT", "fixture-script", "tests/fixtures/script"),
     ("WASI_HTTP", "fixture-wasi-http", "tests/fixtures/wasi-http"),
+    ("LEAKY", "fixture-leaky", "tests/fixtures/leaky"),
+    ("HOG", "fixture-hog", "tests/fixtures/hog"),
     ("GREETER", "greeter-step", "examples/greeter-step"),
 ];
 

@@ -269,6 +269,9 @@ struct SandboxFile {
     max_host_calls: Option<u32>,
     max_output_bytes: Option<usize>,
     max_log_bytes: Option<usize>,
+    max_log_line_bytes: Option<usize>,
+    max_resources: Option<usize>,
+    max_http_fields_bytes: Option<usize>,
     max_concurrent: Option<u32>,
 }
 
@@ -421,6 +424,33 @@ impl Config {
         if let Some(n) = s.max_log_bytes {
             sandbox.max_log_bytes = n;
         }
+        if let Some(n) = s.max_log_line_bytes {
+            if !(256..=16 * 1024 * 1024).contains(&n) {
+                return Err(field(
+                    "sandbox.max_log_line_bytes",
+                    "must be between 256 and 16777216 (16 MiB)".into(),
+                ));
+            }
+            sandbox.max_log_line_bytes = n;
+        }
+        if let Some(n) = s.max_resources {
+            if !(64..=1_000_000).contains(&n) {
+                return Err(field(
+                    "sandbox.max_resources",
+                    "must be between 64 and 1000000".into(),
+                ));
+            }
+            sandbox.max_resources = n;
+        }
+        if let Some(n) = s.max_http_fields_bytes {
+            if !(1024..=16 * 1024 * 1024).contains(&n) {
+                return Err(field(
+                    "sandbox.max_http_fields_bytes",
+                    "must be between 1024 and 16777216 (16 MiB)".into(),
+                ));
+            }
+            sandbox.max_http_fields_bytes = n;
+        }
         if let Some(n) = s.max_concurrent {
             if !(1..=1024).contains(&n) {
                 return Err(field(
@@ -561,6 +591,12 @@ impl Config {
                 tracing::warn!(
                     secret = %name,
                     "secret is shorter than {MIN_MASKABLE_SECRET} characters: masking it will also hide unrelated text in outputs and logs"
+                );
+            } else if value.expose().len() < crate::secrets::MIN_ENCODED_SECRET_BYTES {
+                tracing::warn!(
+                    secret = %name,
+                    "secret is shorter than {} bytes: its base64 and hex forms are not masked",
+                    crate::secrets::MIN_ENCODED_SECRET_BYTES
                 );
             }
         }
@@ -892,6 +928,31 @@ mod tests {
         assert_eq!(c.upload_dir(), dir.path().join("plugins"));
         assert_eq!(c.secrets.get("pw").unwrap().expose(), "from-file");
         assert_eq!(c.secrets.get("lit").unwrap().expose(), "literal");
+    }
+
+    #[test]
+    fn sandbox_resource_limits_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "m.toml",
+            "[sandbox]\nmax_resources = 200\nmax_http_fields_bytes = 8192\nmax_log_line_bytes = 1024\n",
+        );
+        let c = Config::load(Some(&cfg), Overrides::default()).unwrap();
+        assert_eq!(c.sandbox.max_resources, 200);
+        assert_eq!(c.sandbox.max_http_fields_bytes, 8192);
+        assert_eq!(c.sandbox.max_log_line_bytes, 1024);
+        for (text, field) in [
+            ("max_resources = 3", "sandbox.max_resources"),
+            ("max_http_fields_bytes = 0", "sandbox.max_http_fields_bytes"),
+            ("max_log_line_bytes = 10", "sandbox.max_log_line_bytes"),
+        ] {
+            let cfg = write(dir.path(), "bad.toml", &format!("[sandbox]\n{text}\n"));
+            let e = Config::load(Some(&cfg), Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub trait Step {
     /// Checks beyond what serde checks (a URL that parses, a range that is not
     /// empty...). Called after the config deserialised, both when a job is
     /// validated and before every execution. Default: no further checks.
+    ///
+    /// When the host validates a job, this runs with no capabilities at all:
+    /// every call (a secret, an HTTP request, SQL, a process) is denied and
+    /// log lines are dropped, whatever the plugin was granted. Check the
+    /// config's shape here; reach out in [`Step::execute`].
     fn validate(config: &Self::Config) -> Vec<ConfigIssue> {
         let _ = config;
         Vec::new()

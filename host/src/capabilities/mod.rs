@@ -9,6 +9,10 @@
 //! calling, what it was granted, and the [`CallLedger`] that counts calls
 //! against the host-call budget and records every use and denial (the
 //! material of the audit trail).
+//!
+//! A step's `validate` runs in a [`StepEnv::validation`]: every capability
+//! call is refused before any grant is looked at, whatever the plugin was
+//! granted (see [`StepEnv::begin`]).
 
 pub mod http;
 pub mod log;
@@ -45,7 +49,16 @@ pub struct StepEnv {
     /// Where every call is recorded; `None` only where no store exists
     /// (plugin inspection, unit tests), and then calls still go to the log.
     pub audit: Option<AuditLog>,
+    /// Set for a `validate` call: no capability at all. Holds whether the
+    /// first refused call has been put on the audit trail.
+    validating: Option<AtomicBool>,
 }
+
+/// The most of a call's target or detail that its record keeps.
+const MAX_RECORDED_BYTES: usize = 4096;
+
+/// What a call made during `validate` is refused with, and recorded as.
+const VALIDATE_TARGET: &str = "(a call made during validate)";
 
 impl StepEnv {
     pub fn new(
@@ -60,7 +73,30 @@ impl StepEnv {
             ledger: CallLedger::new(max_host_calls),
             masker,
             audit: None,
+            validating: None,
         }
+    }
+
+    /// The environment of a `validate` call: every capability call is
+    /// refused, whatever the plugin's grants, and nothing is masked. A
+    /// config is checked before anything resolves its `${secrets.*}`, so
+    /// what validate sees and says is the caller's own input: masking it
+    /// would only tell a caller which of its guesses is a secret.
+    pub fn validation(identity: StepIdentity, max_host_calls: u32) -> Self {
+        Self {
+            validating: Some(AtomicBool::new(false)),
+            ..Self::new(
+                identity,
+                Arc::new(EffectiveGrants::none("validate")),
+                Arc::new(Masker::default()),
+                max_host_calls,
+            )
+        }
+    }
+
+    /// Whether this is a `validate` call's environment.
+    pub fn is_validating(&self) -> bool {
+        self.validating.is_some()
     }
 
     /// Records every capability call of this step on the audit trail.
@@ -79,8 +115,37 @@ impl StepEnv {
     /// recorded by [`StepEnv::finish`], or, if the call never gets there
     /// (its future was dropped: the step timed out or was cancelled), when
     /// the returned guard is dropped.
+    ///
+    /// During `validate` every call is refused here, before its target is
+    /// even looked at: a plugin that reaches out while checking a config is
+    /// a security signal, so the first such call of a validate goes on the
+    /// audit trail (its target left out: it is the caller's input, which
+    /// validate does not mask), and the rest only count against the budget,
+    /// so a caller who validates in a loop cannot flood the trail.
     pub(crate) fn begin(&self, capability: &'static str) -> Result<CallTimer<'_>, CapabilityError> {
         self.ledger.count(capability)?;
+        if let Some(recorded) = &self.validating {
+            let denial = Denial {
+                capability: capability.to_string(),
+                target: VALIDATE_TARGET.to_string(),
+                reason: "no capability is available while a step validates its config".into(),
+                grant_hint: "none: validate gets no capabilities (make the call in execute)".into(),
+            };
+            if !recorded.swap(true, Ordering::Relaxed) {
+                self.record(
+                    capability,
+                    VALIDATE_TARGET,
+                    Decision::Denied,
+                    Some(format!(
+                        "the plugin called {capability} while validating a config; \
+                         later calls of the same validate are not recorded"
+                    )),
+                    None,
+                    Duration::ZERO,
+                );
+            }
+            return Err(CapabilityError::Denied(denial));
+        }
         Ok(CallTimer {
             env: self,
             capability,
@@ -126,10 +191,13 @@ impl StepEnv {
         grant_hint: Option<String>,
         duration: Duration,
     ) {
-        let mask = |s: String| self.masker.mask(&s).into_owned();
+        // Masked, and cut to a size a log line and an audit record can
+        // carry: a step chooses its URLs and arguments, and every call's
+        // record reaches the log files and the trail.
+        let mask = |s: String| log::clip_masked(&self.masker, &s, MAX_RECORDED_BYTES);
         let event = CapabilityEvent {
             capability,
-            target: self.masker.mask(target).into_owned(),
+            target: log::clip_masked(&self.masker, target, MAX_RECORDED_BYTES),
             decision,
             detail: detail.map(mask),
             grant_hint: grant_hint.map(mask),

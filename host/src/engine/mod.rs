@@ -312,8 +312,12 @@ impl Engine {
         };
         let runtime = Arc::clone(&self.runtime);
         let plugin = Arc::clone(plugin);
-        let mut task =
-            AbortOnDrop(handle.spawn(async move { runtime.execute(&plugin, invocation).await }));
+        // A spawned task starts outside every span; it takes the
+        // execution's along, so the step's lines, as it logs them, go to the
+        // execution's and the zone's files, not to `system/`.
+        let attempt = async move { runtime.execute(&plugin, invocation).await }
+            .instrument(tracing::Span::current());
+        let mut task = AbortOnDrop(handle.spawn(attempt));
         match (&mut task.0).await {
             Ok(run) => run,
             Err(e) => not_run(StepFailure::Crashed {
@@ -1069,40 +1073,13 @@ impl Run<'_> {
     }
 }
 
-/// The attempt as log events, inside the execution's span: what the step
-/// logged (and printed), each capability call with its decision, and the
-/// outcome. Everything here was masked by the runtime.
+/// The attempt as log events, inside the execution's span: each capability
+/// call with its decision, and the outcome. The step's own lines (and what
+/// it printed) were emitted as it ran, within its log caps
+/// ([`crate::capabilities::log::StepLog`]). Everything here was masked by
+/// the runtime.
 fn trace_attempt(step: &Step, seq: i64, attempt: u32, status: RunStatus, run: &StepRun) {
-    use crate::capabilities::log::{Level, Source};
     let (step_id, step_type) = (step.id.as_str(), step.step_type.as_str());
-    for line in &run.logs {
-        let source = match line.source {
-            Source::Step => "step",
-            Source::Stdout => "stdout",
-            Source::Stderr => "stderr",
-        };
-        let message = line.message.as_str();
-        match line.level {
-            Level::Error => {
-                tracing::error!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
-            }
-            Level::Warn => {
-                tracing::warn!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
-            }
-            Level::Info => {
-                tracing::info!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
-            }
-            Level::Debug => {
-                tracing::debug!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
-            }
-            Level::Trace => {
-                tracing::trace!(target: "meridian::step", step_id, step_type, seq, attempt, source, "{message}")
-            }
-        }
-    }
-    if run.logs_dropped > 0 {
-        tracing::warn!(target: "meridian::step", step_id, seq, attempt, dropped = run.logs_dropped, "log lines dropped over the step's log cap");
-    }
     for ev in &run.events {
         let decision = match ev.decision {
             crate::capabilities::Decision::Allowed => "allowed",

@@ -43,6 +43,25 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// bounds how late a timeout can be noticed.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// What wasmtime 48 says when a call runs out of host-call fuel (its error
+/// type is private); [`Runtime::limit_failure`] reads it.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+/// What wasmtime 48 says when a store's component handles are all in use.
+const HANDLE_LIMIT_EXCEEDED: &str = "store handle limit exceeded";
+/// Host-call fuel beyond the largest thing a step may legitimately pass in
+/// one call (a request body, its output): room for the call's other
+/// arguments (URL, headers, list overhead).
+const HOSTCALL_FUEL_SLACK: usize = 1024 * 1024;
+
+/// Tables one component may define. wasm-component-ld gives a component
+/// built for wasm32-wasip2 a few (the program's function table, the
+/// adapter's and the indirect-call shims'); each is bounded in elements by
+/// the pool, so this only keeps a component from taking many slots.
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+
+/// How long a plugin's `validate` may take.
+const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The sha256 digest of a component's bytes: a plugin's identity for grants.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; 32]);
@@ -99,10 +118,23 @@ pub struct SandboxLimits {
     pub max_host_calls: u32,
     /// Bytes of output JSON and exported variables one step may return.
     pub max_output_bytes: usize,
-    /// Bytes of log lines kept per step execution.
+    /// Bytes of log lines kept per step execution; lines past it are
+    /// dropped (and counted) before they reach any file.
     pub max_log_bytes: usize,
+    /// Bytes of one log line; a longer line is cut, with a marker saying
+    /// how long it was.
+    pub max_log_line_bytes: usize,
     /// Bytes of stdout and of stderr kept per step execution.
     pub max_stdio_bytes: usize,
+    /// Host resources one step may hold at once (WASI streams and
+    /// pollables, wasi:http fields, requests and bodies, component
+    /// handles): each can hold host memory, so their number is bounded.
+    pub max_resources: usize,
+    /// Bytes of one wasi:http `fields` (headers or trailers) as
+    /// wasmtime-wasi-http counts them (names and values plus their
+    /// in-memory overhead). With `max_resources` this bounds what headers
+    /// a step can make the host hold.
+    pub max_http_fields_bytes: usize,
     /// Step executions that can run at once (sizes the instance pool).
     pub max_concurrent: u32,
 }
@@ -115,7 +147,10 @@ impl Default for SandboxLimits {
             max_host_calls: 10_000,
             max_output_bytes: 1024 * 1024,
             max_log_bytes: 1024 * 1024,
+            max_log_line_bytes: 16 * 1024,
             max_stdio_bytes: 64 * 1024,
+            max_resources: 1000,
+            max_http_fields_bytes: 64 * 1024,
             max_concurrent: 32,
         }
     }
@@ -283,14 +318,31 @@ pub enum StepFailure {
     MemoryLimit { limit_bytes: usize },
     #[error("step used up its budget of {max_calls} host calls")]
     HostCallBudget { max_calls: u32 },
-    #[error("step output of {bytes} bytes exceeds the limit of {limit_bytes} bytes")]
-    OutputTooLarge { bytes: usize, limit_bytes: usize },
+    /// `bytes` is the size of the output and exports, or `None` when the
+    /// value the step returned was too large for the host to read at all
+    /// (over the host-call fuel, far over the limit).
+    #[error("step output {} exceeds the limit of {limit_bytes} bytes", output_size(.bytes))]
+    OutputTooLarge {
+        bytes: Option<usize>,
+        limit_bytes: usize,
+    },
+    /// The step held more host resources at once, or passed more data to
+    /// the host in one call, than its sandbox allows.
+    #[error("step exceeded its limit of {limit} {resource}")]
+    ResourceLimit { resource: String, limit: u64 },
     #[error("step crashed: {message}")]
     Crashed { message: String },
     #[error("step returned invalid output: {message}")]
     BadOutput { message: String },
     #[error("step could not start: {message}")]
     Unavailable { message: String },
+}
+
+fn output_size(bytes: &Option<usize>) -> String {
+    match bytes {
+        Some(n) => format!("of {n} bytes"),
+        None => "too large to read".into(),
+    }
 }
 
 fn format_issues(issues: &[ConfigIssue]) -> String {
@@ -320,6 +372,7 @@ impl StepFailure {
         "memory_limit",
         "host_call_budget",
         "output_too_large",
+        "resource_limit",
         "crashed",
         "bad_output",
         "unavailable",
@@ -337,6 +390,7 @@ impl StepFailure {
             Self::MemoryLimit { .. } => "memory_limit",
             Self::HostCallBudget { .. } => "host_call_budget",
             Self::OutputTooLarge { .. } => "output_too_large",
+            Self::ResourceLimit { .. } => "resource_limit",
             Self::Crashed { .. } => "crashed",
             Self::BadOutput { .. } => "bad_output",
             Self::Unavailable { .. } => "unavailable",
@@ -390,6 +444,11 @@ pub struct Runtime {
     linker: Linker<StepState>,
     cache: CompileCache,
     limits: SandboxLimits,
+    /// Bytes a step may pass to the host in one call, and the most the host
+    /// reads of a value a step returns: the largest of an HTTP request body
+    /// and the output cap, plus [`HOSTCALL_FUEL_SLACK`] (wasmtime's default,
+    /// 128 MiB, let one call make the host allocate that much).
+    hostcall_fuel: usize,
     secrets: Arc<SecretStore>,
     /// The grants in force and the entries they were parsed from.
     grants: std::sync::RwLock<(Grants, Vec<crate::grants::stored::GrantEntry>)>,
@@ -430,7 +489,16 @@ pub fn engine_config(limits: &SandboxLimits) -> Config {
     pool.total_tables(instances * 8);
     pool.total_stacks(instances);
     pool.max_memory_size(limits.memory_bytes.max(1 << 20));
+    // The memory cap holds per linear memory: a component with several
+    // would get it several times. One is all a plugin built for
+    // wasm32-wasip2 has; a component with more is refused at load.
+    pool.max_memories_per_component(1);
+    pool.max_tables_per_component(MAX_TABLES_PER_COMPONENT);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Telling a host call that ran out of fuel from the lift of a return
+    // value relies on the backtrace a trap through wasm carries
+    // (`Runtime::limit_failure`); on by default, stated here because of it.
+    config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20));
     config
 }
 
@@ -451,7 +519,13 @@ impl Runtime {
         capabilities::sql::add_to_linker(&mut linker, StepState::sql_cap)?;
         capabilities::process::add_to_linker(&mut linker, StepState::process_cap)?;
         let cache = CompileCache::new(&options.cache_dir, &engine);
+        let hostcall_fuel = options
+            .http
+            .max_request_bytes
+            .max(options.limits.max_output_bytes)
+            .saturating_add(HOSTCALL_FUEL_SLACK);
         Ok(Self {
+            hostcall_fuel,
             _ticker: EpochTicker::start(&engine),
             http: Arc::new(HttpClient::new(options.http)?),
             engine,
@@ -767,34 +841,49 @@ impl Runtime {
             self.secrets.clone(),
             self.http.clone(),
             self.sql.clone(),
-            self.limits.memory_bytes,
-            self.limits.max_log_bytes,
-            self.limits.max_stdio_bytes,
+            &self.limits,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_async_yield_and_update(1);
+        store.set_hostcall_fuel(self.hostcall_fuel);
+        store.set_max_component_handles(self.limits.max_resources);
         store
     }
 
     /// Checks a step config against the plugin's JSON Schema and then its
     /// own `validate`; every problem with its JSON path.
+    ///
+    /// `validate` runs with no capability at all, whatever the plugin was
+    /// granted ([`StepEnv::validation`]: every call is refused, the first
+    /// one audited), and its answer is not masked: `config` is the caller's
+    /// own input, never resolved against `${secrets.*}`, so the answer is
+    /// the same whether or not a value in it happens to be a secret, and a
+    /// caller cannot use validation to test guesses.
     pub async fn validate_config(&self, plugin: &LoadedPlugin, config: &Value) -> Vec<ConfigIssue> {
         let mut issues: Vec<ConfigIssue> = plugin
             .schema
             .iter_errors(config)
             .map(|e| ConfigIssue {
                 path: pointer_to_path(&e.instance_path.to_string()),
-                message: e.to_string(),
+                message: cap_message(&e.to_string()),
             })
             .collect();
         if !issues.is_empty() {
             return issues;
         }
-        let env = Arc::new(self.env_for(plugin, &Invocation::validation()));
-        let mut store = self.new_store(env);
+        let env = StepEnv::validation(
+            StepIdentity {
+                plugin: plugin.info.name.clone(),
+                digest: plugin.info.digest.to_string(),
+                ..StepIdentity::default()
+            },
+            self.limits.max_host_calls,
+        )
+        .with_audit(self.audit.clone());
+        let mut store = self.new_store(Arc::new(env));
         let text = config.to_string();
-        let result = tokio::time::timeout(Duration::from_secs(10), async {
+        let result = tokio::time::timeout(VALIDATE_TIMEOUT, async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             instance
                 .meridian_step_step()
@@ -802,22 +891,24 @@ impl Runtime {
                 .await
         })
         .await;
-        let masker = self.secrets.masker();
         match result {
             Ok(Ok(found)) => issues.extend(found.into_iter().map(|i| ConfigIssue {
                 path: i.path,
-                message: masker.mask(&i.message).into_owned(),
+                message: cap_message(&i.message),
             })),
             Ok(Err(e)) => issues.push(ConfigIssue {
                 path: String::new(),
                 message: format!(
                     "the step's validate crashed: {}",
-                    masker.mask(&format!("{e:#}"))
+                    cap_message(&format!("{e:#}"))
                 ),
             }),
             Err(_) => issues.push(ConfigIssue {
                 path: String::new(),
-                message: "the step's validate did not return within 10 s".into(),
+                message: format!(
+                    "the step's validate did not return within {} s",
+                    VALIDATE_TIMEOUT.as_secs()
+                ),
             }),
         }
         issues
@@ -872,11 +963,12 @@ impl Runtime {
         let masker = self.secrets.masker().clone();
         let state = store.into_data();
         let mut log = state.log;
+        let (stderr_text, _) = state.stderr.masked(&masker);
         for (source, stream) in [
             (Source::Stdout, &state.stdout),
             (Source::Stderr, &state.stderr),
         ] {
-            let (text, truncated) = stream.contents();
+            let (text, truncated) = stream.masked(&masker);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 log.push(&env, Level::Info, source, line);
             }
@@ -884,7 +976,6 @@ impl Runtime {
                 log.push(&env, Level::Warn, source, "(output truncated)");
             }
         }
-        let (stderr_text, _) = state.stderr.contents();
         let result = match outcome {
             Err(_) => Err(StepFailure::Timeout {
                 limit_ms: limit.as_millis() as u64,
@@ -898,14 +989,16 @@ impl Runtime {
             Ok(Err(_)) if env.ledger.exhausted() => Err(StepFailure::HostCallBudget {
                 max_calls: env.ledger.max_calls(),
             }),
-            Ok(Err(trap)) => Err(crash_failure(&trap, &stderr_text, &masker)),
+            Ok(Err(trap)) => Err(self
+                .limit_failure(&trap)
+                .unwrap_or_else(|| crash_failure(&trap, &stderr_text, &masker))),
             Ok(Ok(_)) if env.ledger.exhausted() => Err(StepFailure::HostCallBudget {
                 max_calls: env.ledger.max_calls(),
             }),
             Ok(Ok(Err(e))) => Err(step_failure(e, &masker)),
             Ok(Ok(Ok(output))) => self.accept_output(output, &masker),
         };
-        let (logs, logs_dropped) = log.finish();
+        let (logs, logs_dropped) = log.finish(&env);
         StepRun {
             result,
             logs,
@@ -914,6 +1007,59 @@ impl Runtime {
             host_calls: env.ledger.calls(),
             duration: started.elapsed(),
         }
+    }
+
+    /// The sandbox limit behind a failed call, if one was: the return
+    /// value too large to read (over the host-call fuel: far over the
+    /// output cap, so `output_too_large`), data passed to one host call over
+    /// the fuel, a wasi:http `fields` over its size limit (wasi:http 0.2 has
+    /// no error code for it: wasmtime traps), or the step's resource table
+    /// or handles full.
+    ///
+    /// wasmtime reports running out of host-call fuel with one private
+    /// error type whether it was lifting the arguments of a call the guest
+    /// made or the value the guest's export returned; the two differ in
+    /// where it happened. A host call fails inside wasm, so the error
+    /// unwinds through the guest's frames and carries a [`WasmBacktrace`]
+    /// (wasm backtraces are on: [`engine_config`]); lifting the return
+    /// value happens after the guest's code has returned, with no wasm
+    /// frame left, so its error carries none.
+    ///
+    /// [`WasmBacktrace`]: wasmtime::WasmBacktrace
+    fn limit_failure(&self, error: &wasmtime::Error) -> Option<StepFailure> {
+        let text = format!("{error:#}");
+        if text.contains(HOSTCALL_FUEL_EXHAUSTED) {
+            if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() {
+                return Some(StepFailure::ResourceLimit {
+                    resource: "bytes passed to the host in one call".into(),
+                    limit: self.hostcall_fuel as u64,
+                });
+            }
+            return Some(StepFailure::OutputTooLarge {
+                bytes: None,
+                limit_bytes: self.limits.max_output_bytes,
+            });
+        }
+        if let Some(wasmtime_wasi_http::FieldMapError::TotalSizeTooBig) =
+            error.downcast_ref::<wasmtime_wasi_http::FieldMapError>()
+        {
+            return Some(StepFailure::ResourceLimit {
+                resource: "bytes of wasi:http headers (one fields resource)".into(),
+                limit: self.limits.max_http_fields_bytes as u64,
+            });
+        }
+        let table_full = matches!(
+            error.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        );
+        if table_full || text.contains(HANDLE_LIMIT_EXCEEDED) {
+            return Some(StepFailure::ResourceLimit {
+                resource: "resources (streams, wasi:http fields, requests, handles) held at once"
+                    .into(),
+                limit: self.limits.max_resources as u64,
+            });
+        }
+        None
     }
 
     fn accept_output(
@@ -929,7 +1075,7 @@ impl Runtime {
                 .sum::<usize>();
         if bytes > self.limits.max_output_bytes {
             return Err(StepFailure::OutputTooLarge {
-                bytes,
+                bytes: Some(bytes),
                 limit_bytes: self.limits.max_output_bytes,
             });
         }
@@ -946,6 +1092,8 @@ impl Runtime {
         masker.mask_json(&mut value);
         let mut exports = BTreeMap::new();
         for (name, text) in output.exports {
+            // A name is the step's to choose, so it can hold a secret too.
+            let name = masker.mask(&name).into_owned();
             let mut v = parse(&format!("exported variable {name:?}"), &text)?;
             masker.mask_json(&mut v);
             exports.insert(name, v);
@@ -954,23 +1102,6 @@ impl Runtime {
             output: value,
             exports,
         })
-    }
-}
-
-impl Invocation {
-    fn validation() -> Self {
-        Self {
-            job_id: String::new(),
-            execution_id: String::new(),
-            step_id: String::new(),
-            attempt: 0,
-            timezone: "UTC".into(),
-            scheduled_time: None,
-            config: Value::Null,
-            variables: Value::Null,
-            timeout: None,
-            scope: None,
-        }
     }
 }
 

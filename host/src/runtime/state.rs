@@ -7,7 +7,8 @@ use crate::capabilities::log::{LogCap, StepLog};
 use crate::capabilities::process::ProcessCap;
 use crate::capabilities::secrets::SecretsCap;
 use crate::capabilities::sql::{SqlCap, SqlPools};
-use crate::secrets::SecretStore;
+use crate::runtime::SandboxLimits;
+use crate::secrets::{Masker, SecretStore};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -35,18 +36,24 @@ pub struct StepState {
     pub(crate) stderr: CapturedOutput,
 }
 
+/// The most one `wasi:random` call may ask for; a step needs a few bytes
+/// (seeds, ids), and wasmtime's default of 64 MiB is an allocation a guest
+/// could make the host repeat.
+const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+
 impl StepState {
     pub fn new(
         env: Arc<StepEnv>,
         secrets: Arc<SecretStore>,
         http: Arc<HttpClient>,
         sql: Arc<SqlPools>,
-        memory_bytes: usize,
-        max_log_bytes: usize,
-        max_stdio_bytes: usize,
+        limits: &SandboxLimits,
     ) -> Self {
-        let stdout = CapturedOutput::new(max_stdio_bytes);
-        let stderr = CapturedOutput::new(max_stdio_bytes);
+        // A secret printed across the cap is kept whole, so it is masked
+        // before the text is cut to the cap (`CapturedOutput::masked`).
+        let slack = env.masker.longest();
+        let stdout = CapturedOutput::new(limits.max_stdio_bytes, slack);
+        let stderr = CapturedOutput::new(limits.max_stdio_bytes, slack);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -54,18 +61,26 @@ impl StepState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        // Every WASI and wasi:http resource a step holds lives in this table,
+        // each with host memory behind it: bounded, so a guest that leaks
+        // them fails instead of growing the node.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
+        let mut http_ctx = WasiHttpCtx::new();
+        http_ctx.set_field_size_limit(limits.max_http_fields_bytes);
         Self {
             gate: WasiHttpGate {
                 env: env.clone(),
                 client: http.clone(),
             },
+            log: StepLog::new(limits.max_log_bytes, limits.max_log_line_bytes),
             env,
-            table: ResourceTable::new(),
+            table,
             wasi,
-            http_ctx: WasiHttpCtx::new(),
-            limits: MemoryCap::new(memory_bytes),
-            log: StepLog::new(max_log_bytes),
+            http_ctx,
+            limits: MemoryCap::new(limits.memory_bytes),
             secrets,
             http,
             sql,
@@ -195,25 +210,37 @@ pub struct CapturedOutput {
 struct Captured {
     bytes: Vec<u8>,
     cap: usize,
+    /// Bytes kept past `cap` so that a secret written across it is still
+    /// found whole by the masker, then cut off.
+    slack: usize,
     truncated: bool,
 }
 
 impl CapturedOutput {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, slack: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Captured {
                 cap,
+                slack,
                 ..Captured::default()
             })),
         }
     }
 
-    /// The kept text and whether some was dropped.
-    pub fn contents(&self) -> (String, bool) {
-        match self.inner.lock() {
-            Ok(c) => (String::from_utf8_lossy(&c.bytes).into_owned(), c.truncated),
-            Err(_) => (String::new(), false),
+    /// The kept text, masked, at most `cap` bytes, and whether some was
+    /// dropped.
+    pub fn masked(&self, masker: &Masker) -> (String, bool) {
+        let Ok(c) = self.inner.lock() else {
+            return (String::new(), false);
+        };
+        let text = String::from_utf8_lossy(&c.bytes);
+        let masked = masker.mask(&text);
+        let mut end = masked.len().min(c.cap);
+        while !masked.is_char_boundary(end) {
+            end -= 1;
         }
+        let truncated = c.truncated || end < masked.len();
+        (masked.get(..end).unwrap_or_default().to_owned(), truncated)
     }
 }
 
@@ -236,7 +263,7 @@ impl tokio::io::AsyncWrite for CapturedOutput {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if let Ok(mut c) = self.inner.lock() {
-            let room = c.cap.saturating_sub(c.bytes.len());
+            let room = (c.cap + c.slack).saturating_sub(c.bytes.len());
             let take = room.min(buf.len());
             c.bytes.extend_from_slice(&buf[..take]);
             if take < buf.len() {

@@ -13,6 +13,8 @@
 mod audit;
 mod http;
 mod process;
+mod resources;
+mod secrets;
 mod sql;
 mod transport;
 mod variables;
