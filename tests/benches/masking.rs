@@ -10,12 +10,19 @@
 //!
 //! and `build`: making the masker from 100 secrets (once, at load).
 //!
+//! Each case also runs on `exact/…`: one Aho-Corasick automaton over the
+//! secrets as written and nothing else (leftmost-longest, replace-all),
+//! which is what the masker was before it looked for encodings: the
+//! baseline the ratios in BENCHMARKS.md are taken against, in the same run.
+//!
 //! Run: `cargo bench -p meridian-tests --bench masking`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use meridian::secrets::Masker;
+use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -56,6 +63,30 @@ fn output_text() -> String {
     s
 }
 
+/// The baseline: the secrets as written, nothing else.
+struct Exact {
+    automaton: AhoCorasick,
+}
+
+impl Exact {
+    fn new(values: &[String]) -> Self {
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(values)
+            .unwrap();
+        Self { automaton }
+    }
+
+    fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.automaton.is_match(text) {
+            let with = vec!["***"; self.automaton.patterns_len()];
+            Cow::Owned(self.automaton.replace_all(text, &with))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let output = output_text();
     let mut group = c.benchmark_group("masking");
@@ -74,6 +105,16 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("output_64k", n), &masker, |b, m| {
             b.iter(|| black_box(m.mask(black_box(&output))).len())
+        });
+        let exact = Exact::new(&values);
+        group.bench_with_input(BenchmarkId::new("exact/line", n), &exact, |b, e| {
+            b.iter(|| black_box(e.mask(black_box(LINE))).len())
+        });
+        group.bench_with_input(BenchmarkId::new("exact/line_hit", n), &exact, |b, e| {
+            b.iter(|| black_box(e.mask(black_box(&hit))).len())
+        });
+        group.bench_with_input(BenchmarkId::new("exact/output_64k", n), &exact, |b, e| {
+            b.iter(|| black_box(e.mask(black_box(&output))).len())
         });
     }
     let values = secrets(100);
