@@ -372,6 +372,51 @@ mod tests {
     }
 
     crate::store_test! {
+        /// Regression: a one-fire batch has every column bound as a
+        /// parameter, and a skipped fire's `run_id` is NULL. PostgreSQL
+        /// keeps the parameter types of a statement's first preparation, so
+        /// a NULL bound with a guessed type made every later enqueued fire
+        /// on that pooled connection fail (`incorrect binary data format in
+        /// bind parameter 8`). Skipped and enqueued one-fire batches,
+        /// alternating, are all stored.
+        async fn skipped_and_enqueued_one_fire_batches_alternate(store) {
+            store.insert_schedule(&schedule()).await.unwrap();
+            for minute in 0..12 {
+                if minute % 2 == 0 {
+                    let skipped = FireRow {
+                        outcome: "skipped".into(),
+                        run_id: None,
+                        ..fire_with_run(minute, "unused")
+                    };
+                    let stored = store
+                        .record_fires_with_executions(std::slice::from_ref(&skipped), &[])
+                        .await
+                        .unwrap_or_else(|e| panic!("skipped fire {minute}: {e}"));
+                    assert_eq!(stored, [true], "skipped fire {minute}");
+                } else {
+                    let run_id = format!("run-{minute}");
+                    let fire = fire_with_run(minute, &run_id);
+                    let execution = fired_execution(&run_id, &fire);
+                    let stored = store
+                        .record_fires_with_executions(
+                            std::slice::from_ref(&fire),
+                            std::slice::from_ref(&execution),
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("enqueued fire {minute}: {e}"));
+                    assert_eq!(stored, [true], "enqueued fire {minute}");
+                    let queued = store.get_execution(&run_id).await.unwrap();
+                    assert_eq!(queued.map(|e| e.status).as_deref(), Some("queued"));
+                }
+            }
+            let fires = store.list_fires("s1", 100).await.unwrap();
+            assert_eq!(fires.len(), 12);
+            let skipped = fires.iter().filter(|f| f.outcome == "skipped" && f.run_id.is_none());
+            assert_eq!(skipped.count(), 6);
+        }
+    }
+
+    crate::store_test! {
         async fn an_execution_goes_from_queued_to_running_to_finished_once(store) {
             let new = NewExecution {
                 trigger: "schedule".into(),

@@ -16,6 +16,18 @@
 //! SQLite's `->>` gives a JSON number as an integer; PostgreSQL's gives
 //! text, so there a column holding integers is cast to `bigint` (and
 //! assigned to an `integer` column as usual).
+//!
+//! A NULL is written, never bound. PostgreSQL fixes a prepared statement's
+//! parameter types when it is first prepared on a connection, and the text
+//! of a one-row batch (every column uniform, so every value a parameter) is
+//! the same whether a nullable column holds a value or not: a NULL bound
+//! with a guessed type (`int8`) made every later batch with a text value in
+//! that column fail on that pooled connection (`incorrect binary data
+//! format in bind parameter 8`: a skipped fire, which has no run, then an
+//! enqueued one). So a column that is NULL in every row is the literal
+//! `NULL` in the text, which both databases assign to a column of any type,
+//! and each parameter's type follows from the text alone: a column's cells
+//! are text or integers by its Rust type.
 
 use super::{DIALECT, DbQuery, StoreError};
 use crate::store::Dialect;
@@ -63,7 +75,14 @@ pub(super) struct JsonInsert<'a> {
 pub(super) struct JsonStatement<'a> {
     sql: String,
     rows: String,
-    uniform: Vec<Cell<'a>>,
+    uniform: Vec<Param<'a>>,
+}
+
+/// A value bound as a parameter: never a NULL.
+#[derive(Debug, Clone, Copy)]
+enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
 }
 
 impl<'a> JsonInsert<'a> {
@@ -100,7 +119,16 @@ impl<'a> JsonInsert<'a> {
         let mut select = Vec::with_capacity(self.width);
         for column in 0..self.width.min(first.len()) {
             if rows.iter().all(|row| row[column] == first[column]) {
-                uniform.push(first[column]);
+                let param = match first[column] {
+                    Cell::Text(text) => Param::Text(text),
+                    Cell::Int(int) => Param::Int(int),
+                    Cell::Null => {
+                        // Written, never bound: see "A NULL is written" above.
+                        select.push("NULL".to_owned());
+                        continue;
+                    }
+                };
+                uniform.push(param);
                 // $1 is the array.
                 select.push(format!("${}", uniform.len() + 1));
             } else {
@@ -152,11 +180,10 @@ impl JsonStatement<'_> {
     /// The statement with the array and the uniform values bound.
     pub(super) fn query(&self) -> DbQuery<'_> {
         let mut query = sqlx::query(&self.sql).bind(self.rows.as_str());
-        for cell in &self.uniform {
-            query = match *cell {
-                Cell::Text(text) => query.bind(text),
-                Cell::Int(int) => query.bind(int),
-                Cell::Null => query.bind(None::<i64>),
+        for param in &self.uniform {
+            query = match *param {
+                Param::Text(text) => query.bind(text),
+                Param::Int(int) => query.bind(int),
             };
         }
         query
