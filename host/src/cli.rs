@@ -1664,10 +1664,12 @@ async fn list_plugins(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let runtime = crate::build_runtime(&config).await?;
+    let unloadable = runtime.unloadable();
     if json {
         let plugins = runtime.plugins();
         let all: Vec<_> = plugins.iter().map(|p| &p.info).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+        let body = serde_json::json!({ "plugins": all, "unloadable": unloadable });
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
     } else {
         for p in runtime.plugins() {
             let source = match &p.info.source {
@@ -1680,8 +1682,17 @@ async fn list_plugins(
                 p.info.name, p.info.version, p.info.digest, source
             )?;
         }
+        for u in &unloadable {
+            writeln!(out, "could not be loaded: {}", u.describe())?;
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    // A component that could not be loaded is a failure to fix, as in
+    // `doctor`; the list above is still complete.
+    Ok(if unloadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn inspect(

@@ -26,6 +26,10 @@
 //! [`writable_dir`] and [`store_opened`].
 //!
 //! A report fails when any item fails; `warn` and `info` never fail it.
+//! Some failures take out part of the node only (a plugin that could not
+//! be loaded: its steps fail, every other step type works): such an item
+//! is [`Item::partial`], and the health endpoint answers `degraded` with
+//! 200 for it, so a load balancer keeps the node, while `doctor` fails.
 
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -78,6 +82,9 @@ pub struct Item {
     /// data dir, and so the store's file).
     #[serde(skip)]
     pub public_detail: Option<String>,
+    /// A failure here takes out part of the node, not all of it.
+    #[serde(skip)]
+    pub partial: bool,
 }
 
 impl Item {
@@ -88,7 +95,14 @@ impl Item {
             verdict,
             detail: detail.into(),
             public_detail: None,
+            partial: false,
         }
+    }
+
+    /// The same item, whose failure takes out part of the node only.
+    pub fn partial(mut self) -> Self {
+        self.partial = true;
+        self
     }
 
     /// The same item, whose detail names server paths, with a line that
@@ -109,6 +123,14 @@ impl Report {
     /// Whether any item failed.
     pub fn failed(&self) -> bool {
         self.checks.iter().any(|c| c.verdict == Verdict::Fail)
+    }
+
+    /// Whether an item failed that takes out the whole node (the health
+    /// endpoint's 503); [`Report::failed`] counts partial ones too.
+    pub fn failed_whole(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.verdict == Verdict::Fail && !c.partial)
     }
 
     /// The worst verdict (ok for an empty report).
@@ -287,6 +309,22 @@ fn plugin_items(runtime: &Runtime, items: &mut Vec<Item>) {
         },
         format!("{} step types loaded", plugins.len()),
     ));
+    for u in runtime.unloadable() {
+        let detail = format!(
+            "could not be loaded, its steps ({:?}) fail: {}",
+            u.step_type,
+            u.describe()
+        );
+        let mut item = Item::new(format!("plugin-file:{}", u.file), Verdict::Fail, detail);
+        // wasmtime's text may name the file's path.
+        if let crate::runtime::PluginSource::File { path } = &u.source
+            && item.detail.contains(&*path.to_string_lossy())
+        {
+            let public = item.detail.replace(&*path.to_string_lossy(), &u.file);
+            item = item.without_paths(public);
+        }
+        items.push(item.partial());
+    }
     let entries = runtime.grant_entries();
     for p in &plugins {
         let digest = p.info.digest.to_string();

@@ -51,7 +51,7 @@ pub fn new_runtime(config: &Config) -> anyhow::Result<Runtime> {
 /// where uploads go without one, when it exists).
 pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
     let mut runtime = new_runtime(config)?;
-    runtime.load_builtin().await?;
+    runtime.load_builtin().await;
     let dir = config.upload_dir();
     if config.plugins_dir.is_some() || dir.is_dir() {
         runtime.load_dir(&dir).await?;

@@ -15,6 +15,7 @@ mod http_step;
 mod node;
 mod openapi;
 mod ops;
+mod plugin_faults;
 mod plugins_api;
 mod process;
 mod recovery;

@@ -165,7 +165,12 @@ async fn test_runtime(config: &Config, fixtures: &[&str]) -> Runtime {
         config.grants.clone(),
     )
     .unwrap();
-    runtime.load_builtin().await.unwrap();
+    runtime.load_builtin().await;
+    assert!(
+        runtime.unloadable().is_empty(),
+        "{:?}",
+        runtime.unloadable()
+    );
     for f in fixtures {
         runtime.load_file(std::path::Path::new(f)).await.unwrap();
     }

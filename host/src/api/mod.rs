@@ -344,9 +344,14 @@ async fn health(
         log_dir: &state.log_dir,
     };
     let report = crate::doctor::check(subject, crate::doctor::Depth::Probe).await;
-    let healthy = !report.failed();
+    let healthy = !report.failed_whole();
+    let status = match (healthy, report.failed()) {
+        (false, _) => "fail",
+        (true, true) => "degraded",
+        (true, false) => "ok",
+    };
     let mut body = json!({
-        "status": if healthy { "ok" } else { "fail" },
+        "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "checks": report.checks,

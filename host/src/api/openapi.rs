@@ -377,7 +377,9 @@ pub mod schemas {
     /// The health check's body (200 when healthy, 503 when not).
     #[derive(Serialize, ToSchema)]
     pub struct Health {
-        /// `ok` or `fail`.
+        /// `ok`; `degraded` (still 200) when a failure takes out part of
+        /// the node only, such as a plugin that could not be loaded; `fail`
+        /// (503) otherwise.
         pub status: String,
         pub version: String,
         pub uptime_seconds: u64,
@@ -423,6 +425,28 @@ pub mod schemas {
     #[derive(Serialize, ToSchema)]
     pub struct Plugins {
         pub plugins: Vec<PluginInfo>,
+        /// Components found at start that could not be loaded: the node
+        /// serves without them and their steps fail with the reason.
+        pub unloadable: Vec<UnloadablePlugin>,
+    }
+
+    /// A component that could not be loaded.
+    #[derive(Serialize, ToSchema)]
+    pub struct UnloadablePlugin {
+        /// The step type it would most likely provide (its described name,
+        /// or its file name without `.wasm`).
+        pub step_type: String,
+        /// The file's name.
+        pub file: String,
+        /// As for a loaded plugin; `path` for admins only.
+        #[schema(value_type = Value)]
+        pub source: Value,
+        /// Why, in words an operator can act on.
+        pub reason: String,
+        /// The setting that would let it load, when one would
+        /// (`sandbox.memory_mb`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub setting: Option<String>,
     }
 
     /// A plugin's capabilities: what it asks for, what is granted, what it

@@ -109,7 +109,28 @@ pub(super) async fn list_plugins(
         .iter()
         .map(|p| plugin_view(&p.info, caller.as_deref()))
         .collect();
-    Json(json!({ "plugins": infos })).into_response()
+    let unloadable: Vec<_> = state
+        .runtime
+        .unloadable()
+        .iter()
+        .map(|u| unloadable_view(u, caller.as_deref()))
+        .collect();
+    Json(json!({ "plugins": infos, "unloadable": unloadable })).into_response()
+}
+
+/// A component that could not be loaded, as this caller may see it: the
+/// server path of its file (in `source`, or quoted in the reason) for
+/// admins only.
+fn unloadable_view(u: &crate::runtime::UnloadablePlugin, caller: Option<&Caller>) -> Value {
+    let mut v = serde_json::to_value(u).unwrap_or(Value::Null);
+    let admin = caller.is_some_and(|c| c.role.allows(crate::auth::Permission::Admin));
+    if !admin && let crate::runtime::PluginSource::File { path } = &u.source {
+        if let Some(source) = v.get_mut("source").and_then(Value::as_object_mut) {
+            source.remove("path");
+        }
+        v["reason"] = json!(u.reason.replace(&*path.to_string_lossy(), &u.file));
+    }
+    v
 }
 
 /// A plugin as this caller may see it: the file it was loaded from is a
@@ -150,7 +171,19 @@ pub(super) async fn get_plugin(
 ) -> Response {
     match state.runtime.plugin(&name) {
         Some(p) => Json(plugin_view(&p.info, caller.as_deref())).into_response(),
-        None => no_such_plugin(&name).into_response(),
+        None => match state.runtime.unloadable_step_type(&name) {
+            Some(u) => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such plugin")
+                .with_detail(format!(
+                    "no plugin named {name:?} is loaded: {} could not be loaded ({}); \
+                     see GET /api/v2/plugins",
+                    u.file,
+                    unloadable_view(&u, caller.as_deref())["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                ))
+                .into_response(),
+            None => no_such_plugin(&name).into_response(),
+        },
     }
 }
 

@@ -867,7 +867,7 @@ impl Run<'_> {
             // Ok(run) ran; Err(outcome): cancelled or out of time mid-run.
             let ran: Result<StepRun, StepOutcome> = match &plugin {
                 None => Ok(not_run(StepFailure::Unavailable {
-                    message: format!("step type {:?} is not loaded", step.step_type),
+                    message: not_loaded(&engine.runtime, &step.step_type),
                 })),
                 Some(plugin) => match self.resolve(plugin, &step.config, &scope) {
                     Err(failure) => Ok(not_run(failure)),
@@ -1178,6 +1178,18 @@ fn jitter_unit(execution_id: &str, seq: i64, attempt: u32) -> f64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Why a step type has no plugin: the reason its component could not be
+/// loaded, when one was found, or that none is loaded.
+fn not_loaded(runtime: &crate::runtime::Runtime, step_type: &str) -> String {
+    match runtime.unloadable_step_type(step_type) {
+        Some(u) => format!(
+            "step type {step_type:?} is not loaded: its plugin could not be loaded ({})",
+            u.describe()
+        ),
+        None => format!("step type {step_type:?} is not loaded"),
+    }
 }
 
 #[cfg(test)]

@@ -636,16 +636,23 @@ pub async fn validate_job(job: &Job, runtime: &Runtime) -> Vec<Issue> {
         match runtime.plugin(&step.step_type) {
             None => issues.push(Issue {
                 path: format!("steps[{i}].type"),
-                message: format!(
-                    "unknown step type {:?}; loaded: {}",
-                    step.step_type,
-                    runtime
-                        .plugins()
-                        .iter()
-                        .map(|p| p.info.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                message: match runtime.unloadable_step_type(&step.step_type) {
+                    Some(u) => format!(
+                        "step type {:?}: its plugin could not be loaded ({})",
+                        step.step_type,
+                        u.describe()
+                    ),
+                    None => format!(
+                        "unknown step type {:?}; loaded: {}",
+                        step.step_type,
+                        runtime
+                            .plugins()
+                            .iter()
+                            .map(|p| p.info.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
             }),
             Some(plugin) => {
                 // Text the plugin runs as code takes no `${...}`: a value

@@ -166,6 +166,88 @@ pub enum PluginSource {
     File { path: PathBuf },
 }
 
+/// A component that could not be loaded, and why. The node serves without
+/// it: health reports it (degraded), `doctor` fails on it, the plugins API
+/// lists it, and a step of its type fails with this reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnloadablePlugin {
+    /// The step type it would most likely provide: its described name
+    /// when `describe` ran, else the file name without `.wasm`.
+    pub step_type: String,
+    /// The file's name (`etl.wasm`); where it lives is in `source`.
+    pub file: String,
+    pub source: PluginSource,
+    /// What went wrong, in words an operator can act on.
+    pub reason: String,
+    /// The setting that would let it load, when one would
+    /// (`sandbox.memory_mb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setting: Option<&'static str>,
+}
+
+impl UnloadablePlugin {
+    /// The record for a component that failed to load with `error`.
+    fn new(source: PluginSource, file: &str, error: &LoadError, limits: &SandboxLimits) -> Self {
+        let stem = file.strip_suffix(".wasm").unwrap_or(file).to_owned();
+        let (step_type, reason, setting) = match error {
+            LoadError::Duplicate { name, existing, .. } => (
+                name.clone(),
+                format!("its plugin name {name:?} is already taken by {existing}"),
+                None,
+            ),
+            LoadError::Io { source, .. } => (stem, format!("cannot read the file: {source}"), None),
+            LoadError::Compile { message, .. } | LoadError::Describe { message, .. } => {
+                let (reason, setting) = explain_load_failure(message, limits);
+                (stem, reason, setting)
+            }
+        };
+        Self {
+            step_type,
+            file: file.to_owned(),
+            source,
+            reason,
+            setting,
+        }
+    }
+
+    /// One line: the file, why, and what to change.
+    pub fn describe(&self) -> String {
+        match self.setting {
+            Some(setting) => format!("{}: {} (setting: {setting})", self.file, self.reason),
+            None => format!("{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+/// The interface this host calls, as a component names the export.
+const STEP_EXPORT: &str = "meridian:step/step@0.1.0";
+
+/// A load failure in an operator's words: a memory floor above
+/// `sandbox.memory_mb`, or no component at all; the text as it is
+/// otherwise (a component built for another version of the step contract
+/// is told in [`Runtime::prepare`]).
+fn explain_load_failure(message: &str, limits: &SandboxLimits) -> (String, Option<&'static str>) {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("memory") && lower.contains("minimum") && lower.contains("exceeds") {
+        let cap_mib = limits.memory_bytes.div_ceil(1 << 20);
+        return (
+            format!(
+                "the component needs more linear memory at start than a step may use \
+                 ({cap_mib} MiB): raise sandbox.memory_mb"
+            ),
+            Some("sandbox.memory_mb"),
+        );
+    }
+    if lower.contains("failed to parse webassembly")
+        || lower.contains("magic header")
+        || lower.contains("unexpected end-of-file")
+        || lower.contains("input bytes aren't valid utf-8")
+    {
+        return ("not a WebAssembly component".to_owned(), None);
+    }
+    (message.to_owned(), None)
+}
+
 /// One capability a component asks for, as shown to operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapabilityAsk {
@@ -459,6 +541,9 @@ pub struct Runtime {
     /// across an `.await`, so a running step keeps the plugin it started
     /// with. Lock order: `grants`, then `plugins`.
     plugins: std::sync::RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
+    /// Components found at start that could not be loaded, in the order
+    /// tried; an entry goes when a plugin of its step type is installed.
+    unloadable: std::sync::RwLock<Vec<UnloadablePlugin>>,
     /// Where capability calls are recorded (set by `serve` and `run`).
     audit: Option<crate::audit::AuditLog>,
     _ticker: EpochTicker,
@@ -539,6 +624,7 @@ impl Runtime {
             secrets: Arc::new(secrets),
             grants: std::sync::RwLock::new((grants, Vec::new())),
             plugins: std::sync::RwLock::new(BTreeMap::new()),
+            unloadable: std::sync::RwLock::new(Vec::new()),
             audit: None,
         })
     }
@@ -630,6 +716,8 @@ impl Runtime {
             return Err(SwapError::BuiltIn(name));
         }
         tracing::info!(plugin = %name, version = %plugin.info.version, digest = %plugin.info.digest, "plugin installed");
+        // What could not be loaded for this step type is replaced now.
+        write(&self.unloadable).retain(|u| u.step_type != name);
         Ok(plugins.insert(name, Arc::new(plugin)))
     }
 
@@ -651,18 +739,33 @@ impl Runtime {
         Ok(removed)
     }
 
-    /// Loads the plugins built into this binary.
-    pub async fn load_builtin(&mut self) -> Result<(), LoadError> {
+    /// Loads the plugins built into this binary; one that cannot load (a
+    /// `sandbox.memory_mb` below its floor) is recorded as unloadable and
+    /// the others load. Returns the names loaded.
+    pub async fn load_builtin(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
         for (file, bytes) in crate::builtin::PLUGINS {
-            let plugin = self
+            let loaded = match self
                 .prepare(bytes, PluginSource::BuiltIn, &format!("built-in {file}"))
-                .await?;
-            self.register(plugin)?;
+                .await
+            {
+                Ok(plugin) => self.register(plugin),
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(name) => names.push(name),
+                Err(e) => self.unloadable_found(PluginSource::BuiltIn, file, &e),
+            }
         }
-        Ok(())
+        names
     }
 
-    /// Loads every `*.wasm` file of a directory, in name order.
+    /// Loads every `*.wasm` file of a directory, in name order. A file that
+    /// cannot load (not a component, built for another version of the step
+    /// contract, a name taken, a memory floor above the cap) is recorded as
+    /// unloadable ([`Runtime::unloadable`]) and the others load: one bad
+    /// file does not stop a node. Returns the names loaded; fails only when
+    /// the directory cannot be read.
     pub async fn load_dir(&mut self, dir: &Path) -> Result<Vec<String>, LoadError> {
         let io = |source| LoadError::Io {
             path: dir.to_path_buf(),
@@ -676,17 +779,54 @@ impl Runtime {
         files.sort();
         let mut names = Vec::new();
         for path in files {
-            names.push(self.load_file(&path).await?);
+            match self.load_file(&path).await {
+                Ok(name) => names.push(name),
+                Err(e) => {
+                    let file = path
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    self.unloadable_found(PluginSource::File { path }, &file, &e);
+                }
+            }
         }
         Ok(names)
+    }
+
+    fn unloadable_found(&mut self, source: PluginSource, file: &str, error: &LoadError) {
+        let entry = UnloadablePlugin::new(source, file, error, &self.limits);
+        tracing::error!(
+            file = %entry.file,
+            step_type = %entry.step_type,
+            reason = %entry.reason,
+            setting = entry.setting.unwrap_or(""),
+            "plugin could not be loaded; the node serves without it and its steps fail"
+        );
+        let list = match self.unloadable.get_mut() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.push(entry);
+    }
+
+    /// The components that could not be loaded, in the order tried.
+    pub fn unloadable(&self) -> Vec<UnloadablePlugin> {
+        read(&self.unloadable).clone()
+    }
+
+    /// Why a step type is missing when a component that would provide it
+    /// could not be loaded.
+    pub fn unloadable_step_type(&self, step_type: &str) -> Option<UnloadablePlugin> {
+        read(&self.unloadable)
+            .iter()
+            .find(|u| u.step_type == step_type)
+            .cloned()
     }
 
     /// Loads one component file and registers it under its described name.
     pub async fn load_file(&mut self, path: &Path) -> Result<String, LoadError> {
         let plugin = self.prepare_file(path).await?;
-        let name = plugin.info.name.clone();
-        self.register(plugin)?;
-        Ok(name)
+        self.register(plugin)
     }
 
     /// Compiles and describes a component file without registering it.
@@ -707,7 +847,7 @@ impl Runtime {
         .await
     }
 
-    fn register(&mut self, plugin: LoadedPlugin) -> Result<(), LoadError> {
+    fn register(&mut self, plugin: LoadedPlugin) -> Result<String, LoadError> {
         let name = plugin.info.name.clone();
         let plugins = match self.plugins.get_mut() {
             Ok(p) => p,
@@ -721,8 +861,8 @@ impl Runtime {
             });
         }
         tracing::debug!(plugin = %name, version = %plugin.info.version, digest = %plugin.info.digest, source = %origin_of(&plugin.info.source), "plugin loaded");
-        plugins.insert(name, Arc::new(plugin));
-        Ok(())
+        plugins.insert(name.clone(), Arc::new(plugin));
+        Ok(name)
     }
 
     /// Compiles (or loads from cache), pre-instantiates and describes a
@@ -750,6 +890,30 @@ impl Runtime {
                 })?
                 .map_err(compile_err)?;
         let (imports, exports) = component_names(&self.engine, &component);
+        if !exports.iter().any(|e| e == STEP_EXPORT) {
+            let ours = STEP_EXPORT.trim_start_matches("meridian:step/step");
+            let message = match exports
+                .iter()
+                .find_map(|e| e.strip_prefix("meridian:step/step@"))
+            {
+                Some(theirs) => format!(
+                    "built for meridian:step@{theirs}; this host speaks {ours}: rebuild it \
+                     with the matching meridian-sdk"
+                ),
+                None => format!(
+                    "not a Meridian step plugin: it does not export {STEP_EXPORT} (exports: {})",
+                    if exports.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        exports.join(", ")
+                    }
+                ),
+            };
+            return Err(LoadError::Compile {
+                origin: origin.to_string(),
+                message,
+            });
+        }
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
