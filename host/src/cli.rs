@@ -551,6 +551,7 @@ async fn serve(
         executions: Arc::clone(&executions),
         started: std::time::Instant::now(),
         log_dir: config.logging.root(&config.data_dir),
+        data_dir: config.data_dir.clone(),
         metrics: Arc::clone(&metrics),
         audit: audit_log.clone(),
         access: api::AuthState::new(config.api.refusal_window),

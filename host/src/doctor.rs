@@ -37,10 +37,20 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Below this much free space on the data dir's file system: fail.
-pub const DISK_FAIL_BYTES: u64 = 64 * 1024 * 1024;
-/// Below this much free space: warn.
-pub const DISK_WARN_BYTES: u64 = 1024 * 1024 * 1024;
+/// A volume (the data dir's, the log root's) with less free than this
+/// share of its size fails; a fixed number would be all of a small volume
+/// or nothing of a large one.
+pub const DISK_FAIL_PERCENT: u64 = 2;
+/// … and with less than this share, warns.
+pub const DISK_WARN_PERCENT: u64 = 10;
+/// Below this much free space a volume fails whatever its size: one
+/// SQLite checkpoint or a few log lines could not be written.
+pub const DISK_FAIL_FLOOR_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long the health probe waits for the store: the whole answer comes
+/// within a second, so a load balancer's probe sees an outage as it
+/// happens (the pool's own wait is 10 s).
+pub const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(600);
 
 /// How plain the news is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -85,6 +95,11 @@ pub struct Item {
     /// A failure here takes out part of the node, not all of it.
     #[serde(skip)]
     pub partial: bool,
+    /// The detail is shown even to callers without a token (it names no
+    /// server detail and is what a load balancer's operator needs: why the
+    /// store check fails).
+    #[serde(skip)]
+    pub for_anyone: bool,
 }
 
 impl Item {
@@ -96,7 +111,14 @@ impl Item {
             detail: detail.into(),
             public_detail: None,
             partial: false,
+            for_anyone: false,
         }
+    }
+
+    /// The same item, whose detail anyone may see.
+    pub fn for_anyone(mut self) -> Self {
+        self.for_anyone = true;
+        self
     }
 
     /// The same item, whose failure takes out part of the node only.
@@ -183,13 +205,33 @@ pub struct Subject<'a> {
 /// directories, disk space.
 pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
     let mut report = Report::default();
-    report.checks.push(match subject.store.ping().await {
-        Ok(()) => Item::new("store", Verdict::Ok, "the store answers"),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: store unreachable");
-            Item::new("store", Verdict::Fail, "the store does not answer")
-        }
-    });
+    report.checks.push(
+        match tokio::time::timeout(STORE_PROBE_TIMEOUT, subject.store.ping()).await {
+            Ok(Ok(())) => Item::new("store", Verdict::Ok, "the store answers").for_anyone(),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "health check: the store fails");
+                let why = e
+                    .unavailable()
+                    .map_or("the store does not answer", |u| u.describe());
+                Item::new("store", Verdict::Fail, why).for_anyone()
+            }
+            Err(_) => {
+                tracing::error!(
+                    timeout_ms = STORE_PROBE_TIMEOUT.as_millis() as u64,
+                    "health check: the store did not answer in time"
+                );
+                Item::new(
+                    "store",
+                    Verdict::Fail,
+                    format!(
+                        "the store is unreachable: no answer within {} ms",
+                        STORE_PROBE_TIMEOUT.as_millis()
+                    ),
+                )
+                .for_anyone()
+            }
+        },
+    );
     if depth == Depth::Full {
         report.checks.push(audit_item(subject.store).await);
     }
@@ -199,8 +241,9 @@ pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
     }
     report.checks.push(log_dir_item(subject.log_dir));
     if let Some(dir) = subject.data_dir {
-        report.checks.push(disk_item(dir));
+        report.checks.push(disk_item("disk:data", dir));
     }
+    report.checks.push(disk_item("disk:logs", subject.log_dir));
     report
 }
 
@@ -535,46 +578,52 @@ fn log_dir_item(root: &Path) -> Item {
 
 /// Free space on the file system holding `dir` (or its nearest existing
 /// ancestor).
-fn disk_item(dir: &Path) -> Item {
+fn disk_item(name: &str, dir: &Path) -> Item {
     let Some(existing) = dir.ancestors().find(|a| a.exists()) else {
-        return Item::new("disk", Verdict::Warn, "no existing directory to measure");
+        return Item::new(name, Verdict::Warn, "no existing directory to measure");
     };
     match nix::sys::statvfs::statvfs(existing) {
         Ok(s) => {
             let unit: u64 = s.fragment_size();
-            let avail: u64 = s.blocks_available();
-            let blocks: u64 = s.blocks();
-            let free = avail.saturating_mul(unit);
-            let total = blocks.saturating_mul(unit);
-            let verdict = if free < DISK_FAIL_BYTES {
-                Verdict::Fail
-            } else if free < DISK_WARN_BYTES {
-                Verdict::Warn
-            } else {
-                Verdict::Ok
+            let free = s.blocks_available().saturating_mul(unit);
+            let total = s.blocks().saturating_mul(unit);
+            let verdict = disk_verdict(free, total);
+            let mib = |b: u64| b / (1024 * 1024);
+            let percent = (free.saturating_mul(100)).checked_div(total).unwrap_or(0);
+            let line = format!("{} MiB free of {} MiB ({percent}%)", mib(free), mib(total));
+            let advice = match verdict {
+                Verdict::Fail => format!(
+                    "; below {DISK_FAIL_PERCENT}% writes fail: free space or grow the volume"
+                ),
+                Verdict::Warn => format!("; below {DISK_WARN_PERCENT}%"),
+                _ => String::new(),
             };
             Item::new(
-                "disk",
+                name,
                 verdict,
-                format!(
-                    "{} MiB free of {} MiB at {}",
-                    free / (1024 * 1024),
-                    total / (1024 * 1024),
-                    existing.display()
-                ),
+                format!("{line} at {}{advice}", existing.display()),
             )
-            .without_paths(format!(
-                "{} MiB free of {} MiB",
-                free / (1024 * 1024),
-                total / (1024 * 1024)
-            ))
+            .without_paths(format!("{line}{advice}"))
         }
         Err(e) => Item::new(
-            "disk",
+            name,
             Verdict::Warn,
             format!("free space at {} unknown: {e}", existing.display()),
         )
         .without_paths("free space unknown"),
+    }
+}
+
+/// A volume's verdict by its free share (see [`DISK_FAIL_PERCENT`]).
+fn disk_verdict(free: u64, total: u64) -> Verdict {
+    if free < DISK_FAIL_FLOOR_BYTES
+        || free.saturating_mul(100) < total.saturating_mul(DISK_FAIL_PERCENT)
+    {
+        Verdict::Fail
+    } else if free.saturating_mul(100) < total.saturating_mul(DISK_WARN_PERCENT) {
+        Verdict::Warn
+    } else {
+        Verdict::Ok
     }
 }
 
@@ -605,5 +654,32 @@ pub fn store_opened(opened: Result<&Store, &crate::store::StoreError>, what: &st
             Verdict::Fail,
             format!("{what} does not open: {e}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_is_judged_by_its_free_share() {
+        const MIB: u64 = 1024 * 1024;
+        // A 16 MiB tmpfs, empty: fine; full: failing.
+        assert_eq!(disk_verdict(16 * MIB, 16 * MIB), Verdict::Ok);
+        assert_eq!(disk_verdict(0, 16 * MIB), Verdict::Fail);
+        // 2 TiB with 30 GiB free (1.5%): failing, though 30 GiB is more
+        // than a fixed threshold would ever ask.
+        assert_eq!(
+            disk_verdict(30 * 1024 * MIB, 2 * 1024 * 1024 * MIB),
+            Verdict::Fail
+        );
+        // 100 GiB with 5 GiB free: warn; with 20 GiB: fine.
+        assert_eq!(
+            disk_verdict(5 * 1024 * MIB, 100 * 1024 * MIB),
+            Verdict::Warn
+        );
+        assert_eq!(disk_verdict(20 * 1024 * MIB, 100 * 1024 * MIB), Verdict::Ok);
+        // Under the floor whatever the share.
+        assert_eq!(disk_verdict(4 * MIB, 5 * MIB), Verdict::Fail);
     }
 }

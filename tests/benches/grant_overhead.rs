@@ -136,6 +136,62 @@ fn overhead(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Criterion measures one side after the other, and on a shared machine
+    // the load moves between them (the first run had `direct` slower than
+    // the capability it is the floor of). So the ratio is also measured
+    // interleaved: ROUNDS rounds, each timing CALLS calls of every side in
+    // a rotating order; the medians of the per-round means, and the median
+    // of the per-round ratios against `direct`.
+    if std::env::args().any(|a| a == "--bench") {
+        const ROUNDS: usize = 40;
+        const CALLS: u32 = 500;
+        let sides: [(&str, Option<&StepEnv>); 3] = [
+            ("direct", None),
+            ("capability", Some(&with_audit)),
+            ("capability_no_audit", Some(&without)),
+        ];
+        let mut means = vec![Vec::with_capacity(ROUNDS); sides.len()];
+        for round in 0..ROUNDS {
+            for k in 0..sides.len() {
+                let i = (round + k) % sides.len();
+                let (_, env) = sides[i];
+                let started = std::time::Instant::now();
+                rt.block_on(async {
+                    for _ in 0..CALLS {
+                        match env {
+                            None => {
+                                let r = direct.get(&url).send().await.unwrap();
+                                assert!(!r.bytes().await.unwrap().is_empty());
+                            }
+                            Some(env) => {
+                                let r = client.send(env, request()).await.unwrap();
+                                assert!(!r.body.is_empty());
+                            }
+                        }
+                    }
+                });
+                means[i].push(started.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS));
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!("\ninterleaved: {ROUNDS} rounds x {CALLS} calls per side, rotating order");
+        let mut base = means[0].clone();
+        let base_median = median(&mut base);
+        for (i, (name, _)) in sides.iter().enumerate() {
+            let mut ratios: Vec<f64> = means[i].iter().zip(&means[0]).map(|(m, d)| m / d).collect();
+            let mut own = means[i].clone();
+            println!(
+                "  {name:<20} median {:>7.2} us/call   ratio to direct (median of rounds) {:.3}",
+                median(&mut own),
+                median(&mut ratios)
+            );
+        }
+        println!("  (direct median {base_median:.2} us/call)");
+    }
     rt.block_on(audit.flush());
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod engine;
 mod examples;
+mod faults;
 mod hostile;
 mod http_step;
 mod node;

@@ -327,7 +327,8 @@ async fn doctor_passes_a_fresh_data_dir_and_fails_a_tampered_audit_trail() {
         "audit",
         "plugins",
         "logs",
-        "disk",
+        "disk:data",
+        "disk:logs",
     ] {
         assert!(
             out.lines()
@@ -455,7 +456,10 @@ async fn health_runs_the_probe_checks() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert!(
-        names.contains(&"logs") && names.contains(&"disk") && names.contains(&"plugin:trivial"),
+        names.contains(&"logs")
+            && names.contains(&"disk:data")
+            && names.contains(&"disk:logs")
+            && names.contains(&"plugin:trivial"),
         "{names:?}"
     );
     assert!(

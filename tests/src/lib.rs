@@ -107,6 +107,7 @@ impl TestNode {
             executions: Arc::new(executions),
             started: std::time::Instant::now(),
             log_dir: config.logging.root(&config.data_dir),
+            data_dir: config.data_dir.clone(),
             metrics,
             audit,
             access: Default::default(),

@@ -157,3 +157,203 @@ fn reachable(service: &Service, var: &str) -> Option<Service> {
     eprintln!("SKIPPING {}: {message}", service.name);
     None
 }
+
+/// A PostgreSQL cluster of a test's own: `initdb` in a temporary directory
+/// and a `postgres` server on a free loopback port, run as the `postgres`
+/// user, so a fault test can stop, hang and restart it without touching
+/// the shared server other tests use. It needs the server binaries (Debian's
+/// `postgresql` package, which `.ci/run` installs) and root (to run the
+/// server as `postgres`); without them it skips loudly, and under `CI=true`
+/// it fails. Dropping it stops the server and removes its files.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+#[cfg(unix)]
+impl PrivatePostgres {
+    /// Creates and starts the cluster; `None` (after saying why) where it
+    /// cannot run outside CI.
+    pub fn start() -> Option<Self> {
+        match Self::try_start() {
+            Ok(pg) => Some(pg),
+            Err(why) => {
+                let message = format!(
+                    "a private PostgreSQL cluster cannot be started: {why} (run as root with \
+                     the postgresql package installed, as .ci/run does)"
+                );
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{message}; in CI that is a failure");
+                }
+                eprintln!("SKIPPING a fault test: {message}");
+                None
+            }
+        }
+    }
+
+    fn try_start() -> Result<Self, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("not root".into());
+        }
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("/usr/lib/postgresql: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").is_file())
+            .max()
+            .ok_or("no /usr/lib/postgresql/*/bin/initdb")?;
+        let dir = tempfile::Builder::new()
+            .prefix("meridian-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let pg = Self { dir, bin, port };
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(pg.dir.path())
+            .status()
+            .map_err(|e| format!("chown: {e}"))?;
+        if !chown.success() {
+            return Err(format!(
+                "chown postgres {}: {chown}",
+                pg.dir.path().display()
+            ));
+        }
+        pg.run_as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &pg.data().to_string_lossy(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        )?;
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn run_as_postgres(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args)
+            .output()
+            .map_err(|e| format!("runuser {program}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// The URL a store connects with (the `postgres` superuser, trusted on
+    /// loopback).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start_again(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        self.run_as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-o",
+                &options,
+                "-l",
+                &self.dir.path().join("server.log").to_string_lossy(),
+                "-w",
+                "start",
+            ],
+        )
+    }
+
+    /// Stops the server at once (`immediate`: sessions are cut as a crash
+    /// would cut them).
+    pub fn stop(&self) -> Result<(), String> {
+        self.run_as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        )
+    }
+
+    /// Freezes (`true`) or thaws (`false`) the server and every backend
+    /// (SIGSTOP / SIGCONT): connections are accepted by the kernel but
+    /// nothing answers, as with a hung host.
+    pub fn freeze(&self, frozen: bool) -> Result<(), String> {
+        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .map_err(|e| format!("postmaster.pid: {e}"))?;
+        let postmaster: i32 = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or("postmaster.pid holds no pid")?;
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc")
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        let signal = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.freeze(false);
+        let _ = self.stop();
+    }
+}

@@ -45,13 +45,54 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     })
 }
 
-pub(super) fn internal(e: impl std::fmt::Display) -> Problem {
+/// The problem document for a failure that is not the caller's: 503
+/// `store_unavailable` (with `Retry-After`) when the store is in one of its
+/// passing conditions ([`crate::store::Unavailable`]: unreachable, disk
+/// full, read-only, busy), 500 `internal` otherwise. Either way the client
+/// gets no internal text; the log gets all of it.
+pub(super) fn internal<E: std::fmt::Display + 'static>(e: E) -> Problem {
+    if let Some(why) = store_unavailable(&e) {
+        tracing::warn!(error = %e, reason = why.describe(), "request refused: the store is unavailable");
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "The store is unavailable; retry later",
+        )
+        .with_detail(why.describe());
+    }
     tracing::error!(error = %e, "request failed");
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
         "The request could not be completed",
     )
+}
+
+/// The store's passing condition behind an error, if that is what it is:
+/// a store error itself, the engine's or the queues' wrapping of one, or
+/// one in an `anyhow` chain.
+fn store_unavailable(e: &dyn std::any::Any) -> Option<crate::store::Unavailable> {
+    use crate::store::StoreError;
+    if let Some(e) = e.downcast_ref::<StoreError>() {
+        return e.unavailable();
+    }
+    if let Some(crate::engine::EngineError::Store(e)) =
+        e.downcast_ref::<crate::engine::EngineError>()
+    {
+        return e.unavailable();
+    }
+    if let Some(crate::engine::service::SubmitError::Store(e)) =
+        e.downcast_ref::<crate::engine::service::SubmitError>()
+    {
+        return e.unavailable();
+    }
+    if let Some(e) = e.downcast_ref::<anyhow::Error>() {
+        return e
+            .chain()
+            .find_map(|c| c.downcast_ref::<StoreError>())
+            .and_then(StoreError::unavailable);
+    }
+    None
 }
 
 fn now_us() -> i64 {

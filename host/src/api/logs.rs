@@ -116,6 +116,7 @@ enum Format {
         (status = 200, description = "The log: JSON lines (`format=json`), text (`format=text`), or with `follow=true` server-sent events (`line` per line, then `end`)", content((String = "application/x-ndjson"), (String = "text/plain"), (doc::LogEvent = "text/event-stream"))),
         (status = 400, description = "A query parameter is not valid or not known (`validation_failed`)", content_type = "application/problem+json", body = doc::Problem),
         (status = 404, description = "No such execution (`execution_not_found`)", content_type = "application/problem+json", body = doc::Problem),
+        (status = 503, description = "The store is unavailable (`store_unavailable`) or the log file cannot be read now (`logs_unavailable`); `Retry-After` says when to try again", content_type = "application/problem+json", body = doc::Problem),
     ),
 )]
 pub(super) async fn execution_logs(
@@ -156,15 +157,8 @@ pub(super) async fn execution_logs(
     }
     let exists = match state.store.get_execution(&id).await {
         Ok(row) => row,
-        Err(e) => {
-            tracing::error!(error = %e, "reading an execution for its logs");
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "The request could not be completed",
-            )
-            .into_response();
-        }
+        // 503 with Retry-After when the store is down, 500 otherwise.
+        Err(e) => return super::executions::internal(e).into_response(),
     };
     let (Some(_), Some(file)) = (
         exists,
@@ -184,13 +178,17 @@ pub(super) async fn execution_logs(
     for part in parts(&file) {
         match read_part(&part) {
             Ok(text) => lines.extend(text.lines().map(str::to_owned)),
+            // The file is there but cannot be read (permissions, an I/O
+            // error of the volume): a condition of the node that passes
+            // when fixed, told by its kind (no server path).
             Err(e) => {
                 tracing::error!(path = %part.display(), error = %e, "reading an execution log");
                 return Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "The request could not be completed",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "logs_unavailable",
+                    "The execution's log cannot be read now",
                 )
+                .with_detail(format!("the log file cannot be read: {}", e.kind()))
                 .into_response();
             }
         }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub started: Instant,
     /// The log root: `executions/<id>.log` is served from here.
     pub log_dir: std::path::PathBuf,
+    /// The data dir (for its volume's free space in health).
+    pub data_dir: std::path::PathBuf,
     /// Recent latencies, throughput and error rates per queue and step
     /// type, for `/api/v2/performance/summary` (the engine records them).
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -60,6 +62,9 @@ pub struct AppState {
     /// how far they may trail the head.
     pub audit_settings: crate::audit::anchor::AuditSettings,
 }
+
+/// Seconds a client is told to wait after a 503 (`Retry-After`).
+pub const RETRY_AFTER_S: &str = "5";
 
 /// How long a request may take before it is answered 408 (a followed log
 /// stream is not cut: this bounds the time to the response's head).
@@ -282,12 +287,21 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             Json(self),
         )
-            .into_response()
+            .into_response();
+        // A 503 is a passing condition (the store restarting, a disk
+        // freed): say when to come back.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_S),
+            );
+        }
+        response
     }
 }
 
@@ -309,9 +323,11 @@ async fn openapi_json() -> Response {
 
 /// The node's health, for load balancers (no token needed): the doctor's
 /// probe-depth checks ([`crate::doctor::check`]: store, plugins and their
-/// grants, secrets, log directories, disk), 200 when none fails, 503
-/// otherwise. Without a token the answer has each check's name and verdict
-/// only; the details (which plugins ask for what, which grants apply, the
+/// grants, secrets, log directories, disk), 200 when none fails (`degraded`
+/// when what failed takes out part of the node only), 503 otherwise, within
+/// a second whatever the store does (its probe and a presented token's
+/// lookup are bounded). Without a token the answer has each check's name
+/// and verdict only, and why the store check fails; the details (which plugins ask for what, which grants apply, the
 /// digests) are for callers with a token of any role, and details that name
 /// paths on the server (log root, data dir) are shown with them to admins
 /// only. The audit chain's full verification is left to
@@ -340,7 +356,7 @@ async fn health(
     let subject = crate::doctor::Subject {
         runtime: &state.runtime,
         store: &state.store,
-        data_dir: Some(&state.log_dir),
+        data_dir: Some(&state.data_dir),
         log_dir: &state.log_dir,
     };
     let report = crate::doctor::check(subject, crate::doctor::Depth::Probe).await;
@@ -366,7 +382,10 @@ async fn health(
         for (c, item) in checks.iter_mut().zip(&report.checks) {
             let Some(o) = c.as_object_mut() else { continue };
             match (&caller, &item.public_detail) {
-                // Without a token: each check's name and verdict only.
+                // Without a token: each check's name and verdict only
+                // (and why the store check fails, which names nothing of
+                // the server).
+                (None, _) if item.for_anyone => {}
                 (None, _) => {
                     o.remove("detail");
                 }

@@ -348,8 +348,9 @@ pub mod schemas {
         /// `store`, `plugins`, `plugin:<name>`, `grant:config[0]`, …
         pub name: String,
         pub status: CheckStatus,
-        /// One line; only for a caller with a token, and naming paths on
-        /// the server (log root, data dir) only for an admin.
+        /// One line; only for a caller with a token (the `store` check's
+        /// for anyone), and naming paths on the server (log root, data dir)
+        /// only for an admin.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub detail: Option<String>,
     }

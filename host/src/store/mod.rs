@@ -46,6 +46,92 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("{what} {id:?} already exists")]
     Conflict { what: &'static str, id: String },
+    /// A write handed to the group-commit writer whose batch failed for a
+    /// passing condition: the class, and the database's message for logs.
+    #[error("{message}")]
+    Unavailable { why: Unavailable, message: String },
+}
+
+/// Why the store cannot take a request right now: a condition that passes
+/// (the database restarting, a disk freed, a lock released), not a fault
+/// of the request or of the code. The API answers 503 with `Retry-After`
+/// for it, and health names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No connection: the server is down, restarting, or its sessions were
+    /// terminated; the pool timed out waiting for one.
+    Unreachable,
+    /// The database's disk is full.
+    DiskFull,
+    /// The database takes no writes (a read-only file or a standby).
+    ReadOnly,
+    /// Locked or overloaded (SQLite busy, PostgreSQL out of connections, a
+    /// serialization failure).
+    Busy,
+}
+
+impl Unavailable {
+    /// A short phrase, for clients and health: no server detail.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Unreachable => "the store is unreachable",
+            Self::DiskFull => "the store's disk is full",
+            Self::ReadOnly => "the store takes no writes",
+            Self::Busy => "the store is busy",
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether this failure is one of the store's passing conditions
+    /// ([`Unavailable`]), and which.
+    pub fn unavailable(&self) -> Option<Unavailable> {
+        match self {
+            StoreError::Database(e) => classify_sqlx(e),
+            StoreError::Unavailable { why, .. } => Some(*why),
+            _ => None,
+        }
+    }
+}
+
+/// A database driver error as [`Unavailable`], when it is one.
+pub(crate) fn classify_sqlx(e: &sqlx::Error) -> Option<Unavailable> {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Some(Unavailable::Unreachable),
+        sqlx::Error::Database(db) => classify_code(&db.code()?),
+        _ => None,
+    }
+}
+
+/// A database error code as [`Unavailable`]: PostgreSQL's SQLSTATE (five
+/// characters) or SQLite's (extended) result code (a number).
+fn classify_code(code: &str) -> Option<Unavailable> {
+    // A SQLSTATE is five characters (often all digits: 53100); SQLite's
+    // codes, extended ones included, stay below 10000.
+    if let Ok(n) = code.parse::<i64>()
+        && code.len() < 5
+    {
+        // SQLite: the primary code is the low byte of an extended one.
+        return match n & 0xff {
+            5 | 6 => Some(Unavailable::Busy),          // BUSY, LOCKED
+            8 => Some(Unavailable::ReadOnly),          // READONLY
+            13 => Some(Unavailable::DiskFull),         // FULL
+            10 | 14 => Some(Unavailable::Unreachable), // IOERR, CANTOPEN
+            _ => None,
+        };
+    }
+    match code {
+        "53100" => Some(Unavailable::DiskFull),
+        "25006" => Some(Unavailable::ReadOnly),
+        "53200" | "53300" | "40001" | "40P01" | "55P03" => Some(Unavailable::Busy),
+        "57P01" | "57P02" | "57P03" => Some(Unavailable::Unreachable),
+        _ if code.starts_with("08") => Some(Unavailable::Unreachable),
+        _ => None,
+    }
 }
 
 /// A stored schedule, field for field as in the `schedules` table.
@@ -591,6 +677,61 @@ forward! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passing_conditions_are_told_from_faults() {
+        // PostgreSQL SQLSTATEs.
+        for (code, want) in [
+            ("53100", Some(Unavailable::DiskFull)),
+            ("25006", Some(Unavailable::ReadOnly)),
+            ("57P01", Some(Unavailable::Unreachable)),
+            ("08006", Some(Unavailable::Unreachable)),
+            ("53300", Some(Unavailable::Busy)),
+            ("40001", Some(Unavailable::Busy)),
+            ("23505", None), // unique violation: the request's fault
+            ("42P01", None), // undefined table: ours
+        ] {
+            assert_eq!(classify_code(code), want, "{code}");
+        }
+        // SQLite result codes, extended ones by their primary byte.
+        for (code, want) in [
+            ("13", Some(Unavailable::DiskFull)),
+            ("5", Some(Unavailable::Busy)),
+            ("517", Some(Unavailable::Busy)), // SQLITE_BUSY_SNAPSHOT
+            ("8", Some(Unavailable::ReadOnly)),
+            ("778", Some(Unavailable::Unreachable)), // SQLITE_IOERR_WRITE
+            ("2067", None),                          // SQLITE_CONSTRAINT_UNIQUE
+            ("1", None),
+        ] {
+            assert_eq!(classify_code(code), want, "{code}");
+        }
+        let timed_out = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(timed_out.unavailable(), Some(Unavailable::Unreachable));
+        let missing = StoreError::NotFound {
+            what: "job",
+            id: "x".into(),
+        };
+        assert_eq!(missing.unavailable(), None);
+    }
+
+    /// A real SQLite store made read-only underneath: the error a write
+    /// gets is classed as the store taking no writes, not as a fault.
+    #[tokio::test]
+    async fn a_read_only_sqlite_file_is_a_passing_condition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.db");
+        drop(Store::open_sqlite(&path).await.unwrap());
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let e = sqlx::query("CREATE TABLE t (x)")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            StoreError::Database(e).unavailable(),
+            Some(Unavailable::ReadOnly)
+        );
+    }
 
     fn schedule(id: &str) -> ScheduleRow {
         ScheduleRow {

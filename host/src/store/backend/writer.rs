@@ -114,9 +114,8 @@ async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
         Err(e) => {
-            let message = e.to_string();
             for op in ops {
-                let _ = op.take_reply().send(Err(failed(&message)));
+                let _ = op.take_reply().send(Err(failed(&e)));
             }
             return;
         }
@@ -133,10 +132,9 @@ async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             }
             Err(e) => {
-                let message = e.to_string();
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 for op in ops {
-                    let _ = op.take_reply().send(Err(failed(&message)));
+                    let _ = op.take_reply().send(Err(failed(&e)));
                 }
                 return;
             }
@@ -147,9 +145,8 @@ async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
         None => match apply_guarded(&mut conn, &ops, node).await {
             Ok(r) => r,
             Err(e) => {
-                let message = e.to_string();
                 for op in ops {
-                    let _ = op.take_reply().send(Err(failed(&message)));
+                    let _ = op.take_reply().send(Err(failed(&e)));
                 }
                 return;
             }
@@ -165,13 +162,12 @@ async fn commit(pool: &Pool, ops: Vec<Op>, node: &NodeLease) {
         }
         Err(e) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            let message = e.to_string();
             tracing::error!(
                 writes = done.len(),
-                "a batch of execution writes failed to commit: {message}"
+                "a batch of execution writes failed to commit: {e}"
             );
             for (reply, _) in done {
-                let _ = reply.send(Err(failed(&message)));
+                let _ = reply.send(Err(failed(&e)));
             }
         }
     }
@@ -222,10 +218,16 @@ async fn apply_guarded(
 
 /// An error for each write of a batch that could not commit (the cause is
 /// logged once).
-fn failed(message: &str) -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol(format!(
-        "the batch of writes could not commit: {message}"
-    )))
+/// What each write of a batch that could not commit is answered: the
+/// driver error is one value, so each gets its message, and its class when
+/// it is a passing condition (the database down, its disk full), so the API
+/// answers 503 rather than 500.
+fn failed(e: &sqlx::Error) -> StoreError {
+    let message = format!("the batch of writes could not commit: {e}");
+    match crate::store::classify_sqlx(e) {
+        Some(why) => StoreError::Unavailable { why, message },
+        None => StoreError::Database(sqlx::Error::Protocol(message)),
+    }
 }
 
 /// Applies one write so that its failure undoes it alone. SQLite undoes
