@@ -552,6 +552,7 @@ async fn serve(
         started: std::time::Instant::now(),
         log_dir: config.logging.root(&config.data_dir),
         data_dir: config.data_dir.clone(),
+        held_logs: logs.map(crate::logging::LogHandle::held),
         metrics: Arc::clone(&metrics),
         audit: audit_log.clone(),
         access: api::AuthState::new(config.api.refusal_window),

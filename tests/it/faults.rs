@@ -158,3 +158,124 @@ async fn store_outage(pg: PrivatePostgres) {
     .await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
 }
+
+/// The log volume fills up under a serving node (a tmpfs the test mounts
+/// as the log root). Before, the lines of an execution were dropped for
+/// good and the logs route answered 500. Now they are held in memory: the
+/// route answers 503 `logs_unavailable` saying so (not a log with a hole),
+/// health fails `disk:logs`; once space is freed the held lines reach the
+/// file in order, the route serves the whole log, and a line in `system/`
+/// says the files are writable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_log_lines_are_held_while_the_log_volume_is_full() {
+    // Skipped loudly where no tmpfs can be mounted (not root); under
+    // CI=true `mount` fails the test instead.
+    if let Some(volume) = meridian_tests::services::Tmpfs::mount(8 * 1024 * 1024) {
+        full_log_volume(volume).await;
+    }
+}
+
+async fn full_log_volume(volume: meridian_tests::services::Tmpfs) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(meridian_tests::fixtures::HOG, plugins.join("hog.wasm")).unwrap();
+    let logs = volume.path().join("logs");
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, format!("[logging]\ndir = {:?}\n", logs)).unwrap();
+    let mut cmd = meridian_node(&data, &plugins);
+    cmd.arg("--config").arg(&config);
+    let node = Node::start("full-logs", cmd, dir.path(), Token::FirstAdmin).await;
+    let http = client();
+
+    let filler = volume.fill();
+    let id = execute(
+        &http,
+        &node,
+        json!({ "id": "chatty", "name": "chatty", "timezone": "UTC",
+                "steps": [{ "id": "h", "type": "hog",
+                            "config": { "log_lines": { "count": 5, "bytes": 40 } } }] }),
+    )
+    .await;
+    let done = poll_until(&http, &node, &id, "finished", |d| {
+        d["status"] != "queued" && d["status"] != "running"
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+
+    let logs_of = |id: String| {
+        let http = http.clone();
+        let url = node.url(&format!("/api/v2/executions/{id}/logs?format=text"));
+        let token = node.token().to_owned();
+        async move {
+            let resp = http.get(url).bearer_auth(token).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry, resp.text().await.unwrap())
+        }
+    };
+    // The writer holds the lines it could not write.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, retry, body) = loop {
+        let (status, retry, body) = logs_of(id.clone()).await;
+        if status == 503 || Instant::now() > deadline {
+            break (status, retry, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("5"));
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["code"], "logs_unavailable", "{problem:#}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("held in memory"), "{detail}");
+    assert!(
+        !detail.contains(&*volume.path().to_string_lossy()),
+        "{detail}"
+    );
+    let (status, body, _) = health(&http, &node).await;
+    assert_eq!(status, 503, "{body:#}");
+    let disk = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "disk:logs")
+        .cloned()
+        .unwrap_or_else(|| panic!("no disk:logs check: {body:#}"));
+    assert_eq!(disk["status"], "fail", "{disk}");
+
+    // Space again: the held lines are written, in order, within seconds.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let (status, _, body) = logs_of(id.clone()).await;
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the held lines were not written after space was freed: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let line = "l".repeat(40);
+    assert_eq!(text.matches(&line).count(), 5, "{text}");
+    let first = text
+        .find("execution started")
+        .unwrap_or_else(|| panic!("{text}"));
+    let logged = text.find(&line).unwrap();
+    let finished = text
+        .rfind("execution succeeded")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(first < logged && logged < finished, "out of order:\n{text}");
+    let system = std::fs::read_dir(logs.join("system"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(system.contains("log files writable again"), "{system}");
+}

@@ -108,6 +108,7 @@ impl TestNode {
             started: std::time::Instant::now(),
             log_dir: config.logging.root(&config.data_dir),
             data_dir: config.data_dir.clone(),
+            held_logs: None,
             metrics,
             audit,
             access: Default::default(),

@@ -357,3 +357,84 @@ impl Drop for PrivatePostgres {
         let _ = self.stop();
     }
 }
+
+/// A small tmpfs of a test's own, for a volume that fills up: mounted on
+/// a temporary directory, unmounted when dropped. It needs root (to mount);
+/// without it it skips loudly, and under `CI=true` it fails.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+#[cfg(unix)]
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` bytes; `None` (after saying why) where it
+    /// cannot outside CI.
+    pub fn mount(bytes: u64) -> Option<Self> {
+        let attempt = || -> Result<Self, String> {
+            if !nix::unistd::geteuid().is_root() {
+                return Err("not root".into());
+            }
+            let dir = tempfile::Builder::new()
+                .prefix("meridian-tmpfs-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            let out = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(dir.path())
+                .output()
+                .map_err(|e| format!("mount: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("mount: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            Ok(Self { dir })
+        };
+        match attempt() {
+            Ok(t) => Some(t),
+            Err(why) => {
+                let message = format!("a tmpfs cannot be mounted: {why} (run as root, as CI does)");
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{message}; in CI that is a failure");
+                }
+                eprintln!("SKIPPING a fault test: {message}");
+                None
+            }
+        }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills it: writes `filler` until the volume has no room; returns the
+    /// file, whose removal frees the space.
+    pub fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+        // What is left (less than a chunk) too.
+        while file.write(b"x").is_ok_and(|n| n > 0) {}
+        path
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

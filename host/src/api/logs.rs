@@ -171,6 +171,20 @@ pub(super) async fn execution_logs(
         )
         .into_response();
     };
+    // Lines of this log held in memory (its directory cannot be written
+    // now): the file has a hole until they are written, so say so.
+    if let Some((lines, why)) = state.held_logs.as_ref().and_then(|h| h.execution(&id)) {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logs_unavailable",
+            "The execution's log cannot be read now",
+        )
+        .with_detail(format!(
+            "{lines} lines of this log are held in memory until the log directory can be \
+             written again ({why})"
+        ))
+        .into_response();
+    }
     if follow {
         return follow_log(state, id, file, format).into_response();
     }

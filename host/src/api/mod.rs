@@ -48,6 +48,9 @@ pub struct AppState {
     pub log_dir: std::path::PathBuf,
     /// The data dir (for its volume's free space in health).
     pub data_dir: std::path::PathBuf,
+    /// What the log writer holds in memory because its files cannot be
+    /// written (`None` without log files).
+    pub held_logs: Option<Arc<crate::logging::HeldLines>>,
     /// Recent latencies, throughput and error rates per queue and step
     /// type, for `/api/v2/performance/summary` (the engine records them).
     pub metrics: Arc<crate::metrics::Metrics>,

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// Dropped and not yet reported (the writer resets it).
     dropped: Arc<AtomicU64>,
     dropped_total: AtomicU64,
+    /// What the writer holds because its files cannot be written.
+    held: Arc<super::writer::HeldLines>,
 }
 
 /// What [`Shared::new`] takes.
@@ -63,6 +65,7 @@ pub(crate) struct SharedParts {
     pub retention: Retention,
     pub cleanup_interval: Duration,
     pub dropped: Arc<AtomicU64>,
+    pub held: Arc<super::writer::HeldLines>,
 }
 
 impl Shared {
@@ -79,6 +82,7 @@ impl Shared {
             congested: AtomicBool::new(false),
             dropped: p.dropped,
             dropped_total: AtomicU64::new(0),
+            held: p.held,
         }
     }
 
@@ -165,6 +169,12 @@ impl LogHandle {
             .map_err(|_| LogError::WriterGone)?
     }
 
+    /// What the writer holds in memory because its files cannot be
+    /// written now (see [`super::writer`]).
+    pub fn held(&self) -> Arc<super::writer::HeldLines> {
+        Arc::clone(&self.shared.held)
+    }
+
     /// Lines dropped so far because the writer fell behind.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped_total.load(Ordering::Relaxed)
@@ -214,6 +224,7 @@ mod tests {
             retention: Retention::default(),
             cleanup_interval: Duration::from_secs(1),
             dropped: Arc::new(AtomicU64::new(0)),
+            held: Default::default(),
         });
         let handle = LogHandle {
             shared: Arc::new(shared),

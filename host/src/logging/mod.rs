@@ -77,6 +77,7 @@ pub use settings::{
     Category, DEFAULT_CLEANUP_INTERVAL, DEFAULT_LEVEL, DEFAULT_MAX_FILE_BYTES, LogConfig,
     LogFormat, MAX_RETENTION_DAYS, MIN_MAX_FILE_BYTES, Retention, check_filter,
 };
+pub use writer::{HeldLines, HeldView};
 
 use crate::secrets::Masker;
 use chrono::{DateTime, Utc};

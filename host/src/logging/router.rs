@@ -116,6 +116,7 @@ impl RouterBuilder {
         })?;
         let (tx, rx) = crossbeam_channel::bounded(self.channel_lines);
         let dropped = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(writer::HeldLines::default());
         writer::spawn(
             rx,
             WriterSettings {
@@ -125,6 +126,7 @@ impl RouterBuilder {
                 format: self.config.format,
                 clock: Arc::clone(&self.clock),
                 dropped: Arc::clone(&dropped),
+                held: Arc::clone(&held),
             },
         )
         .map_err(LogError::Thread)?;
@@ -138,6 +140,7 @@ impl RouterBuilder {
             retention: self.config.retention,
             cleanup_interval: self.config.cleanup_interval,
             dropped,
+            held,
         }));
         Ok((
             RouterLayer {

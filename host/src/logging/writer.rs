@@ -9,6 +9,18 @@
 //! closed, renamed to its next segment (`X.<n>.log`) and a fresh `X.log`
 //! opened; the closed segment goes to a second thread that gzips it, so a
 //! 64 MiB compression never holds lines up.
+//!
+//! # When a file cannot be written
+//!
+//! A line whose file cannot be opened or written (the log volume full, the
+//! directory gone or read-only) is held in memory, in order, with every
+//! later line for the same file, up to [`HELD_MAX_BYTES`] in all (past it
+//! the oldest go, counted). The writer tries again every
+//! [`RETRY_EVERY`]; once a file takes its lines they are written in their
+//! order, and a `WARN` line in `system/` says how many were lost, if any.
+//! [`HeldLines`] shows what is held to the rest of the node: the logs route
+//! answers 503 for an execution with lines held instead of a log with a
+//! hole in it.
 
 use super::Clock;
 use super::format::{self, Fields, Value};
@@ -35,6 +47,90 @@ const NAP: Duration = Duration::from_millis(1);
 const IDLE_NAPS: u32 = 10;
 /// The same kind of failure is told on stderr at most this often.
 const ERROR_REPORT_EVERY: Duration = Duration::from_secs(60);
+/// Bytes of lines held in memory while their files cannot be written.
+pub(crate) const HELD_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How often held lines are tried again.
+pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// What the writer holds in memory because its files cannot be written,
+/// as the rest of the node sees it (updated by the writer thread).
+#[derive(Debug, Default)]
+pub struct HeldLines {
+    view: std::sync::Mutex<HeldView>,
+}
+
+/// A snapshot of [`HeldLines`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeldView {
+    /// Lines held now.
+    pub lines: u64,
+    /// Bytes held now.
+    pub bytes: u64,
+    /// Lines given up since holding began (the oldest, past the cap).
+    pub lost: u64,
+    /// Why the last write failed, while lines are held (the error's kind:
+    /// no server path).
+    pub reason: Option<String>,
+    /// Lines held per execution id.
+    pub executions: HashMap<String, u64>,
+}
+
+impl HeldLines {
+    /// What is held now.
+    pub fn view(&self) -> HeldView {
+        match self.view.lock() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Lines of this execution's log held now, and why (`None` when none).
+    pub fn execution(&self, id: &str) -> Option<(u64, String)> {
+        let view = match self.view.lock() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = *view.executions.get(id)?;
+        Some((n, view.reason.clone().unwrap_or_default()))
+    }
+
+    fn set(&self, view: HeldView) {
+        match self.view.lock() {
+            Ok(mut v) => *v = view,
+            Err(poisoned) => *poisoned.into_inner() = view,
+        }
+    }
+}
+
+impl Held {
+    fn add(&mut self, dest: Dest, line: Vec<u8>) {
+        self.bytes += line.len();
+        *self.lines_per_dest.entry(dest.clone()).or_default() += count_lines(&line);
+        *self.per_dest.entry(dest.clone()).or_default() += 1;
+        self.queue.push_back((dest, line));
+    }
+}
+
+/// Lines in a held entry (each ends with a newline).
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The writer's own queue of held lines (see the module docs).
+#[derive(Default)]
+struct Held {
+    queue: std::collections::VecDeque<(Dest, Vec<u8>)>,
+    /// Lines held per destination: a destination with any holds every
+    /// later line too, so its file keeps their order.
+    per_dest: HashMap<Dest, usize>,
+    /// Lines held per destination (an entry can hold several: a file's
+    /// unwritten buffer).
+    lines_per_dest: HashMap<Dest, u64>,
+    bytes: usize,
+    lost: u64,
+    reason: Option<io::ErrorKind>,
+    last_try: Option<Instant>,
+}
 
 /// Called once the work before it is done (a flush).
 pub(crate) type Callback = Box<dyn FnOnce() + Send>;
@@ -83,6 +179,8 @@ pub(crate) struct WriterSettings {
     /// Lines the senders dropped since the last report; the writer reports
     /// and resets it.
     pub dropped: Arc<AtomicU64>,
+    /// What the writer holds because its files cannot be written.
+    pub held: Arc<HeldLines>,
 }
 
 /// Starts the writer thread (and its gzip thread) reading `rx`; both end
@@ -101,6 +199,7 @@ pub(crate) fn spawn(rx: Receiver<Command>, settings: WriterSettings) -> io::Resu
         settings,
         jobs,
         errors: ErrorReport::default(),
+        held: Held::default(),
     };
     std::thread::Builder::new()
         .name("meridian-log-writer".into())
@@ -114,6 +213,7 @@ struct Writer {
     /// The gzip thread's queue.
     jobs: Sender<Job>,
     errors: ErrorReport,
+    held: Held,
 }
 
 impl Writer {
@@ -127,8 +227,10 @@ impl Writer {
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {}
             }
-            // Idle: what was written reaches the files now.
+            // Idle: what was written reaches the files now, and what is
+            // held is tried again (at most every RETRY_EVERY).
             self.flush_all();
+            self.retry_held(false);
             // While lines keep coming, nap and take them in batches: a
             // sender then never pays for waking this thread (a futex call
             // and a context switch per line). Once it is quiet, block.
@@ -143,12 +245,141 @@ impl Writer {
                     Err(TryRecvError::Empty) => {}
                 }
             }
-            match rx.recv() {
-                Ok(command) => self.handle(command),
-                Err(_) => break,
+            if self.held.queue.is_empty() {
+                match rx.recv() {
+                    Ok(command) => self.handle(command),
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(RETRY_EVERY) {
+                    Ok(command) => self.handle(command),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.retry_held(false),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
             }
         }
         self.flush_all();
+        self.retry_held(true);
+        if !self.held.queue.is_empty() {
+            eprintln!(
+                "meridian: log files: {} lines could not be written before the writer stopped ({:?})",
+                self.held.lines_per_dest.values().sum::<u64>(),
+                self.held.reason
+            );
+        }
+    }
+
+    /// Writes `line`, or holds it when its file has lines held already or
+    /// cannot take it now.
+    fn write_or_hold(&mut self, dest: &Dest, line: Vec<u8>) {
+        if self.held.per_dest.contains_key(dest) {
+            self.hold(dest, line, None);
+        } else if let Err(why) = self.write(dest, &line) {
+            self.block(dest, why);
+            self.hold(dest, line, Some(why));
+        }
+    }
+
+    /// `dest`'s file cannot be written: what its buffer still holds (lines
+    /// taken earlier, which a failed flush left unwritten) is held first,
+    /// ahead of anything later, and the file is closed until a retry.
+    fn block(&mut self, dest: &Dest, why: io::ErrorKind) {
+        if let Some(unwritten) = self.files.take_unwritten(dest)
+            && !unwritten.is_empty()
+        {
+            self.hold(dest, unwritten, Some(why));
+        }
+    }
+
+    /// Holds `line` for `dest` (see the module docs), the oldest held
+    /// going past [`HELD_MAX_BYTES`].
+    fn hold(&mut self, dest: &Dest, line: Vec<u8>, why: Option<io::ErrorKind>) {
+        if why.is_some() {
+            self.held.reason = why;
+        }
+        self.held.add(dest.clone(), line);
+        while self.held.bytes > HELD_MAX_BYTES {
+            let Some((old, line)) = self.held.queue.pop_front() else {
+                break;
+            };
+            let lines = count_lines(&line);
+            self.held.bytes -= line.len();
+            self.held.lost += lines;
+            if let Some(n) = self.held.per_dest.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.per_dest.remove(&old);
+                    self.held.lines_per_dest.remove(&old);
+                } else if let Some(l) = self.held.lines_per_dest.get_mut(&old) {
+                    *l = l.saturating_sub(lines);
+                }
+            }
+        }
+        self.publish_held();
+    }
+
+    /// Writes what is held, in order, to every file that takes it now;
+    /// `now` ignores the retry interval (at the end).
+    fn retry_held(&mut self, now: bool) {
+        if self.held.queue.is_empty()
+            || (!now
+                && self
+                    .held
+                    .last_try
+                    .is_some_and(|t| t.elapsed() < RETRY_EVERY))
+        {
+            return;
+        }
+        self.held.last_try = Some(Instant::now());
+        let queue = std::mem::take(&mut self.held.queue);
+        self.held.per_dest.clear();
+        self.held.lines_per_dest.clear();
+        self.held.bytes = 0;
+        let mut blocked: std::collections::HashSet<Dest> = std::collections::HashSet::new();
+        let mut keep = std::collections::VecDeque::new();
+        for (dest, line) in queue {
+            if blocked.contains(&dest) {
+                keep.push_back((dest, line));
+                continue;
+            }
+            if let Err(e) = self.write(&dest, &line) {
+                self.held.reason = Some(e);
+                // Whatever this retry buffered for it goes back first.
+                if let Some(unwritten) = self.files.take_unwritten(&dest)
+                    && !unwritten.is_empty()
+                {
+                    keep.push_back((dest.clone(), unwritten));
+                }
+                blocked.insert(dest.clone());
+                keep.push_back((dest, line));
+            }
+        }
+        for (dest, line) in keep {
+            self.held.add(dest, line);
+        }
+        self.flush_all();
+        if self.held.queue.is_empty() {
+            let lost = std::mem::take(&mut self.held.lost);
+            self.held.reason = None;
+            self.report_held_done(lost);
+        }
+        self.publish_held();
+    }
+
+    fn publish_held(&self) {
+        let mut executions: HashMap<String, u64> = HashMap::new();
+        for (dest, n) in &self.held.lines_per_dest {
+            if let Dest::Execution(id) = dest {
+                executions.insert(id.to_string(), *n);
+            }
+        }
+        self.settings.held.set(HeldView {
+            lines: self.held.lines_per_dest.values().sum(),
+            bytes: self.held.bytes as u64,
+            lost: self.held.lost,
+            reason: self.held.reason.map(|k| k.to_string()),
+            executions,
+        });
     }
 
     fn handle(&mut self, command: Command) {
@@ -160,7 +391,7 @@ impl Writer {
                     self.report_dropped(dropped);
                 }
                 for dest in dests.iter() {
-                    self.write(dest, &line);
+                    self.write_or_hold(dest, line.clone());
                 }
             }
             Command::Seal(path) => {
@@ -181,7 +412,9 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, dest: &Dest, line: &[u8]) {
+    /// Writes one line to its file; the error's kind when the line did
+    /// not go (the caller holds it).
+    fn write(&mut self, dest: &Dest, line: &[u8]) -> Result<(), io::ErrorKind> {
         let max = self.settings.max_file_bytes;
         let file = match self.files.get(dest) {
             Ok(f) => f,
@@ -189,7 +422,7 @@ impl Writer {
                 let path = self.files.root.join(dest.relative());
                 self.errors
                     .report(format_args!("cannot open {}: {e}", path.display()));
-                return;
+                return Err(e.kind());
             }
         };
         let mut rotated = None;
@@ -200,19 +433,28 @@ impl Writer {
                     let path = file.path.display().to_string();
                     self.errors
                         .report(format_args!("cannot rotate {path}: {e}"));
-                    return;
+                    return Err(e.kind());
                 }
             }
         }
+        // A buffered writer whose flush fails keeps what it could not
+        // write and returns before taking this line: the line is held.
         let result = file.out.write_all(line);
-        file.size += line.len() as u64;
-        if let Err(e) = result {
-            let path = file.path.display().to_string();
-            self.errors.report(format_args!("cannot write {path}: {e}"));
+        if result.is_ok() {
+            file.size += line.len() as u64;
         }
+        let written = match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let path = file.path.display().to_string();
+                self.errors.report(format_args!("cannot write {path}: {e}"));
+                Err(e.kind())
+            }
+        };
         if let Some(segment) = rotated {
             self.gzip(segment);
         }
+        written
     }
 
     /// Closes `path` if open and renames it to its next segment.
@@ -237,28 +479,50 @@ impl Writer {
         }
     }
 
+    /// Flushes every open file; one that fails keeps its unwritten bytes
+    /// as held lines (see [`Writer::block`]).
     fn flush_all(&mut self) {
-        for file in self.files.map.values_mut() {
+        let mut failed = Vec::new();
+        for (dest, file) in &mut self.files.map {
             if let Err(e) = file.out.flush() {
                 let path = file.path.display().to_string();
                 self.errors.report(format_args!("cannot write {path}: {e}"));
+                failed.push((dest.clone(), e.kind()));
             }
         }
+        for (dest, why) in failed {
+            self.block(&dest, why);
+        }
+    }
+
+    /// The line that says the files take lines again, in `system`, with
+    /// how many were lost meanwhile (past the cap).
+    fn report_held_done(&mut self, lost: u64) {
+        let fields = Fields {
+            message: Some("log files writable again: the lines held in memory are written".into()),
+            list: vec![("lost", Value::U64(lost))],
+        };
+        self.system_line(&fields);
     }
 
     /// The line that says how many lines were lost, in `system`.
     fn report_dropped(&mut self, dropped: u64) {
-        let now = (self.settings.clock)();
-        let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let fields = Fields {
             message: Some("log lines dropped: the log writer fell behind".into()),
             list: vec![("dropped", Value::U64(dropped))],
         };
+        self.system_line(&fields);
+    }
+
+    /// A `WARN` line of the writer's own in today's `system` file.
+    fn system_line(&mut self, fields: &Fields) {
+        let now = (self.settings.clock)();
+        let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let line = format::Line {
             ts: &ts,
             level: "WARN",
             target: "meridian::logging",
-            fields: &fields,
+            fields,
             span: &[],
         };
         let mut out = Vec::with_capacity(200);
@@ -270,7 +534,7 @@ impl Writer {
             category: Category::System,
             date: now.date_naive(),
         };
-        self.write(&dest, &out);
+        self.write_or_hold(&dest, out);
     }
 }
 
@@ -316,6 +580,14 @@ impl Files {
             .ok_or_else(|| io::Error::other("an open file vanished from the cache"))?;
         file.last_used = tick;
         Ok(file)
+    }
+
+    /// Closes `dest`'s file without writing what its buffer holds, and
+    /// returns those bytes.
+    fn take_unwritten(&mut self, dest: &Dest) -> Option<Vec<u8>> {
+        let file = self.map.remove(dest)?;
+        let (_file, buffer) = file.out.into_parts();
+        Some(buffer.unwrap_or_else(|panicked| panicked.into_inner()))
     }
 
     fn evict(&mut self) {
