@@ -279,3 +279,65 @@ async fn full_log_volume(volume: meridian_tests::services::Tmpfs) {
         .collect::<String>();
     assert!(system.contains("log files writable again"), "{system}");
 }
+
+/// A step ends while the store is down. Before, its outcome could not be
+/// recorded, the execution was released and stayed `running`, and a
+/// restart ran the step that had already succeeded again. Now the outcome
+/// waits in memory and is recorded when the store returns: the execution
+/// ends `succeeded` with the step run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_ends_during_an_outage_is_recorded_when_the_store_returns() {
+    if let Some(pg) = PrivatePostgres::start() {
+        step_ends_during_outage(pg).await;
+    }
+}
+
+async fn step_ends_during_outage(pg: PrivatePostgres) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        meridian_tests::fixtures::SCRIPT,
+        plugins.join("script.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, format!("store = {:?}\n", pg.url())).unwrap();
+    let mut cmd = meridian_node(&data, &plugins);
+    cmd.arg("--config").arg(&config);
+    let node = Node::start("ends-in-outage", cmd, dir.path(), Token::FirstAdmin).await;
+    let http = client();
+
+    let id = execute(
+        &http,
+        &node,
+        json!({ "id": "slow", "name": "slow", "timezone": "UTC",
+                "steps": [{ "id": "s", "type": "script",
+                            "config": { "sleep_ms": 3000, "output": { "done": true } } }] }),
+    )
+    .await;
+    poll_until(&http, &node, &id, "running its step", |d| {
+        d["steps"][0]["attempts"][0]["status"] == "running"
+    })
+    .await;
+    // Down before the step ends, and up again only after the pool's own
+    // wait for a connection (10 s) has given up on the outcome's write.
+    pg.stop().unwrap();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    pg.start_again().unwrap();
+
+    let done = poll_until(&http, &node, &id, "finished", |d| {
+        d["status"] != "queued" && d["status"] != "running"
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let attempts = done["steps"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "the step ran again: {done:#}");
+    assert_eq!(attempts[0]["output"], json!({ "done": true }), "{done:#}");
+    assert_eq!(done["recoveries"], 0, "{done:#}");
+    assert!(
+        node.stderr().contains("the store is back"),
+        "no word of the wait in the log"
+    );
+}

@@ -441,7 +441,14 @@ impl Engine {
             Err(issues) => {
                 let error = json!({"kind": "invalid_params", "message": "the execution's parameters do not fit the job", "errors": issues});
                 return self
-                    .finish(report, &job, ExecutionStatus::Failed, Some(error), 0)
+                    .finish(
+                        report,
+                        &job,
+                        ExecutionStatus::Failed,
+                        Some(error),
+                        0,
+                        &cancel,
+                    )
                     .await;
             }
         };
@@ -481,7 +488,7 @@ impl Engine {
         let (status, error) = run.drive().await?;
         let seq = run.seq;
         report.steps = std::mem::take(&mut run.reports);
-        self.finish(report, &job, status, error, seq).await
+        self.finish(report, &job, status, error, seq, &cancel).await
     }
 
     async fn fail_early(
@@ -512,18 +519,20 @@ impl Engine {
         status: ExecutionStatus,
         error: Option<Value>,
         step_runs: i64,
+        cancel: &CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
         let now_us = self.timer.now().timestamp_micros();
         let error_text = error.as_ref().map(Value::to_string);
-        self.store
-            .finish_execution(
+        durably(cancel, "an execution's end", &report.execution_id, || {
+            self.store.finish_execution(
                 &report.execution_id,
                 status.as_str(),
                 error_text.as_deref(),
                 step_runs,
                 now_us,
             )
-            .await?;
+        })
+        .await?;
         match status {
             ExecutionStatus::Succeeded => {
                 tracing::info!(execution_id = %report.execution_id, job_id = %report.job_id, step_runs, "execution succeeded")
@@ -852,17 +861,18 @@ impl Run<'_> {
             }
             let scope = self.scope(step, seq, attempt);
             let started_at = engine.timer.now();
-            engine
-                .store
-                .start_attempt(&AttemptStart {
-                    execution_id: self.row.id.clone(),
-                    seq,
-                    step_id: step.id.clone(),
-                    step_type: step.step_type.clone(),
-                    attempt: i64::from(attempt),
-                    now_us: started_at.timestamp_micros(),
-                })
-                .await?;
+            let start = AttemptStart {
+                execution_id: self.row.id.clone(),
+                seq,
+                step_id: step.id.clone(),
+                step_type: step.step_type.clone(),
+                attempt: i64::from(attempt),
+                now_us: started_at.timestamp_micros(),
+            };
+            durably(self.cancel, "an attempt's start", &self.row.id, || {
+                engine.store.start_attempt(&start)
+            })
+            .await?;
             let clock = std::time::Instant::now();
             // Ok(run) ran; Err(outcome): cancelled or out of time mid-run.
             let ran: Result<StepRun, StepOutcome> = match &plugin {
@@ -1052,23 +1062,24 @@ impl Run<'_> {
                 limits.max_stored_log_bytes,
             ))
         };
-        self.engine
-            .store
-            .finish_attempt(&AttemptFinish {
-                execution_id: self.row.id.clone(),
-                seq,
-                attempt: i64::from(attempt),
-                status: status.as_str().to_owned(),
-                now_us: at.timestamp_micros(),
-                duration_us: i64::try_from(run.duration.as_micros()).unwrap_or(i64::MAX),
-                output,
-                exports,
-                error,
-                logs,
-                host_calls: i64::from(run.host_calls),
-                step_done: done,
-            })
-            .await?;
+        let finish = AttemptFinish {
+            execution_id: self.row.id.clone(),
+            seq,
+            attempt: i64::from(attempt),
+            status: status.as_str().to_owned(),
+            now_us: at.timestamp_micros(),
+            duration_us: i64::try_from(run.duration.as_micros()).unwrap_or(i64::MAX),
+            output,
+            exports,
+            error,
+            logs,
+            host_calls: i64::from(run.host_calls),
+            step_done: done,
+        };
+        durably(self.cancel, "an attempt's outcome", &self.row.id, || {
+            self.engine.store.finish_attempt(&finish)
+        })
+        .await?;
         Ok(())
     }
 }
@@ -1178,6 +1189,60 @@ fn jitter_unit(execution_id: &str, seq: i64, attempt: u32) -> f64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The longest wait between two tries of a write [`durably`] retries.
+const DURABLE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Retries a write the run cannot go on without while the store is in a
+/// passing condition ([`crate::store::Unavailable`]: down, restarting, its
+/// disk full, busy): the outcome stays in memory and is recorded when the
+/// store is back, so a step that succeeded during an outage is not run
+/// again, and an execution does not stay `running` because its last write
+/// came at the wrong moment. Gives up, with the error, when the run is
+/// cancelled (the node stopping: recovery decides at the next start) and
+/// at once on any other error.
+async fn durably<T, Fut>(
+    cancel: &CancellationToken,
+    what: &str,
+    execution_id: &str,
+    mut write: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        match write().await {
+            Ok(v) => {
+                if let Some(t) = since {
+                    tracing::info!(
+                        execution_id,
+                        waited_ms = t.elapsed().as_millis() as u64,
+                        "the store is back: {what} recorded"
+                    );
+                }
+                return Ok(v);
+            }
+            Err(e) if e.unavailable().is_some() && !cancel.is_cancelled() => {
+                if since.is_none() {
+                    since = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        execution_id,
+                        error = %e,
+                        "cannot record {what}: the store is unavailable; kept in memory and retried until it is back"
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => return Err(e),
+                }
+                delay = (delay * 2).min(DURABLE_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Why a step type has no plugin: the reason its component could not be
