@@ -2,6 +2,11 @@
 //! loopback, side by side in one run:
 //! - `direct`: a GET with a reqwest client configured as the capability's
 //!   (no proxy, no redirects) and nothing else: the floor;
+//! - `direct_same_work`: the same GET doing what the capability must do
+//!   for any call, grants or not: a per-request timeout, the response
+//!   headers copied out (to hand to the guest), the body read in chunks
+//!   against a size cap. The grant check and the trail are what the
+//!   capability adds to this;
 //! - `capability`: the same GET through `HttpClient::send` as a step makes
 //!   it: the host-call budget, the grant check (scheme, host, port, method,
 //!   path segments, the private-address rule), the ledger, the masking of
@@ -42,6 +47,36 @@ fn server() -> std::net::SocketAddr {
         });
     });
     rx.recv().unwrap()
+}
+
+/// What the capability does with any response, grants or not: a
+/// per-request timeout, the headers copied out, the body read in chunks
+/// against the default cap.
+async fn same_work(client: &reqwest::Client, url: &str) -> bytes::Bytes {
+    let mut response = client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    assert!(!headers.is_empty());
+    let max = HttpLimits::default().max_response_bytes;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        assert!(body.len() + chunk.len() <= max);
+        body.extend_from_slice(&chunk);
+    }
+    body.freeze()
 }
 
 fn grants(port: u16) -> Arc<meridian::grants::EffectiveGrants> {
@@ -121,6 +156,12 @@ fn overhead(c: &mut Criterion) {
             assert!(!body.is_empty());
         })
     });
+    group.bench_function("direct_same_work", |b| {
+        b.to_async(&rt).iter(|| async {
+            let body = same_work(&direct, &url).await;
+            assert!(!body.is_empty());
+        })
+    });
     let with_audit = env(Some(audit.clone()));
     group.bench_function("capability", |b| {
         b.to_async(&rt).iter(|| async {
@@ -146,10 +187,13 @@ fn overhead(c: &mut Criterion) {
     if std::env::args().any(|a| a == "--bench") {
         const ROUNDS: usize = 40;
         const CALLS: u32 = 500;
-        let sides: [(&str, Option<&StepEnv>); 3] = [
+        // None: direct; Some(None): direct_same_work; Some(Some(env)): the
+        // capability with that env.
+        let sides: [(&str, Option<Option<&StepEnv>>); 4] = [
             ("direct", None),
-            ("capability", Some(&with_audit)),
-            ("capability_no_audit", Some(&without)),
+            ("direct_same_work", Some(None)),
+            ("capability", Some(Some(&with_audit))),
+            ("capability_no_audit", Some(Some(&without))),
         ];
         let mut means = vec![Vec::with_capacity(ROUNDS); sides.len()];
         for round in 0..ROUNDS {
@@ -164,7 +208,10 @@ fn overhead(c: &mut Criterion) {
                                 let r = direct.get(&url).send().await.unwrap();
                                 assert!(!r.bytes().await.unwrap().is_empty());
                             }
-                            Some(env) => {
+                            Some(None) => {
+                                assert!(!same_work(&direct, &url).await.is_empty());
+                            }
+                            Some(Some(env)) => {
                                 let r = client.send(env, request()).await.unwrap();
                                 assert!(!r.body.is_empty());
                             }
@@ -182,12 +229,20 @@ fn overhead(c: &mut Criterion) {
         let mut base = means[0].clone();
         let base_median = median(&mut base);
         for (i, (name, _)) in sides.iter().enumerate() {
-            let mut ratios: Vec<f64> = means[i].iter().zip(&means[0]).map(|(m, d)| m / d).collect();
+            let ratio_to = |base: usize| {
+                let mut ratios: Vec<f64> = means[i]
+                    .iter()
+                    .zip(&means[base])
+                    .map(|(m, d)| m / d)
+                    .collect();
+                median(&mut ratios)
+            };
             let mut own = means[i].clone();
             println!(
-                "  {name:<20} median {:>7.2} us/call   ratio to direct (median of rounds) {:.3}",
+                "  {name:<20} median {:>7.2} us/call   ratio (median of rounds) to direct {:.3}, to direct_same_work {:.3}",
                 median(&mut own),
-                median(&mut ratios)
+                ratio_to(0),
+                ratio_to(1)
             );
         }
         println!("  (direct median {base_median:.2} us/call)");

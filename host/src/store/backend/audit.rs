@@ -4,9 +4,8 @@ use crate::audit::{AuditEntry, AuditRecord};
 const AUDIT_COLUMNS: &str = "seq, at_us, kind, actor, plugin, digest, job_id, execution_id, \
      step_id, capability, target, decision, detail, grant_hint, duration_us, data, prev_hash, hash";
 
-/// Rows per multi-row insert (17 parameters each; SQLite binds at most
-/// 32,766).
-const INSERT_CHUNK: usize = 100;
+/// Rows per insert statement.
+const INSERT_CHUNK: usize = 512;
 
 impl Backend {
     pub async fn append_audit(
@@ -258,46 +257,43 @@ pub(super) async fn append_on(
             hash,
         });
     }
+    // One statement per chunk over one bound JSON array (see
+    // `json_insert`): bound 18 parameters a row, SQLite's by-name lookup of
+    // each parameter (`sqlite3_bind_parameter_name`) made a chunk cost the
+    // square of its parameters, half the CPU of a step's HTTP call
+    // (BENCHMARKS.md, "Grant and audit overhead").
     for chunk in records.chunks(INSERT_CHUNK) {
-        let mut sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let b = i * 18;
-            sql.push('(');
-            sql.push_str(
-                &(1..=18)
-                    .map(|k| format!("${}", b + k))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            sql.push(')');
-        }
-        let mut q = sqlx::query(&sql);
+        use super::json_insert::{Cell, JsonInsert};
+        let mut rows = JsonInsert::new(18, chunk.len());
         for r in chunk {
             let e = &r.entry;
-            q = q
-                .bind(r.seq)
-                .bind(e.at_us)
-                .bind(&e.kind)
-                .bind(&e.actor)
-                .bind(&e.plugin)
-                .bind(&e.digest)
-                .bind(&e.job_id)
-                .bind(&e.execution_id)
-                .bind(&e.step_id)
-                .bind(&e.capability)
-                .bind(&e.target)
-                .bind(&e.decision)
-                .bind(&e.detail)
-                .bind(&e.grant_hint)
-                .bind(e.duration_us)
-                .bind(&e.data)
-                .bind(&r.prev_hash)
-                .bind(&r.hash);
+            rows.row::<18>([
+                Cell::from(r.seq),
+                Cell::from(e.at_us),
+                Cell::from(e.kind.as_str()),
+                Cell::from(e.actor.as_deref()),
+                Cell::from(e.plugin.as_deref()),
+                Cell::from(e.digest.as_deref()),
+                Cell::from(e.job_id.as_deref()),
+                Cell::from(e.execution_id.as_deref()),
+                Cell::from(e.step_id.as_deref()),
+                Cell::from(e.capability.as_deref()),
+                Cell::from(e.target.as_deref()),
+                Cell::from(e.decision.as_str()),
+                Cell::from(e.detail.as_deref()),
+                Cell::from(e.grant_hint.as_deref()),
+                Cell::from(e.duration_us),
+                Cell::from(e.data.as_deref()),
+                Cell::from(r.prev_hash.as_str()),
+                Cell::from(r.hash.as_str()),
+            ]);
         }
-        q.execute(&mut *conn).await?;
+        let statement = rows.finish(
+            &format!("INSERT INTO audit_log ({AUDIT_COLUMNS})"),
+            "",
+            true,
+        )?;
+        statement.query().execute(&mut *conn).await?;
     }
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)
