@@ -105,6 +105,19 @@ async fn store_outage(pg: PrivatePostgres) {
         let store = store_detail(&body);
         assert!(store.contains("\"fail\""), "{store}");
         assert!(store.contains("the store is unreachable"), "{store}");
+        // The token could not be checked: served as no token at all, the
+        // details for token holders withheld (a token that cannot be
+        // checked is never taken as valid).
+        assert!(body.get("plugins").is_none(), "{body:#}");
+        assert!(
+            body["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["name"] != "store")
+                .all(|c| c.get("detail").is_none()),
+            "{body:#}"
+        );
     }
     let resp = http
         .get(node.url("/api/v2/jobs"))
