@@ -279,3 +279,40 @@ async fn a_node_with_unloadable_components_serves_the_rest_and_says_why() {
     }
     assert!(text.contains("(setting: sandbox.memory_mb)"), "{text}");
 }
+
+/// The built-in plugins too: under a memory cap below their floor none of
+/// them loads, and the node's runtime still builds (it used to fail), each
+/// reported under the step type it provides (`azure-devops`, not its
+/// crate's file name) with the setting to raise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_plugins_that_cannot_load_are_reported_by_step_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("meridian.toml");
+    std::fs::write(&file, "[sandbox]\nmemory_mb = 1\n").unwrap();
+    let config = meridian::config::Config::load(
+        Some(&file),
+        meridian::config::Overrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let runtime = meridian::build_runtime(&config).await.unwrap();
+    assert!(runtime.plugins().is_empty());
+    let mut types: Vec<String> = runtime
+        .unloadable()
+        .iter()
+        .map(|u| {
+            assert_eq!(u.setting, Some("sandbox.memory_mb"), "{u:?}");
+            assert!(
+                u.reason.contains("(1 MiB): raise sandbox.memory_mb"),
+                "{u:?}"
+            );
+            u.step_type.clone()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(types, ["azure-devops", "http", "powershell", "sql"]);
+    let why = runtime.unloadable_step_type("http").unwrap();
+    assert_eq!(why.file, "meridian_plugin_http.wasm");
+}

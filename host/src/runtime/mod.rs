@@ -188,7 +188,16 @@ pub struct UnloadablePlugin {
 impl UnloadablePlugin {
     /// The record for a component that failed to load with `error`.
     fn new(source: PluginSource, file: &str, error: &LoadError, limits: &SandboxLimits) -> Self {
-        let stem = file.strip_suffix(".wasm").unwrap_or(file).to_owned();
+        let stem = file.strip_suffix(".wasm").unwrap_or(file);
+        // A built-in's file is its crate's: `meridian_plugin_azure_devops`
+        // provides `azure-devops`.
+        let stem = match source {
+            PluginSource::BuiltIn => stem
+                .strip_prefix("meridian_plugin_")
+                .unwrap_or(stem)
+                .replace('_', "-"),
+            PluginSource::File { .. } => stem.to_owned(),
+        };
         let (step_type, reason, setting) = match error {
             LoadError::Duplicate { name, existing, .. } => (
                 name.clone(),
