@@ -8,7 +8,7 @@
 //! that needed the store answered 500 `internal`.
 
 use super::node::{Node, Token, meridian_node};
-use super::recovery::{client, execute, poll_until};
+use super::recovery::{assert_node_still_works, client, execute, finished, poll_until};
 use meridian_tests::services::PrivatePostgres;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -158,18 +158,7 @@ async fn store_outage(pg: PrivatePostgres) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let id = execute(
-        &http,
-        &node,
-        json!({ "id": "after", "name": "after", "timezone": "UTC",
-                "steps": [{ "id": "t", "type": "trivial", "config": {} }] }),
-    )
-    .await;
-    let done = poll_until(&http, &node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await;
-    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_node_still_works(&node).await;
 }
 
 /// The log volume fills up under a serving node (a tmpfs the test mounts
@@ -211,10 +200,7 @@ async fn full_log_volume(volume: meridian_tests::services::Tmpfs) {
                             "config": { "log_lines": { "count": 5, "bytes": 40 } } }] }),
     )
     .await;
-    let done = poll_until(&http, &node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await;
+    let done = finished(&http, &node, &id).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
 
     let logs_of = |id: String| {
@@ -340,10 +326,7 @@ async fn step_ends_during_outage(pg: PrivatePostgres) {
     tokio::time::sleep(Duration::from_secs(14)).await;
     pg.start_again().unwrap();
 
-    let done = poll_until(&http, &node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await;
+    let done = finished(&http, &node, &id).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     let attempts = done["steps"][0]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "the step ran again: {done:#}");

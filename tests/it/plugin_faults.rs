@@ -8,7 +8,7 @@
 //! all say which file and why, naming the setting to change.
 
 use super::node::{Node, Token, meridian_node};
-use super::recovery::{client, execute, poll_until};
+use super::recovery::{assert_node_still_works, client, finished};
 use meridian_tests::fixtures;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -140,18 +140,7 @@ async fn a_node_with_unloadable_components_serves_the_rest_and_says_why() {
     .await;
 
     // The good plugin's steps run.
-    let id = execute(
-        &http,
-        &node,
-        json!({ "id": "ok", "name": "ok", "timezone": "UTC",
-                "steps": [{ "id": "t", "type": "trivial", "config": {} }] }),
-    )
-    .await;
-    let done = poll_until(&http, &node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await;
-    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_node_still_works(&node).await;
 
     // Health: degraded, still 200, so a load balancer keeps the node.
     let (status, health) = get(&http, &node, "/api/v2/health", false).await;
@@ -248,10 +237,7 @@ async fn a_node_with_unloadable_components_serves_the_rest_and_says_why() {
         .as_str()
         .unwrap_or_else(|| panic!("no execution_id: {body:#}"))
         .to_owned();
-    let failed = poll_until(&http, &node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await;
+    let failed = finished(&http, &node, &id).await;
     assert_eq!(failed["status"], "failed", "{failed:#}");
     assert!(
         failed.to_string().contains(

@@ -135,6 +135,30 @@ pub(super) async fn poll_until(
     }
 }
 
+/// Polls an execution until it has ended (neither queued nor running);
+/// returns it.
+pub(super) async fn finished(http: &reqwest::Client, node: &Node, id: &str) -> Value {
+    poll_until(http, node, id, "finished", |d| {
+        d["status"] != "queued" && d["status"] != "running"
+    })
+    .await
+}
+
+/// The node still runs a normal step (a `trivial` one, which the node must
+/// have loaded) to success.
+pub(super) async fn assert_node_still_works(node: &Node) {
+    let http = client();
+    let id = execute(
+        &http,
+        node,
+        json!({ "id": "after", "name": "after", "timezone": "UTC",
+                "steps": [{ "id": "t", "type": "trivial", "config": {} }] }),
+    )
+    .await;
+    let done = finished(&http, node, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+}
+
 /// The step run of `step_id` that is in flight: its latest attempt runs.
 pub(super) fn in_flight(detail: &Value, step_id: &str) -> bool {
     detail["status"] == "running"

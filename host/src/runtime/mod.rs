@@ -250,7 +250,6 @@ fn explain_load_failure(message: &str, limits: &SandboxLimits) -> (String, Optio
     if lower.contains("failed to parse webassembly")
         || lower.contains("magic header")
         || lower.contains("unexpected end-of-file")
-        || lower.contains("input bytes aren't valid utf-8")
     {
         return ("not a WebAssembly component".to_owned(), None);
     }

@@ -10,7 +10,7 @@
 //! stop); the rest in the test's own runtime.
 
 use crate::node::{Node, Token, meridian_node};
-use crate::recovery::{client, execute, poll_until};
+use crate::recovery::{assert_node_still_works, client, execute, finished};
 use meridian::runtime::{PluginSource, StepRun};
 use meridian_tests::{TestRuntime, fixtures};
 use serde_json::{Value, json};
@@ -43,27 +43,7 @@ async fn run_hog(node: &Node, zone: &str, config: Value) -> Value {
                 "steps": [{ "id": "hog", "type": "hog", "config": config }] }),
     )
     .await;
-    poll_until(&http, node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await
-}
-
-/// The node still runs a normal step.
-async fn assert_node_still_works(node: &Node) {
-    let http = client();
-    let id = execute(
-        &http,
-        node,
-        json!({ "id": "after", "name": "after", "timezone": "UTC",
-                "steps": [{ "id": "t", "type": "trivial", "config": {} }] }),
-    )
-    .await;
-    let done = poll_until(&http, node, &id, "finished", |d| {
-        d["status"] != "queued" && d["status"] != "running"
-    })
-    .await;
-    assert_eq!(done["status"], "succeeded", "{done:#}");
+    finished(&http, node, &id).await
 }
 
 /// A `/proc/<pid>/status` figure in bytes (`VmHWM`: the peak resident set).
