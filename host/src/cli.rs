@@ -516,6 +516,10 @@ async fn serve(
     };
     let store = open_store(&config).await?;
     register_node(&config, &store).await?;
+    // The scheduler and the engine keep the store's time, measured before
+    // the first fire (see `ClusterClock`).
+    let clock = Arc::new(crate::scheduler::ClusterClock::new());
+    crate::engine::measure_clock(&store, &clock).await?;
     let checkpointer = start_checkpoints(&config, &store, err)?;
     let (runtime, audit_log) = crate::build_node_runtime(&config, &store).await?;
     let runtime = Arc::new(runtime);
@@ -527,21 +531,21 @@ async fn serve(
     let steps = StepRuntime::new()?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let engine = Arc::new(
-        Engine::new(Arc::clone(&runtime), store.clone(), Arc::new(SystemTimer))
+        Engine::new(Arc::clone(&runtime), store.clone(), Arc::clone(&clock) as _)
             .with_step_runtime(steps.handle())
             .with_metrics(Arc::clone(&metrics)),
     );
     let (executions, recovered) = Executions::start(
         engine,
         crate::queue::QueueConfig::default(),
-        Arc::new(crate::scheduler::SystemClock),
+        Arc::clone(&clock) as _,
         crate::scheduler::SchedulerConfig {
             shutdown_grace: SHUTDOWN_GRACE,
             ..Default::default()
         },
     )
     .await?;
-    executions.start_cluster_loop(config.cluster.heartbeat);
+    executions.start_cluster_loop(config.cluster.heartbeat, clock);
     let executions = Arc::new(executions);
     let store_for_stop = store.clone();
     let runtime_for_stop = Arc::clone(&runtime);
@@ -625,10 +629,7 @@ async fn serve(
     }
     // Give up this node's leases: other nodes take over at once what it
     // leaves unfinished (and it claims them back if it restarts first).
-    if let Err(e) = store_for_stop
-        .stop_node(chrono::Utc::now().timestamp_micros())
-        .await
-    {
+    if let Err(e) = store_for_stop.stop_node().await {
         tracing::warn!("cannot record this node's stop: {e}");
     }
     Ok(ExitCode::SUCCESS)
@@ -709,10 +710,7 @@ fn hold_leases(config: &Config, store: &crate::store::Store) -> AbortOnDrop {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = store
-                .renew_leases(chrono::Utc::now().timestamp_micros())
-                .await
-            {
+            if let Err(e) = store.renew_leases().await {
                 tracing::warn!("cannot renew the run's lease: {e}");
             }
         }
@@ -742,11 +740,12 @@ async fn register_node(config: &Config, store: &crate::store::Store) -> anyhow::
         started_at_us: 0,
         heartbeat_at_us: 0,
         stopped_at_us: None,
+        clock_offset_us: None,
+        live: false,
         held: 0,
         running: 0,
     };
-    let now_us = chrono::Utc::now().timestamp_micros();
-    match store.register_node(&row, now_us, None).await {
+    match store.register_node(&row, None).await {
         Ok(()) => Ok(()),
         Err(StoreError::Conflict { .. }) => {
             let other = store
@@ -764,7 +763,7 @@ async fn register_node(config: &Config, store: &crate::store::Store) -> anyhow::
                 Some(other) if gone => {
                     tracing::warn!(node_id = %row.id, pid = other.pid, "the previous process of this node id is gone; taking its place");
                     store
-                        .register_node(&row, now_us, Some(&other.instance))
+                        .register_node(&row, Some(&other.instance))
                         .await?;
                     Ok(())
                 }

@@ -141,7 +141,10 @@ async fn run(
         )
         .await
         .unwrap();
-        executions.start_cluster_loop(Duration::from_secs(5));
+        executions.start_cluster_loop(
+            Duration::from_secs(5),
+            Arc::new(meridian::scheduler::ClusterClock::new()),
+        );
         services.push(Arc::new(executions));
     }
     let next = Arc::new(AtomicUsize::new(0));

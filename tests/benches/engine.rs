@@ -225,7 +225,7 @@ fn per_step(rt: &tokio::runtime::Runtime, meridian: &TestRuntime) {
             // executions.
             let ids = queue_batch(&store, "ten", PER_ROUND / 10).await;
             for id in &ids {
-                assert!(store.start_execution(id, 1, now_us()).await.unwrap());
+                assert!(store.start_execution(id, 1, 0, now_us()).await.unwrap());
             }
             let start = Instant::now();
             for id in &ids {
@@ -240,10 +240,10 @@ fn per_step(rt: &tokio::runtime::Runtime, meridian: &TestRuntime) {
             for id in &ids {
                 store.get_execution(id).await.unwrap().unwrap();
                 store.get_job("one").await.unwrap().unwrap();
-                assert!(store.start_execution(id, 1, now_us()).await.unwrap());
+                assert!(store.start_execution(id, 1, 0, now_us()).await.unwrap());
                 assert!(
                     store
-                        .finish_execution(id, "succeeded", None, 1, now_us())
+                        .finish_execution(id, "succeeded", None, 1, 1, now_us())
                         .await
                         .unwrap()
                 );
@@ -311,6 +311,7 @@ async fn step_writes(store: &Store, id: &str, seq: i64) {
                 step_type: "trivial".into(),
                 attempt: 1,
                 now_us: started,
+                epoch: 1,
             })
             .await
             .unwrap()
@@ -331,6 +332,7 @@ async fn step_writes(store: &Store, id: &str, seq: i64) {
                 logs: None,
                 host_calls: 0,
                 step_done: true,
+                epoch: 1,
             })
             .await
             .unwrap()
@@ -537,7 +539,7 @@ async fn raw_sequence(store: &Store, job_id: &str, seq: Sequence, times: &CallTi
         store.get_job(job_id).await.unwrap().unwrap();
         t = times.add(3, t);
     }
-    assert!(store.start_execution(&id, 1, now_us()).await.unwrap());
+    assert!(store.start_execution(&id, 1, 0, now_us()).await.unwrap());
     t = times.add(4, t);
     let started = now_us();
     assert!(
@@ -549,6 +551,7 @@ async fn raw_sequence(store: &Store, job_id: &str, seq: Sequence, times: &CallTi
                 step_type: "trivial".into(),
                 attempt: 1,
                 now_us: started,
+                epoch: 1,
             })
             .await
             .unwrap()
@@ -570,6 +573,7 @@ async fn raw_sequence(store: &Store, job_id: &str, seq: Sequence, times: &CallTi
                 logs: None,
                 host_calls: 0,
                 step_done: true,
+                epoch: 1,
             })
             .await
             .unwrap()
@@ -577,7 +581,7 @@ async fn raw_sequence(store: &Store, job_id: &str, seq: Sequence, times: &CallTi
     t = times.add(6, t);
     assert!(
         store
-            .finish_execution(&id, "succeeded", None, 1, now_us())
+            .finish_execution(&id, "succeeded", None, 1, 1, now_us())
             .await
             .unwrap()
     );

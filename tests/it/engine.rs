@@ -659,7 +659,7 @@ async fn interrupted_executions_are_recovered_by_policy() {
     // flight when the node died; one had been asked to cancel.
     let now = chrono::Utc::now().timestamp_micros();
     for (id, seq) in [(&resumable, 2), (&failing, 1), (&cancelling, 1)] {
-        assert!(h.store.start_execution(id, 1, now).await.unwrap());
+        assert!(h.store.start_execution(id, 1, 0, now).await.unwrap());
         if seq == 2 {
             start(&h.store, id, 1, "before", now).await;
             h.store
@@ -676,6 +676,7 @@ async fn interrupted_executions_are_recovered_by_policy() {
                     logs: None,
                     host_calls: 0,
                     step_done: true,
+                    epoch: 1,
                 })
                 .await
                 .unwrap();
@@ -750,6 +751,8 @@ async fn start(store: &Store, id: &str, seq: i64, step: &str, now: i64) {
             step_type: "script".into(),
             attempt: 1,
             now_us: now,
+            // Started once, from the epoch it was stored with.
+            epoch: 1,
         })
         .await
         .unwrap();

@@ -41,6 +41,11 @@ pub(super) struct NodeView {
     held: i64,
     /// Of those, running.
     running: i64,
+    /// How far its clock was from the store's at its last heartbeat, in
+    /// milliseconds: positive when it is behind, negative when ahead. It
+    /// schedules and stamps on the store's time either way; past a second
+    /// it says so in its log. `null` until it measured.
+    clock_offset_ms: Option<f64>,
 }
 
 fn rfc3339(us: i64) -> String {
@@ -65,17 +70,17 @@ pub(super) async fn cluster(State(state): State<Arc<AppState>>) -> Response {
         Ok(n) => n,
         Err(e) => return internal(e).into_response(),
     };
-    let now_us = chrono::Utc::now().timestamp_micros();
     let nodes = nodes
         .into_iter()
         .map(|n| NodeView {
             state: if n.stopped_at_us.is_some() {
                 "stopped"
-            } else if n.heartbeat_at_us + node.lease_us >= now_us {
+            } else if n.live {
                 "alive"
             } else {
                 "lost"
             },
+            clock_offset_ms: n.clock_offset_us.map(|us| us as f64 / 1e3),
             started_at: rfc3339(n.started_at_us),
             last_heartbeat: rfc3339(n.heartbeat_at_us),
             id: n.id,

@@ -63,6 +63,7 @@
 //! finished last step run continues with its flow action.
 
 pub mod service;
+pub use service::measure_clock;
 pub mod vars;
 pub mod view;
 
@@ -174,6 +175,18 @@ impl Timer for SystemTimer {
     }
 }
 
+/// The store's time ([`ClusterClock`](crate::scheduler::ClusterClock)) and
+/// tokio's timer: what a node sharing its store stamps its records with.
+impl Timer for crate::scheduler::ClusterClock {
+    fn now(&self) -> DateTime<Utc> {
+        crate::scheduler::Clock::now(self)
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
 /// Caps on what is stored per attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineLimits {
@@ -201,6 +214,40 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("execution {0:?} does not exist")]
     NotFound(String),
+    /// A write of the run was refused because the execution's epoch moved
+    /// on: another node claimed it (this node had lost its lease, cut off
+    /// from the store). The run stopped where it was; the node that took
+    /// the execution over records the rest.
+    #[error("execution {0:?} was taken over by another node; this node stopped its run")]
+    Superseded(String),
+}
+
+/// The epoch under which a run holds its execution (see
+/// `store/backend/cluster.rs`, fencing), shared with whoever must still
+/// write for the run after it was dropped (the queue's abort guard).
+#[derive(Debug, Clone, Default)]
+pub struct Fence(Arc<std::sync::atomic::AtomicI64>);
+
+impl Fence {
+    /// Not known yet: the run has not read its execution.
+    const UNSET: i64 = i64::MIN;
+
+    /// A fence whose epoch is not known yet.
+    pub fn new() -> Self {
+        Fence(Arc::new(std::sync::atomic::AtomicI64::new(Self::UNSET)))
+    }
+
+    /// The epoch the run holds, once it read or started its execution.
+    pub fn epoch(&self) -> Option<i64> {
+        match self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Self::UNSET => None,
+            e => Some(e),
+        }
+    }
+
+    fn set(&self, epoch: i64) {
+        self.0.store(epoch, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// One attempt, as the engine saw it.
@@ -352,11 +399,25 @@ impl Engine {
         execution_id: &str,
         cancel: CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
+        self.run_fenced(execution_id, cancel, &Fence::new()).await
+    }
+
+    /// [`Engine::run`], keeping in `fence` the epoch the run holds its
+    /// execution under. Every write of the run names that epoch; when one
+    /// is refused (another node claimed the execution), the run stops with
+    /// [`EngineError::Superseded`] and writes nothing more.
+    pub async fn run_fenced(
+        &self,
+        execution_id: &str,
+        cancel: CancellationToken,
+        fence: &Fence,
+    ) -> Result<ExecutionReport, EngineError> {
         let (row, stored) = self
             .store
             .get_execution_with_job(execution_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(execution_id.to_owned()))?;
+        fence.set(row.epoch);
         let mut report = ExecutionReport {
             execution_id: row.id.clone(),
             job_id: row.job_id.clone(),
@@ -384,6 +445,7 @@ impl Engine {
                 .fail_early(
                     report,
                     json!({"kind": "job_not_found", "message": format!("job {:?} does not exist", row.job_id)}),
+                    row.epoch,
                     now_us,
                 )
                 .await;
@@ -396,6 +458,7 @@ impl Engine {
                     .fail_early(
                         report,
                         json!({"kind": "invalid_job", "message": "the stored job definition does not parse"}),
+                        row.epoch,
                         now_us,
                     )
                     .await;
@@ -409,7 +472,7 @@ impl Engine {
             job_id = %row.job_id,
             zone = %job.timezone,
         );
-        self.started(report, &row, stored.version, job, cancel)
+        self.started(report, &row, stored.version, job, cancel, fence)
             .instrument(span)
             .await
     }
@@ -422,15 +485,22 @@ impl Engine {
         version: i64,
         job: Job,
         cancel: CancellationToken,
+        fence: &Fence,
     ) -> Result<ExecutionReport, EngineError> {
         let now_us = self.timer.now().timestamp_micros();
-        if !self.store.start_execution(&row.id, version, now_us).await? {
+        if !self
+            .store
+            .start_execution(&row.id, version, row.epoch, now_us)
+            .await?
+        {
             let now = self.store.get_execution(&row.id).await?;
             report.status = now
                 .and_then(|r| ExecutionStatus::parse(&r.status))
                 .unwrap_or(report.status);
             return Ok(report);
         }
+        let epoch = row.epoch + 1;
+        fence.set(epoch);
         report.job_version = Some(version);
         report.status = ExecutionStatus::Running;
         tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = version, zone = %job.timezone, "execution started");
@@ -447,6 +517,7 @@ impl Engine {
                         ExecutionStatus::Failed,
                         Some(error),
                         0,
+                        epoch,
                         &cancel,
                     )
                     .await;
@@ -477,6 +548,7 @@ impl Engine {
             capability_scope,
             version,
             row,
+            epoch,
             params,
             steps: Map::new(),
             started,
@@ -488,24 +560,31 @@ impl Engine {
         let (status, error) = run.drive().await?;
         let seq = run.seq;
         report.steps = std::mem::take(&mut run.reports);
-        self.finish(report, &job, status, error, seq, &cancel).await
+        self.finish(report, &job, status, error, seq, epoch, &cancel)
+            .await
     }
 
     async fn fail_early(
         &self,
         mut report: ExecutionReport,
         error: Value,
+        epoch: i64,
         now_us: i64,
     ) -> Result<ExecutionReport, EngineError> {
-        self.store
+        let recorded = self
+            .store
             .finish_execution(
                 &report.execution_id,
                 ExecutionStatus::Failed.as_str(),
                 Some(&error.to_string()),
                 0,
+                epoch,
                 now_us,
             )
             .await?;
+        if !recorded {
+            return Err(EngineError::Superseded(report.execution_id));
+        }
         tracing::warn!(execution_id = %report.execution_id, job_id = %report.job_id, %error, "execution failed before its first step");
         report.status = ExecutionStatus::Failed;
         report.error = Some(error);
@@ -519,20 +598,25 @@ impl Engine {
         status: ExecutionStatus,
         error: Option<Value>,
         step_runs: i64,
+        epoch: i64,
         cancel: &CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
         let now_us = self.timer.now().timestamp_micros();
         let error_text = error.as_ref().map(Value::to_string);
-        durably(cancel, "an execution's end", &report.execution_id, || {
+        let recorded = durably(cancel, "an execution's end", &report.execution_id, || {
             self.store.finish_execution(
                 &report.execution_id,
                 status.as_str(),
                 error_text.as_deref(),
                 step_runs,
+                epoch,
                 now_us,
             )
         })
         .await?;
+        if !recorded {
+            return Err(EngineError::Superseded(report.execution_id));
+        }
         match status {
             ExecutionStatus::Succeeded => {
                 tracing::info!(execution_id = %report.execution_id, job_id = %report.job_id, step_runs, "execution succeeded")
@@ -566,6 +650,8 @@ struct Run<'a> {
     capability_scope: Option<Arc<crate::grants::scope::Scope>>,
     version: i64,
     row: &'a ExecutionRow,
+    /// The epoch the run holds its execution under: every write names it.
+    epoch: i64,
     params: Map<String, Value>,
     /// `steps.<id>` variables: the latest step run of each step.
     steps: Map<String, Value>,
@@ -868,11 +954,15 @@ impl Run<'_> {
                 step_type: step.step_type.clone(),
                 attempt: i64::from(attempt),
                 now_us: started_at.timestamp_micros(),
+                epoch: self.epoch,
             };
-            durably(self.cancel, "an attempt's start", &self.row.id, || {
+            let started = durably(self.cancel, "an attempt's start", &self.row.id, || {
                 engine.store.start_attempt(&start)
             })
             .await?;
+            if !started {
+                return Err(EngineError::Superseded(self.row.id.clone()));
+            }
             let clock = std::time::Instant::now();
             // Ok(run) ran; Err(outcome): cancelled or out of time mid-run.
             let ran: Result<StepRun, StepOutcome> = match &plugin {
@@ -1075,11 +1165,15 @@ impl Run<'_> {
             logs,
             host_calls: i64::from(run.host_calls),
             step_done: done,
+            epoch: self.epoch,
         };
-        durably(self.cancel, "an attempt's outcome", &self.row.id, || {
+        let recorded = durably(self.cancel, "an attempt's outcome", &self.row.id, || {
             self.engine.store.finish_attempt(&finish)
         })
         .await?;
+        if !recorded {
+            return Err(EngineError::Superseded(self.row.id.clone()));
+        }
         Ok(())
     }
 }

@@ -36,11 +36,12 @@
 //!   `interrupted`. Nothing is silently lost: every interrupted attempt
 //!   stays on record.
 
-use super::{Engine, EngineError, ExecutionReport, ExecutionStatus};
+use super::{Engine, EngineError, ExecutionReport, ExecutionStatus, Fence};
 use crate::model::{self, Issue, OnInterrupted};
 use crate::queue::{QueueConfig, QueueManager, QueuedRun, RunHandler, RunOutcome};
 use crate::scheduler::{
-    Clock, Dispatcher, Origin, RunPayload, Scheduler, SchedulerConfig, SchedulerHandle,
+    Clock, ClusterClock, Dispatcher, Origin, RunPayload, Scheduler, SchedulerConfig,
+    SchedulerHandle,
 };
 use crate::store::{NewExecution, Store, StoreError};
 use chrono_tz::Tz;
@@ -122,6 +123,8 @@ impl EngineHandler {
 struct AbortGuard {
     engine: Arc<Engine>,
     id: String,
+    /// The epoch the run held its execution under.
+    fence: Fence,
     stopping: Arc<AtomicBool>,
     armed: bool,
 }
@@ -136,6 +139,7 @@ impl Drop for AbortGuard {
         };
         let engine = Arc::clone(&self.engine);
         let id = std::mem::take(&mut self.id);
+        let fence = self.fence.clone();
         handle.spawn(async move {
             let store = engine.store();
             let now_us = engine.timer().now().timestamp_micros();
@@ -145,7 +149,16 @@ impl Drop for AbortGuard {
                 // may still be on its way through the writer: it lands
                 // first, then is interrupted.
                 store.settle_writes().await?;
-                store.interrupt_running(&id, now_us).await?;
+                // Dropped before it read its execution: the epoch stored is
+                // the one it would have read.
+                let epoch = match fence.epoch() {
+                    Some(e) => e,
+                    None => match store.get_execution(&id).await? {
+                        Some(row) => row.epoch,
+                        None => return Ok(false),
+                    },
+                };
+                store.interrupt_running(&id, epoch, now_us).await?;
                 let runs = store.list_step_runs(&id).await?.len();
                 store
                     .finish_execution(
@@ -153,6 +166,7 @@ impl Drop for AbortGuard {
                         ExecutionStatus::Cancelled.as_str(),
                         Some(&error.to_string()),
                         i64::try_from(runs).unwrap_or(i64::MAX),
+                        epoch,
                         now_us,
                     )
                     .await
@@ -169,13 +183,18 @@ impl RunHandler<RunPayload> for EngineHandler {
     async fn handle(&self, run: QueuedRun<RunPayload>) -> RunOutcome {
         let (waited, started) = (run.enqueued_at.elapsed(), tokio::time::Instant::now());
         let token = self.running.insert(&run.run_id);
+        let fence = Fence::new();
         let mut guard = AbortGuard {
             engine: Arc::clone(&self.engine),
             id: run.run_id.clone(),
+            fence: fence.clone(),
             stopping: Arc::clone(&self.stopping),
             armed: true,
         };
-        let result = self.engine.run(&run.run_id, token).await;
+        let result = self
+            .engine
+            .run_fenced(&run.run_id, token, &fence)
+            .await;
         guard.armed = false;
         self.running.remove(&run.run_id);
         if let Some(metrics) = self.engine.metrics() {
@@ -187,6 +206,12 @@ impl RunHandler<RunPayload> for EngineHandler {
                 ExecutionStatus::Succeeded => RunOutcome::Succeeded,
                 status => RunOutcome::Failed(status.as_str().to_owned()),
             },
+            Err(e @ EngineError::Superseded(_)) => {
+                // Another node holds it now and records the rest: nothing
+                // here is this node's to release.
+                tracing::warn!(execution_id = %run.run_id, "{e}");
+                RunOutcome::Failed(e.to_string())
+            }
             Err(e) => {
                 // Not left stranded under this node's live lease: released,
                 // it is claimed and recovered by policy at the next turn of
@@ -383,14 +408,14 @@ impl Executions {
     }
 
     /// Starts the cluster loop (see [`cluster_loop`]) that renews this
-    /// node's leases and takes over expired ones every `every`; stopped by
-    /// [`Executions::shutdown`].
-    pub fn start_cluster_loop(&self, every: Duration) {
+    /// node's leases, measures `clock` against the store's, and takes over
+    /// expired leases every `every`; stopped by [`Executions::shutdown`].
+    pub fn start_cluster_loop(&self, every: Duration, clock: Arc<ClusterClock>) {
         let engine = Arc::clone(&self.engine);
         let (queues, scheduler) = (self.queues.clone(), self.scheduler.clone());
         let task = tokio::spawn(async move {
             let sync = sync_schedules(engine.store().clone(), scheduler, SCHEDULE_SYNC);
-            tokio::join!(cluster_loop(engine, queues, every), sync);
+            tokio::join!(cluster_loop(engine, queues, every, clock), sync);
         });
         let mut slot = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = slot.replace(task) {
@@ -457,8 +482,7 @@ async fn recover(
     let store = engine.store();
     let mut report = RecoveryReport::default();
     loop {
-        let now_us = engine.timer().now().timestamp_micros();
-        let claimed = store.claim_executions(now_us, true, CLAIM_BATCH).await?;
+        let claimed = store.claim_executions(true, CLAIM_BATCH).await?;
         let last = claimed.len() < usize::try_from(CLAIM_BATCH).unwrap_or(usize::MAX);
         for row in claimed {
             recover_one(engine, queues, row, &mut report).await?;
@@ -488,7 +512,7 @@ async fn recover_one(
     let store = engine.store();
     let now_us = engine.timer().now().timestamp_micros();
     if row.status == "running" {
-        let interrupted = store.interrupt_running(&row.id, now_us).await?;
+        let interrupted = store.interrupt_running(&row.id, row.epoch, now_us).await?;
         if row.cancel_requested {
             // Asked to stop before the node died: do not resume.
             let error = json!({"kind": "cancelled", "message": "cancelled; the node stopped before the cancellation completed"});
@@ -498,6 +522,7 @@ async fn recover_one(
                     ExecutionStatus::Cancelled.as_str(),
                     Some(&error.to_string()),
                     row.step_runs,
+                    row.epoch,
                     now_us,
                 )
                 .await?;
@@ -515,6 +540,7 @@ async fn recover_one(
                         ExecutionStatus::Failed.as_str(),
                         Some(&error.to_string()),
                         row.step_runs,
+                        row.epoch,
                         now_us,
                     )
                     .await?;
@@ -522,7 +548,11 @@ async fn recover_one(
                 return Ok(());
             }
             OnInterrupted::RetryStep => {
-                store.requeue_execution(&row.id, now_us).await?;
+                if !store.requeue_execution(&row.id, row.epoch, now_us).await? {
+                    // Claimed again meanwhile: the claimer recovers it.
+                    tracing::warn!(execution_id = %row.id, "a recovered execution was claimed by another node before it was queued again");
+                    return Ok(());
+                }
                 report.resumed.push(row.id.clone());
             }
         }
@@ -599,21 +629,47 @@ async fn sync_schedules(store: Store, scheduler: SchedulerHandle, every: Duratio
 }
 
 /// The cluster loop of a node sharing its store with others: every
-/// `every`, renews this node's heartbeat and leases, then claims and
-/// recovers what other nodes let expire (a node killed or cut off), under
-/// the same policy as recovery at start-up.
-async fn cluster_loop(engine: Arc<Engine>, queues: QueueManager<RunPayload>, every: Duration) {
+/// `every`, renews this node's heartbeat (which keeps its leases) on the
+/// store's clock, measures this node's clock against the store's for
+/// `clock`, then claims and recovers what other nodes let expire (a node
+/// killed or cut off), under the same policy as recovery at start-up.
+///
+/// After the store was unreachable, the loop claims nothing for one lease:
+/// every node lost the store together, so every lease looks expired the
+/// moment it is back, and the nodes that held them need a heartbeat's time
+/// to renew them and record what their runs did meanwhile.
+async fn cluster_loop(
+    engine: Arc<Engine>,
+    queues: QueueManager<RunPayload>,
+    every: Duration,
+    clock: Arc<ClusterClock>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lease = Duration::from_micros(engine.store().node().lease_us.max(0).unsigned_abs());
+    let mut cut_off = false;
+    let mut quiet_until: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let store = engine.store();
-        let now_us = engine.timer().now().timestamp_micros();
-        if let Err(e) = store.heartbeat(now_us).await {
-            tracing::warn!("cannot renew this node's heartbeat and leases: {e}");
+        if let Err(e) = measure_clock(store, &clock).await {
+            if !cut_off {
+                tracing::warn!("cannot renew this node's heartbeat and leases: {e}");
+            }
+            cut_off = true;
             continue;
         }
-        let claimed = match store.claim_executions(now_us, false, CLAIM_BATCH).await {
+        if std::mem::take(&mut cut_off) {
+            tracing::warn!(
+                wait_ms = lease.as_millis() as u64,
+                "the store is back: heartbeat renewed; taking over no other node's executions for one lease, so that their nodes renew theirs first"
+            );
+            quiet_until = Some(tokio::time::Instant::now() + lease);
+        }
+        if quiet_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+            continue;
+        }
+        let claimed = match store.claim_executions(false, CLAIM_BATCH).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("cannot claim expired executions: {e}");
@@ -638,6 +694,43 @@ async fn cluster_loop(engine: Arc<Engine>, queues: QueueManager<RunPayload>, eve
             "took over executions whose node's lease expired"
         );
     }
+}
+
+/// How far a node's clock may be from the store's before it says so.
+pub const CLOCK_SKEW_WARN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// Renews this node's heartbeat and measures its clock against the
+/// store's with it: the store stamps the heartbeat with its own time,
+/// which is compared with the middle of the round trip. `clock` is set to
+/// follow the store's time, and the offset is stored with the next
+/// heartbeat for operators (`GET /api/v2/cluster`). Says so in the log
+/// when the offset passes [`CLOCK_SKEW_WARN`] (or comes back under it).
+pub async fn measure_clock(store: &Store, clock: &ClusterClock) -> Result<(), StoreError> {
+    let previous = clock.offset();
+    let before = chrono::Utc::now();
+    let db = store
+        .heartbeat(previous.num_microseconds())
+        .await?;
+    let after = chrono::Utc::now();
+    let Some(db) = db.and_then(chrono::DateTime::from_timestamp_micros) else {
+        return Ok(());
+    };
+    let middle = before + (after - before) / 2;
+    let offset = db - middle;
+    clock.set_offset(offset);
+    let skewed = |d: chrono::TimeDelta| d.abs() > CLOCK_SKEW_WARN;
+    if skewed(offset) && (!skewed(previous) || (offset - previous).abs() > CLOCK_SKEW_WARN) {
+        tracing::warn!(
+            offset_ms = offset.num_milliseconds(),
+            "this node's clock is off the store's; it schedules and stamps on the store's time, but fix its time sync (NTP)"
+        );
+    } else if skewed(previous) && !skewed(offset) {
+        tracing::info!(
+            offset_ms = offset.num_milliseconds(),
+            "this node's clock agrees with the store's again"
+        );
+    }
+    Ok(())
 }
 
 async fn policy_of(

@@ -100,7 +100,7 @@ mod slot;
 #[cfg(test)]
 mod tests;
 
-pub use clock::{Clock, SystemClock, TokioClock};
+pub use clock::{Clock, ClusterClock, SystemClock, TokioClock};
 pub use dispatch::{DispatchError, Dispatcher, Origin, RunPayload, RunRequest, ShutdownReport};
 
 use crate::model::Issue;

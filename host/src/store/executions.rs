@@ -84,6 +84,10 @@ pub struct ExecutionRow {
     /// The node that holds it (queued it, or took it over); see
     /// `backend/cluster.rs`.
     pub node_id: Option<String>,
+    /// Its fencing epoch: moved on by every claim and every start, and
+    /// named by every later write, which is refused once it moved (see
+    /// `backend/cluster.rs`).
+    pub epoch: i64,
 }
 
 /// A stored step run, field for field as in the `step_runs` table.
@@ -159,6 +163,9 @@ pub struct AttemptStart {
     pub attempt: i64,
     /// Now.
     pub now_us: i64,
+    /// The epoch the writer holds the execution under: the write is
+    /// refused (`Ok(false)`) when it moved.
+    pub epoch: i64,
 }
 
 /// An attempt ending: [`Store::finish_attempt`].
@@ -189,6 +196,9 @@ pub struct AttemptFinish {
     /// Whether this attempt ends the step run (no retry follows): the
     /// run then takes the attempt's status, output, exports and error.
     pub step_done: bool,
+    /// The epoch the writer holds the execution under: the write is
+    /// refused (`Ok(false)`) when it moved.
+    pub epoch: i64,
 }
 
 /// Which executions [`Store::list_executions`] returns. `None` fields do
@@ -244,6 +254,7 @@ mod tests {
             step_type: "http".into(),
             attempt,
             now_us,
+            epoch: 1,
         }
     }
 
@@ -261,6 +272,7 @@ mod tests {
             logs: Some("[]".into()),
             host_calls: 3,
             step_done: done,
+            epoch: 1,
         }
     }
 
@@ -272,7 +284,7 @@ mod tests {
             .unwrap();
         assert!(
             store
-                .start_execution(id, 1, queued_at_us + 1)
+                .start_execution(id, 1, 0, queued_at_us + 1)
                 .await
                 .unwrap()
         );
@@ -291,7 +303,7 @@ mod tests {
         assert!(store.finish_attempt(&done).await.unwrap());
         assert!(
             store
-                .finish_execution(id, "succeeded", None, 1, at_us)
+                .finish_execution(id, "succeeded", None, 1, 1, at_us)
                 .await
                 .unwrap()
         );
@@ -461,28 +473,30 @@ mod tests {
                     cancel_requested: false,
                     updated_at_us: 100,
                     node_id: Some("local".into()),
+                    epoch: 0,
                 }
             );
-            assert!(store.start_execution("e1", 4, 110).await.unwrap());
-            assert!(!store.start_execution("e1", 5, 120).await.unwrap());
-            assert!(!store.start_execution("missing", 1, 120).await.unwrap());
+            assert!(store.start_execution("e1", 4, 0, 110).await.unwrap());
+            assert!(!store.start_execution("e1", 5, 0, 120).await.unwrap());
+            assert!(!store.start_execution("e1", 5, 1, 120).await.unwrap(), "running");
+            assert!(!store.start_execution("missing", 1, 0, 120).await.unwrap());
             let started = store.get_execution("e1").await.unwrap().unwrap();
             assert_eq!(started.status, "running");
             assert_eq!(started.job_version, Some(4));
             assert_eq!(started.started_at_us, Some(110));
             assert!(
                 store
-                    .finish_execution("e1", "succeeded", None, 2, 130)
+                    .finish_execution("e1", "succeeded", None, 2, 1, 130)
                     .await
                     .unwrap()
             );
             assert!(
                 !store
-                    .finish_execution("e1", "failed", Some("{}"), 3, 140)
+                    .finish_execution("e1", "failed", Some("{}"), 3, 1, 140)
                     .await
                     .unwrap()
             );
-            assert!(!store.start_execution("e1", 4, 150).await.unwrap());
+            assert!(!store.start_execution("e1", 4, 0, 150).await.unwrap());
             let done = store.get_execution("e1").await.unwrap().unwrap();
             assert_eq!(
                 (
@@ -502,7 +516,7 @@ mod tests {
             let error = r#"{"kind":"invalid"}"#;
             assert!(
                 store
-                    .finish_execution("e2", "failed", Some(error), 0, 210)
+                    .finish_execution("e2", "failed", Some(error), 0, 0, 210)
                     .await
                     .unwrap()
             );
@@ -535,7 +549,7 @@ mod tests {
                     .unwrap()
             );
             assert!(store.list_step_runs("e1").await.unwrap().is_empty());
-            assert!(store.start_execution("e1", 1, 2).await.unwrap());
+            assert!(store.start_execution("e1", 1, 0, 2).await.unwrap());
 
             // Step a: fails once, then succeeds.
             assert!(
@@ -678,7 +692,7 @@ mod tests {
             // Finished: no more attempts.
             assert!(
                 store
-                    .finish_execution("e1", "succeeded", None, 3, 40)
+                    .finish_execution("e1", "succeeded", None, 3, 1, 40)
                     .await
                     .unwrap()
             );
@@ -706,7 +720,7 @@ mod tests {
                 .collect();
             store.insert_executions(&batch).await.unwrap();
             for id in ["e0004", "e0006"] {
-                assert!(store.start_execution(id, 1, 1_000).await.unwrap());
+                assert!(store.start_execution(id, 1, 0, 1_000).await.unwrap());
             }
             let ids = |rows: Vec<ExecutionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
             let all = ExecutionFilter {
@@ -844,11 +858,11 @@ mod tests {
                 (q.status.as_str(), q.error.as_deref(), q.finished_at_us),
                 ("cancelled", Some(error), Some(20))
             );
-            assert!(!store.start_execution("q", 1, 22).await.unwrap());
+            assert!(!store.start_execution("q", 1, 0, 22).await.unwrap());
             // The running one is cancelled by the engine, through finish.
             assert!(
                 store
-                    .finish_execution("r", "cancelled", Some(error), 0, 23)
+                    .finish_execution("r", "cancelled", Some(error), 0, 1, 23)
                     .await
                     .unwrap()
             );
@@ -910,8 +924,11 @@ mod tests {
                 ["e0", "e1", "e2"]
             );
 
-            assert_eq!(store.interrupt_running("e1", 100).await.unwrap(), [(2, 2)]);
-            assert!(store.interrupt_running("e1", 101).await.unwrap().is_empty());
+            // Under an epoch it no longer has (started once: epoch 1),
+            // nothing is interrupted.
+            assert!(store.interrupt_running("e1", 0, 99).await.unwrap().is_empty());
+            assert_eq!(store.interrupt_running("e1", 1, 100).await.unwrap(), [(2, 2)]);
+            assert!(store.interrupt_running("e1", 1, 101).await.unwrap().is_empty());
             let attempts = store.list_attempts("e1").await.unwrap();
             let statuses: Vec<_> = attempts.iter().map(|a| a.status.as_str()).collect();
             assert_eq!(statuses, ["succeeded", "failed", "interrupted"]);
@@ -945,21 +962,31 @@ mod tests {
                 "interrupted"
             );
 
-            assert!(store.requeue_execution("e1", 110).await.unwrap());
-            assert!(!store.requeue_execution("e1", 111).await.unwrap());
-            assert!(!store.requeue_execution("e0", 111).await.unwrap());
+            assert!(!store.requeue_execution("e1", 0, 110).await.unwrap(), "stale epoch");
+            assert!(store.requeue_execution("e1", 1, 110).await.unwrap());
+            assert!(!store.requeue_execution("e1", 1, 111).await.unwrap());
+            assert!(!store.requeue_execution("e0", 0, 111).await.unwrap());
             let e1 = store.get_execution("e1").await.unwrap().unwrap();
             assert_eq!(
                 (e1.status.as_str(), e1.recoveries, e1.updated_at_us),
                 ("queued", 1, 110)
             );
-            // Started again, it keeps its first start.
-            assert!(store.start_execution("e1", 2, 120).await.unwrap());
+            // Started again, it keeps its first start; the start is a
+            // compare-and-set on the epoch read, which moves on.
+            assert!(!store.start_execution("e1", 2, 0, 120).await.unwrap(), "stale epoch");
+            assert!(store.start_execution("e1", 2, 1, 120).await.unwrap());
             let e1 = store.get_execution("e1").await.unwrap().unwrap();
-            assert_eq!((e1.started_at_us, e1.job_version), (Some(6), Some(2)));
+            assert_eq!((e1.started_at_us, e1.job_version, e1.epoch), (Some(6), Some(2), 2));
+            // The first run's writes (epoch 1) are refused from now on.
+            assert!(
+                !store
+                    .start_attempt(&attempt_start("e1", 3, "b", 1, 130))
+                    .await
+                    .unwrap()
+            );
             assert!(
                 store
-                    .start_attempt(&attempt_start("e1", 3, "b", 1, 130))
+                    .start_attempt(&AttemptStart { epoch: 2, ..attempt_start("e1", 3, "b", 1, 130) })
                     .await
                     .unwrap()
             );
@@ -1229,8 +1256,8 @@ mod tests {
         let store = Store::open_sqlite(&path).await.unwrap();
         let unfinished = store.unfinished_executions().await.unwrap();
         assert_eq!(unfinished.len(), 1);
-        assert_eq!(store.interrupt_running("e1", 9).await.unwrap(), [(1, 1)]);
-        assert!(store.requeue_execution("e1", 9).await.unwrap());
+        assert_eq!(store.interrupt_running("e1", 1, 9).await.unwrap(), [(1, 1)]);
+        assert!(store.requeue_execution("e1", 1, 9).await.unwrap());
         assert_eq!(
             store.list_attempts("e2").await.unwrap()[0].status,
             "succeeded"
@@ -1311,12 +1338,12 @@ mod tests {
                             .insert_execution(&new_execution(&id, "job", now))
                             .await
                             .unwrap();
-                        assert!(store.start_execution(&id, 1, now).await.unwrap());
+                        assert!(store.start_execution(&id, 1, 0, now).await.unwrap());
                         let attempt = attempt_start(&id, 1, "a", 1, now);
                         assert!(store.start_attempt(&attempt).await.unwrap());
                         let done = attempt_finish(&id, 1, 1, "succeeded", true);
                         assert!(store.finish_attempt(&done).await.unwrap());
-                        let finish = store.finish_execution(&id, "succeeded", None, 1, now);
+                        let finish = store.finish_execution(&id, "succeeded", None, 1, 1, now);
                         assert!(finish.await.unwrap());
                     }
                 })
@@ -1379,7 +1406,7 @@ mod tests {
         /// what reads after it see includes that write.
         async fn settled_writes_include_those_of_callers_that_gave_up(store) {
             store.insert_execution(&new_execution("gone", "job", 1)).await.unwrap();
-            assert!(store.start_execution("gone", 1, 2).await.unwrap());
+            assert!(store.start_execution("gone", 1, 0, 2).await.unwrap());
             let handed_over = store
                 .start_attempt(&attempt_start("gone", 1, "a", 1, 3))
                 .now_or_never();
@@ -1409,100 +1436,95 @@ mod tests {
             started_at_us: 0,
             heartbeat_at_us: 0,
             stopped_at_us: None,
+            clock_offset_us: None,
+            live: false,
             held: 0,
             running: 0,
         }
     }
 
-    /// Two nodes on one database: a lease keeps another node off an
-    /// execution until it expires; the heartbeat renews it; a claim moves
-    /// it (and fences the old holder off starting it); a clean stop gives
-    /// the leases up at once; one node id cannot be used by two live
-    /// processes.
+    /// Two nodes on one database, on the database's clock (real time, a
+    /// lease of one second): a live heartbeat keeps another node off what
+    /// a node holds; once it falls silent for a lease, a claim moves the
+    /// execution and its epoch, which fences the old holder out of every
+    /// write; a clean stop gives the leases up at once; one node id cannot
+    /// be used by two live processes.
     async fn leases_hand_over(a: Store, b: Store) {
-        const LEASE: i64 = 1_000;
+        const LEASE: i64 = 1_000_000;
+        let silent_for_a_lease = || tokio::time::sleep(std::time::Duration::from_millis(1_150));
         a.set_node(node("A", LEASE));
         b.set_node(node("B", LEASE));
-        a.register_node(&node_row("A", "a1"), 0, None)
-            .await
-            .unwrap();
-        b.register_node(&node_row("B", "b1"), 0, None)
-            .await
-            .unwrap();
+        a.register_node(&node_row("A", "a1"), None).await.unwrap();
+        b.register_node(&node_row("B", "b1"), None).await.unwrap();
         assert!(matches!(
-            b.register_node(&node_row("A", "other"), 10, None).await,
+            b.register_node(&node_row("A", "other"), None).await,
             Err(StoreError::Conflict { .. })
         ));
         // ... unless the caller found that process dead.
-        b.register_node(&node_row("A", "a0"), 10, Some("a1"))
-            .await
-            .unwrap();
-        a.register_node(&node_row("A", "a1"), 20, Some("a0"))
-            .await
-            .unwrap();
-        a.insert_execution(&new_execution("e1", "job", 100))
-            .await
-            .unwrap();
-        // Live lease (until 1,100): not B's to take.
-        assert!(
-            b.claim_executions(1_099, false, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(a.heartbeat(500).await.unwrap(), 1);
-        assert!(
-            b.claim_executions(1_499, false, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        // A fell silent: after 1,500 the execution is B's.
-        let claimed = b.claim_executions(1_501, false, 10).await.unwrap();
+        b.register_node(&node_row("A", "a0"), Some("a1")).await.unwrap();
+        a.register_node(&node_row("A", "a1"), Some("a0")).await.unwrap();
+        // The heartbeat is stamped with the database's time (on this
+        // machine, the same as ours) and keeps the offset a node measured.
+        let stamped = a.heartbeat(Some(-1_234)).await.unwrap().unwrap();
+        let ours = chrono::Utc::now().timestamp_micros();
+        assert!((ours - stamped).abs() < 1_000_000, "{stamped} vs {ours}");
+        let listed = a.list_nodes().await.unwrap();
+        assert_eq!(listed[0].clock_offset_us, Some(-1_234));
+        assert!(listed.iter().all(|n| n.live), "{listed:?}");
+        a.insert_execution(&new_execution("e1", "job", 100)).await.unwrap();
+        // A's heartbeat is live: not B's to take.
+        assert!(b.claim_executions(false, 10).await.unwrap().is_empty());
+        // A falls silent for a lease: the execution is B's, at the next
+        // epoch.
+        silent_for_a_lease().await;
+        b.heartbeat(None).await.unwrap();
+        let claimed = b.claim_executions(false, 10).await.unwrap();
         assert_eq!(
-            claimed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-            ["e1"]
+            claimed.iter().map(|e| (e.id.as_str(), e.epoch)).collect::<Vec<_>>(),
+            [("e1", 1)]
         );
-        assert!(!a.start_execution("e1", 1, 1_502).await.unwrap(), "fenced");
-        assert!(b.start_execution("e1", 1, 1_503).await.unwrap());
+        // A, back, can neither start it nor end it under the epoch it read.
+        assert!(!a.start_execution("e1", 1, 0, 1_502).await.unwrap(), "fenced");
         assert!(
-            a.claim_executions(1_600, true, 10)
-                .await
-                .unwrap()
-                .is_empty()
+            !a.finish_execution("e1", "failed", None, 0, 0, 1_502).await.unwrap(),
+            "fenced"
         );
+        assert!(b.start_execution("e1", 1, 1, 1_503).await.unwrap());
+        a.heartbeat(None).await.unwrap();
+        assert!(a.claim_executions(true, 10).await.unwrap().is_empty());
         let nodes = a.list_nodes().await.unwrap();
         let held: Vec<(&str, i64, i64)> = nodes
             .iter()
             .map(|n| (n.id.as_str(), n.held, n.running))
             .collect();
         assert_eq!(held, [("A", 0, 0), ("B", 1, 1)]);
-        // B stops cleanly: A takes over at once, lease or not.
-        b.stop_node(1_700).await.unwrap();
-        let claimed = a.claim_executions(1_701, false, 10).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].status, "running");
+        // B stops cleanly: A takes over at once; B's run is fenced out.
+        b.stop_node().await.unwrap();
+        assert!(!a.list_nodes().await.unwrap()[1].live);
+        let claimed = a.claim_executions(false, 10).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|e| (e.status.as_str(), e.epoch)).collect::<Vec<_>>(),
+            [("running", 3)]
+        );
+        let late = AttemptStart {
+            epoch: 2,
+            ..attempt_start("e1", 1, "a", 1, 1_600)
+        };
+        assert!(!b.start_attempt(&late).await.unwrap(), "fenced");
         // A stopped node's id is free again.
-        b.register_node(&node_row("B", "b2"), 1_800, None)
-            .await
-            .unwrap();
-        // A restarted node claims its own executions, leases or not.
+        b.register_node(&node_row("B", "b2"), None).await.unwrap();
+        // A restarted node claims its own executions, heartbeat or not.
         a.set_node(node("A", LEASE));
-        let own = a.claim_executions(1_802, true, 10).await.unwrap();
+        let own = a.claim_executions(true, 10).await.unwrap();
         assert_eq!(own.len(), 1);
         // A released execution is claimable at once, whoever holds what.
-        a.insert_execution(&new_execution("e3", "job", 1_900))
-            .await
-            .unwrap();
+        a.insert_execution(&new_execution("e3", "job", 1_900)).await.unwrap();
         assert!(!b.release_execution("e3").await.unwrap(), "not B's");
         assert!(a.release_execution("e3").await.unwrap());
         let ids = |v: Vec<ExecutionRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(b.claim_executions(false, 10).await.unwrap()), ["e3"]);
         assert_eq!(
-            ids(b.claim_executions(1_901, false, 10).await.unwrap()),
-            ["e3"]
-        );
-        assert_eq!(
-            b.finish_execution("e3", "cancelled", None, 0, 1_902)
+            b.finish_execution("e3", "cancelled", None, 0, 1, 1_902)
                 .await
                 .ok(),
             Some(true)
@@ -1510,21 +1532,17 @@ mod tests {
         // A holder that is no registered node (`meridian run`) lives by its
         // own lease, which it renews row by row.
         b.set_node(node("run-7", LEASE));
-        b.insert_execution(&new_execution("e2", "job", 2_000))
-            .await
-            .unwrap();
-        assert_eq!(b.renew_leases(2_500).await.unwrap(), 1);
+        b.insert_execution(&new_execution("e2", "job", 2_000)).await.unwrap();
+        silent_for_a_lease().await;
+        assert_eq!(b.renew_leases().await.unwrap(), 1);
         b.set_node(node("B", LEASE));
-        // At 3,001 A's e1 (lease 2,701, A silent since 20) is claimable,
-        // the run's e2 (renewed to 3,500) is not; after 3,500 it is.
-        assert_eq!(
-            ids(b.claim_executions(3_001, false, 10).await.unwrap()),
-            ["e1"]
-        );
-        assert_eq!(
-            ids(b.claim_executions(3_501, false, 10).await.unwrap()),
-            ["e2"]
-        );
+        b.heartbeat(None).await.unwrap();
+        // A fell silent for a lease: its e1 is claimable; the run's e2,
+        // just renewed, is not; a lease later it is.
+        assert_eq!(ids(b.claim_executions(false, 10).await.unwrap()), ["e1"]);
+        silent_for_a_lease().await;
+        b.heartbeat(None).await.unwrap();
+        assert_eq!(ids(b.claim_executions(false, 10).await.unwrap()), ["e2"]);
     }
 
     #[tokio::test]
@@ -1563,7 +1581,7 @@ mod tests {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let got = store.claim_executions(10_000, false, 7).await.unwrap();
+                    let got = store.claim_executions(false, 7).await.unwrap();
                     if got.is_empty() {
                         break mine;
                     }

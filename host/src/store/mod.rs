@@ -228,6 +228,12 @@ pub struct NodeRow {
     pub started_at_us: i64,
     pub heartbeat_at_us: i64,
     pub stopped_at_us: Option<i64>,
+    /// How far its clock was behind the database's at its last heartbeat
+    /// (negative: ahead), as it measured it; `None` before it measured.
+    pub clock_offset_us: Option<i64>,
+    /// Whether its heartbeat is within the lease and it did not stop, on
+    /// the store's clock (read only).
+    pub live: bool,
     /// Unfinished executions it holds (queued or running).
     pub held: i64,
     /// Of those, running.
@@ -432,22 +438,28 @@ forward! {
     /// Starts a queued execution: `queued → running`, running
     /// `job_version`. `started_at_us` is set only the first time (a
     /// recovered execution keeps its first start). Returns false, changing
-    /// nothing, unless it was queued.
+    /// nothing, unless it was queued under `epoch` (the epoch the caller
+    /// read) and held by this node or by none. The start is a claim: this
+    /// node holds it from then on, and its epoch moves to `epoch + 1`, the
+    /// one every later write of this run names.
     pub async fn start_execution(
         &self,
         id: &str,
         job_version: i64,
+        epoch: i64,
         now_us: i64,
     ) -> Result<bool, StoreError>;
     /// Finishes a running (or still queued) execution with `status`, its
     /// `error` (JSON) and how many step runs it had. Returns false,
-    /// changing nothing, when it had finished already (or does not exist).
+    /// changing nothing, when it had finished already (or does not exist)
+    /// or its epoch is no longer `epoch` (another node took it over).
     pub async fn finish_execution(
         &self,
         id: &str,
         status: &str,
         error: Option<&str>,
         step_runs: i64,
+        epoch: i64,
         now_us: i64,
     ) -> Result<bool, StoreError>;
     /// Records an attempt starting, in one transaction: attempt 1 creates
@@ -511,15 +523,22 @@ forward! {
     /// them) and an `interrupted` error. An interrupted attempt's duration
     /// is unknown (NULL): it ended somewhere in the node's downtime. Returns the (seq, attempt) of
     /// the attempts interrupted, in order.
+    /// Nothing changes unless the execution's epoch is `epoch`.
     pub async fn interrupt_running(
         &self,
         execution_id: &str,
+        epoch: i64,
         now_us: i64,
     ) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Puts a running execution back in the queue after its node stopped:
     /// `running → queued`, one more recovery. Returns false, changing
-    /// nothing, unless it was running.
-    pub async fn requeue_execution(&self, id: &str, now_us: i64) -> Result<bool, StoreError>;
+    /// nothing, unless it was running under `epoch`.
+    pub async fn requeue_execution(
+        &self,
+        id: &str,
+        epoch: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
     /// Deletes a job's finished executions (with their step runs and
     /// attempts) beyond its newest `keep_last` finished ones and/or that
     /// finished before `now_us - max_age_us`, in one transaction. Queued
@@ -636,30 +655,36 @@ forward! {
     /// Registers this node (`nodes`) at start: refused with
     /// [`StoreError::Conflict`] while another live process (heartbeat within
     /// its lease, not stopped) uses the same node id — unless that is the
-    /// instance named by `replacing` (the caller found it dead).
+    /// instance named by `replacing` (the caller found it dead). Times are
+    /// the database's.
     pub async fn register_node(
         &self,
         row: &NodeRow,
-        now_us: i64,
         replacing: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Renews this node's heartbeat, which keeps alive the lease of every
-    /// execution it holds; 0 when the node is not registered.
-    pub async fn heartbeat(&self, now_us: i64) -> Result<u64, StoreError>;
+    /// execution it holds, stamped with the database's clock, and stores
+    /// `clock_offset_us` (how far the node's clock is behind the
+    /// database's, as the node last measured it). Returns the database's
+    /// time of the heartbeat; `None` when the node is not registered.
+    pub async fn heartbeat(&self, clock_offset_us: Option<i64>) -> Result<Option<i64>, StoreError>;
     /// Renews the lease of every unfinished execution this node id holds,
-    /// one row each (for `meridian run`, which is no registered node);
-    /// returns how many. Rows locked at the moment are skipped.
-    pub async fn renew_leases(&self, now_us: i64) -> Result<u64, StoreError>;
-    /// Claims for this node at most `limit` unfinished executions whose
-    /// lease has passed while their holder has no live heartbeat (or that
-    /// never had a holder) — and, with `own`, those already held by this
-    /// node id (its previous process) — and returns
-    /// them as they were before the claim, oldest first. On PostgreSQL the
-    /// rows are locked with `FOR UPDATE SKIP LOCKED`, so nodes claiming at
-    /// once get disjoint sets.
+    /// one row each (for `meridian run`, which is no registered node), to
+    /// the database's time plus the lease; returns how many. Rows locked at
+    /// the moment are skipped.
+    pub async fn renew_leases(&self) -> Result<u64, StoreError>;
+    /// Claims for this node at most `limit` unfinished executions that no
+    /// live holder keeps — held by none, by a registered node with no
+    /// heartbeat within the lease (or stopped), or by an unregistered one
+    /// (`meridian run`) whose lease has passed, all on the database's clock
+    /// — and, with `own`, those already held by this node id (its previous
+    /// process). Each claim moves the execution's epoch on, which fences
+    /// out the writes of whoever ran it before. Returns them as they were
+    /// before the claim but with the claim's epoch, oldest first. On
+    /// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED`, so
+    /// nodes claiming at once get disjoint sets.
     pub async fn claim_executions(
         &self,
-        now_us: i64,
         own: bool,
         limit: i64,
     ) -> Result<Vec<ExecutionRow>, StoreError>;
@@ -670,7 +695,7 @@ forward! {
     pub async fn release_execution(&self, id: &str) -> Result<bool, StoreError>;
     /// Marks this node stopped and gives up its leases, so other nodes take
     /// over at once what it leaves unfinished.
-    pub async fn stop_node(&self, now_us: i64) -> Result<(), StoreError>;
+    pub async fn stop_node(&self) -> Result<(), StoreError>;
     /// Every node that has registered, with what each holds, by id.
     pub async fn list_nodes(&self) -> Result<Vec<NodeRow>, StoreError>;
 }

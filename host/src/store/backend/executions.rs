@@ -4,7 +4,7 @@ use super::*;
 pub(super) const EXECUTION_COLUMNS: &str = "id, job_id, job_version, status, trigger, schedule_id, \
      fire_nominal_local, fire_utc_offset_s, timezone, priority, params, scheduled_at_us, \
      queued_at_us, started_at_us, finished_at_us, error, step_runs, recoveries, \
-     cancel_requested, updated_at_us, node_id";
+     cancel_requested, updated_at_us, node_id, epoch";
 
 /// The start of every insert of executions: the columns a new execution
 /// sets; the others start NULL or at their defaults.
@@ -23,39 +23,45 @@ pub(super) const INSERT_EXECUTION: &str = concat!(insert_execution_head!(), " VA
 const INSERT_EXECUTION_HEAD: &str = insert_execution_head!();
 
 /// [`Store::start_attempt`] of attempt 1, a batch: `$1` execution id,
-/// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now. The
-/// `RETURNING` row says the execution was running; the inserts check the
-/// same.
+/// `$2` seq, `$3` step id, `$4` step type, `$5` attempt, `$6` now, `$7` the
+/// writer's epoch. The `RETURNING` row says the execution was running under
+/// that epoch; the inserts check the same.
 pub(super) const START_FIRST_ATTEMPT: &str = "BEGIN; \
      UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
-     updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
+     updated_at_us = $6 WHERE id = $1 AND status = 'running' AND epoch = $7 RETURNING id; \
      INSERT INTO step_runs (execution_id, seq, step_id, step_type, status, attempts, \
      started_at_us) SELECT $1, $2, $3, $4, 'running', $5, $6 \
-     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running' \
+     AND epoch = $7); \
      INSERT INTO attempts (execution_id, seq, attempt, status, started_at_us) \
      SELECT $1, $2, $5, 'running', $6 \
-     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running' \
+     AND epoch = $7); \
      COMMIT";
 
 /// [`Store::start_attempt`] of a later attempt, a batch with the same
 /// parameters. A missing step run fails the attempt's foreign key.
 pub(super) const START_RETRY: &str = "BEGIN; \
      UPDATE executions SET step_runs = CASE WHEN step_runs < $2 THEN $2 ELSE step_runs END, \
-     updated_at_us = $6 WHERE id = $1 AND status = 'running' RETURNING id; \
+     updated_at_us = $6 WHERE id = $1 AND status = 'running' AND epoch = $7 RETURNING id; \
      UPDATE step_runs SET attempts = $5, status = 'running' \
      WHERE execution_id = $1 AND seq = $2 \
-     AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running' \
+     AND epoch = $7); \
      INSERT INTO attempts (execution_id, seq, attempt, status, started_at_us) \
      SELECT $1, $2, $5, 'running', $6 \
-     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running'); \
+     WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND status = 'running' \
+     AND epoch = $7); \
      COMMIT";
 
 /// [`Store::finish_attempt`] of an attempt a retry follows: `$1` execution
 /// id, `$2` seq, `$3` attempt, `$4` status, `$5` now, `$6` duration, `$7`
-/// output, `$8` exports, `$9` error, `$10` logs, `$11` host calls.
+/// output, `$8` exports, `$9` error, `$10` logs, `$11` host calls, `$12`
+/// the writer's epoch (nothing changes when the execution's moved on).
 pub(super) const FINISH_ATTEMPT: &str = "UPDATE attempts SET status = $4, finished_at_us = $5, \
      duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
-     WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running'";
+     WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running' \
+     AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND epoch = $12)";
 
 /// [`Store::finish_attempt`] of the attempt that ends its step run, a batch
 /// with the same parameters. The step run ends only when the first
@@ -64,6 +70,7 @@ pub(super) const FINISH_LAST_ATTEMPT: &str = "BEGIN; \
      UPDATE attempts SET status = $4, finished_at_us = $5, \
      duration_us = $6, output = $7, exports = $8, error = $9, logs = $10, host_calls = $11 \
      WHERE execution_id = $1 AND seq = $2 AND attempt = $3 AND status = 'running' \
+     AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND epoch = $12) \
      RETURNING attempt; \
      UPDATE step_runs SET status = $4, finished_at_us = $5, output = $7, exports = $8, \
      error = $9 WHERE execution_id = $1 AND seq = $2 AND attempts = $3 AND status = 'running' \
@@ -100,12 +107,14 @@ impl Backend {
         &self,
         id: &str,
         job_version: i64,
+        epoch: i64,
         now_us: i64,
     ) -> Result<bool, StoreError> {
         self.writer
             .write(|reply| Op::StartExecution {
                 id: id.to_owned(),
                 job_version,
+                epoch,
                 now_us,
                 reply,
             })
@@ -118,6 +127,7 @@ impl Backend {
         status: &str,
         error: Option<&str>,
         step_runs: i64,
+        epoch: i64,
         now_us: i64,
     ) -> Result<bool, StoreError> {
         self.writer
@@ -126,6 +136,7 @@ impl Backend {
                 status: status.to_owned(),
                 error: error.map(str::to_owned),
                 step_runs,
+                epoch,
                 now_us,
                 reply,
             })
@@ -359,26 +370,32 @@ impl Backend {
     pub async fn interrupt_running(
         &self,
         execution_id: &str,
+        epoch: i64,
         now_us: i64,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE attempts SET status = 'interrupted', finished_at_us = $2, \
              duration_us = NULL, error = $3 \
-             WHERE execution_id = $1 AND status = 'running' RETURNING seq, attempt",
+             WHERE execution_id = $1 AND status = 'running' \
+             AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND epoch = $4) \
+             RETURNING seq, attempt",
         )
         .bind(execution_id)
         .bind(now_us)
         .bind(INTERRUPTED)
+        .bind(epoch)
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE step_runs SET status = 'interrupted', finished_at_us = $2, error = $3 \
-             WHERE execution_id = $1 AND status = 'running'",
+             WHERE execution_id = $1 AND status = 'running' \
+             AND EXISTS (SELECT 1 FROM executions WHERE id = $1 AND epoch = $4)",
         )
         .bind(execution_id)
         .bind(now_us)
         .bind(INTERRUPTED)
+        .bind(epoch)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -390,13 +407,19 @@ impl Backend {
         Ok(interrupted)
     }
 
-    pub async fn requeue_execution(&self, id: &str, now_us: i64) -> Result<bool, StoreError> {
+    pub async fn requeue_execution(
+        &self,
+        id: &str,
+        epoch: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE executions SET status = 'queued', recoveries = recoveries + 1, \
-             updated_at_us = $2 WHERE id = $1 AND status = 'running'",
+             updated_at_us = $2 WHERE id = $1 AND status = 'running' AND epoch = $3",
         )
         .bind(id)
         .bind(now_us)
+        .bind(epoch)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -540,5 +563,6 @@ pub(super) fn execution_from_row(r: &DbRow) -> Result<ExecutionRow, StoreError> 
         cancel_requested: r.try_get("cancel_requested")?,
         updated_at_us: r.try_get("updated_at_us")?,
         node_id: r.try_get("node_id")?,
+        epoch: r.try_get("epoch")?,
     })
 }

@@ -62,6 +62,16 @@ impl FiresTurn {
     }
 }
 
+/// Now on the database's clock, in microseconds since the Unix epoch, as
+/// an SQL expression. Leases and heartbeats are stamped and compared with
+/// it, never with a node's clock: nodes sharing a database agree on one
+/// time whatever their own clocks say (PostgreSQL: the transaction's
+/// start; SQLite, embedded, the machine's clock at the statement).
+const DB_NOW_US: &str = match DIALECT {
+    Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+    Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM now()) * 1000000 AS BIGINT)",
+};
+
 type DbQuery<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
 const SCHEDULE_COLUMNS: &str = "id, job_id, cron, timezone, enabled, start_at_us, end_at_us, \

@@ -21,7 +21,7 @@
 use super::executions::{
     FINISH_ATTEMPT, FINISH_LAST_ATTEMPT, INSERT_EXECUTION, START_FIRST_ATTEMPT, START_RETRY,
 };
-use super::{Conn, DIALECT, DbQuery, DbRow, Pool};
+use super::{Conn, DB_NOW_US, DIALECT, DbQuery, DbRow, Pool};
 use crate::store::{
     AttemptFinish, AttemptStart, Dialect, NewExecution, NodeCell, NodeLease, StoreError,
 };
@@ -41,6 +41,7 @@ pub(super) enum Op {
     StartExecution {
         id: String,
         job_version: i64,
+        epoch: i64,
         now_us: i64,
         reply: Reply,
     },
@@ -49,6 +50,7 @@ pub(super) enum Op {
         status: String,
         error: Option<String>,
         step_runs: i64,
+        epoch: i64,
         now_us: i64,
         reply: Reply,
     },
@@ -317,7 +319,8 @@ async fn apply(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, Store
         Op::Barrier(_) => Ok(true),
         Op::InsertExecution(e, _) => {
             let sql = format!(
-                "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)"
+                "{INSERT_EXECUTION}($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, \
+                 $12, {DB_NOW_US} + $13)"
             );
             sqlx::query(&sql)
                 .bind(&e.id)
@@ -332,7 +335,7 @@ async fn apply(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, Store
                 .bind(e.scheduled_at_us)
                 .bind(e.queued_at_us)
                 .bind(&*node.id)
-                .bind(e.queued_at_us.saturating_add(node.lease_us))
+                .bind(node.lease_us)
                 .execute(&mut *conn)
                 .await
                 .map_err(|err| match err {
@@ -344,21 +347,29 @@ async fn apply(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, Store
                 })?;
             Ok(true)
         }
+        // A start is a claim by the node that runs it: compare-and-set on
+        // the epoch the runner read, which moves on, so a node that claims
+        // it afterwards fences this runner out.
         Op::StartExecution {
             id,
             job_version,
+            epoch,
             now_us,
             ..
         } => {
-            let done = sqlx::query(
+            let done = sqlx::query(&format!(
                 "UPDATE executions SET status = 'running', job_version = $2, \
-                 started_at_us = COALESCE(started_at_us, $3), updated_at_us = $3 \
-                 WHERE id = $1 AND status = 'queued' AND (node_id IS NULL OR node_id = $4)",
-            )
+                 started_at_us = COALESCE(started_at_us, $3), updated_at_us = $3, \
+                 epoch = epoch + 1, node_id = $4, lease_until_us = {DB_NOW_US} + $6 \
+                 WHERE id = $1 AND status = 'queued' AND epoch = $5 \
+                 AND (node_id IS NULL OR node_id = $4)"
+            ))
             .bind(id)
             .bind(job_version)
             .bind(now_us)
             .bind(&*node.id)
+            .bind(epoch)
+            .bind(node.lease_us)
             .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
@@ -368,19 +379,21 @@ async fn apply(conn: &mut Conn, op: &Op, node: &NodeLease) -> Result<bool, Store
             status,
             error,
             step_runs,
+            epoch,
             now_us,
             ..
         } => {
             let done = sqlx::query(
                 "UPDATE executions SET status = $2, error = $3, step_runs = $4, \
                  finished_at_us = $5, updated_at_us = $5 \
-                 WHERE id = $1 AND status IN ('queued', 'running')",
+                 WHERE id = $1 AND status IN ('queued', 'running') AND epoch = $6",
             )
             .bind(id)
             .bind(status)
             .bind(error)
             .bind(step_runs)
             .bind(now_us)
+            .bind(epoch)
             .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
@@ -436,6 +449,7 @@ fn bind_start<'q>(query: DbQuery<'q>, a: &'q AttemptStart) -> DbQuery<'q> {
         .bind(a.step_type.as_str())
         .bind(a.attempt)
         .bind(a.now_us)
+        .bind(a.epoch)
 }
 
 /// Binds [`FINISH_ATTEMPT`] / [`FINISH_LAST_ATTEMPT`]'s parameters.
@@ -452,6 +466,7 @@ fn bind_finish<'q>(query: DbQuery<'q>, a: &'q AttemptFinish) -> DbQuery<'q> {
         .bind(a.error.as_deref())
         .bind(a.logs.as_deref())
         .bind(a.host_calls)
+        .bind(a.epoch)
 }
 
 #[cfg(test)]
