@@ -762,9 +762,7 @@ async fn register_node(config: &Config, store: &crate::store::Store) -> anyhow::
             match other {
                 Some(other) if gone => {
                     tracing::warn!(node_id = %row.id, pid = other.pid, "the previous process of this node id is gone; taking its place");
-                    store
-                        .register_node(&row, Some(&other.instance))
-                        .await?;
+                    store.register_node(&row, Some(&other.instance)).await?;
                     Ok(())
                 }
                 _ => anyhow::bail!(

@@ -53,7 +53,7 @@ async fn database() -> Option<Database> {
 
 /// A node's data directory with its config: the shared store, its node id,
 /// short leases so take-over is quick.
-fn node_config(dir: &Path, db: &Database, id: &str, lease_s: u64) -> PathBuf {
+pub(super) fn node_config(dir: &Path, url: &str, id: &str, lease_s: u64) -> PathBuf {
     let data = dir.join(id);
     std::fs::create_dir_all(&data).unwrap();
     let config = data.join("meridian.toml");
@@ -61,20 +61,24 @@ fn node_config(dir: &Path, db: &Database, id: &str, lease_s: u64) -> PathBuf {
         &config,
         format!(
             "store = {url:?}\n\n[cluster]\nnode_id = {id:?}\nlease_s = {lease_s}\nheartbeat_s = 1\n",
-            url = db.url
         ),
     )
     .unwrap();
     config
 }
 
-fn command(dir: &Path, plugins: &Path, config: &Path, id: &str) -> std::process::Command {
+pub(super) fn command(
+    dir: &Path,
+    plugins: &Path,
+    config: &Path,
+    id: &str,
+) -> std::process::Command {
     let mut cmd = meridian_node(&dir.join(id), plugins);
     cmd.arg("--config").arg(config);
     cmd
 }
 
-fn token(dir: &Path, plugins: &Path, config: &Path) -> String {
+pub(super) fn token(dir: &Path, plugins: &Path, config: &Path) -> String {
     let out = command(dir, plugins, config, "n1")
         .args([
             "token",
@@ -94,7 +98,7 @@ fn token(dir: &Path, plugins: &Path, config: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-async fn post(http: &reqwest::Client, node: &Node, path: &str, body: Value) -> Value {
+pub(super) async fn post(http: &reqwest::Client, node: &Node, path: &str, body: Value) -> Value {
     let resp = http
         .post(node.url(path))
         .bearer_auth(node.token())
@@ -117,7 +121,7 @@ async fn three_nodes_fire_a_per_second_schedule_exactly_once() {
     std::fs::copy(fixtures::SCRIPT, plugins.join("script.wasm")).unwrap();
     let configs: Vec<PathBuf> = ["n1", "n2", "n3"]
         .iter()
-        .map(|id| node_config(tmp.path(), &db, id, 6))
+        .map(|id| node_config(tmp.path(), &db.url, id, 6))
         .collect();
     let token = token(tmp.path(), &plugins, &configs[0]);
     let mut nodes = Vec::new();
@@ -266,8 +270,8 @@ async fn kill_9_of_a_node_hands_its_run_to_another() {
     let plugins = tmp.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(fixtures::SCRIPT, plugins.join("script.wasm")).unwrap();
-    let c1 = node_config(tmp.path(), &db, "n1", LEASE_S);
-    let c2 = node_config(tmp.path(), &db, "n2", LEASE_S);
+    let c1 = node_config(tmp.path(), &db.url, "n1", LEASE_S);
+    let c2 = node_config(tmp.path(), &db.url, "n2", LEASE_S);
     let token = token(tmp.path(), &plugins, &c1);
     let mut n1 = Node::start(
         "n1",

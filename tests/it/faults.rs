@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 /// The health probe's promise: an answer within a second, whatever the
 /// store does.
-const HEALTH_WITHIN: Duration = Duration::from_secs(1);
+pub(super) const HEALTH_WITHIN: Duration = Duration::from_secs(1);
 
 /// GET /api/v2/health (with the node's token, for the details); the
 /// status, the body and how long the answer took.
-async fn health(http: &reqwest::Client, node: &Node) -> (u16, Value, Duration) {
+pub(super) async fn health(http: &reqwest::Client, node: &Node) -> (u16, Value, Duration) {
     let started = Instant::now();
     let resp = http
         .get(node.url("/api/v2/health"))

@@ -8,6 +8,7 @@ mod audit;
 mod azure_devops;
 mod cli;
 mod cluster;
+mod cluster_faults;
 mod engine;
 mod examples;
 mod faults;

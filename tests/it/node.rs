@@ -128,6 +128,19 @@ impl Node {
         child.wait().unwrap()
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): the process stands still, as
+    /// one stalled (swapping, starved, reconnecting slowly) would.
+    pub(super) fn pause(&mut self, paused: bool) {
+        let pid = self.child_mut().id();
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let sent = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} {pid}: {sent}");
+    }
+
     /// SIGTERM, then waits up to `within` for the process to exit.
     pub(super) async fn terminate(&mut self, within: Duration) -> ExitStatus {
         let pid = self.child_mut().id();

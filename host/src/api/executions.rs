@@ -95,10 +95,6 @@ fn store_unavailable(e: &dyn std::any::Any) -> Option<crate::store::Unavailable>
     None
 }
 
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 /// Validates a job and stores it; returns the version.
 pub(super) async fn store_job(state: &AppState, job: &model::Job) -> Result<i64, Problem> {
     let issues = model::validate_job(job, &state.runtime).await;
@@ -108,7 +104,7 @@ pub(super) async fn store_job(state: &AppState, job: &model::Job) -> Result<i64,
     let text = serde_json::to_string(job).map_err(internal)?;
     state
         .store
-        .put_job(&job.id, &text, now_us())
+        .put_job(&job.id, &text, state.now().timestamp_micros())
         .await
         .map_err(internal)
 }
@@ -705,7 +701,7 @@ pub(super) async fn delete_job(
         }
         state
             .store
-            .delete_job(&id, now_us())
+            .delete_job(&id, state.now().timestamp_micros())
             .await
             .map_err(|e| match e {
                 crate::store::StoreError::NotFound { .. } => job_not_found(),
@@ -823,7 +819,7 @@ pub(super) async fn execution_status(State(state): State<Arc<AppState>>) -> Resp
                 })
                 .collect();
             Json(json!({
-                "generated_at": view::instant(Some(now_us())),
+                "generated_at": view::instant(Some(state.now().timestamp_micros())),
                 "queues": queues,
                 "running": running,
                 "running_truncated": rows.len() as i64 == STATUS_RUNNING_LIMIT,

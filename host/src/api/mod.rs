@@ -479,6 +479,14 @@ async fn step_types(
 }
 
 impl AppState {
+    /// Now, on the clock this node schedules with: the store's time (see
+    /// [`crate::scheduler::ClusterClock`]), so that a schedule created or
+    /// moved through a node whose own clock is off starts from the right
+    /// instant.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.executions.engine().timer().now()
+    }
+
     /// Ends the current window of refusals without a valid token: its
     /// aggregate records go to the audit trail now (`serve` does this at
     /// each window's end and when it stops).
@@ -552,7 +560,10 @@ pub async fn serve_with(
         (status = 400, description = "A parameter is missing or not valid (`validation_failed`, one issue per parameter)", content_type = "application/problem+json", body = openapi::schemas::Problem),
     ),
 )]
-async fn schedule_preview(Query(params): Query<HashMap<String, String>>) -> Response {
+async fn schedule_preview(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let mut issues = Vec::new();
     let take = |name: &str| params.get(name).cloned();
     let required = |name: &str, v: Option<String>, issues: &mut Vec<Issue>| {
@@ -591,7 +602,7 @@ async fn schedule_preview(Query(params): Query<HashMap<String, String>>) -> Resp
         gap,
         overlap,
     };
-    match request.run(chrono::Utc::now()) {
+    match request.run(state.now()) {
         Ok(preview) if issues.is_empty() => Json(preview).into_response(),
         Ok(_) => Problem::validation(issues).into_response(),
         Err(more) => {

@@ -182,7 +182,7 @@ pub(super) async fn insert_new(
     state: &AppState,
     def: &ScheduleDef,
 ) -> Result<(ScheduleRow, Value), Problem> {
-    let now = Utc::now();
+    let now = state.now();
     let now_us = now.timestamp_micros();
     // The cursor at now: a new schedule does not catch up on its past.
     let row = def.to_row(now_us, now_us, Some(now_us));
@@ -251,7 +251,7 @@ pub(super) async fn list_schedules(
                 .list_schedules_page(job_id, after, limit)
                 .await
                 .map_err(internal)?;
-            let now = Utc::now();
+            let now = state.now();
             let views = rows
                 .iter()
                 .map(|r| row_view(r, now))
@@ -289,7 +289,7 @@ pub(super) async fn get_schedule(
                 .await
                 .map_err(internal)?
                 .ok_or_else(not_found)?;
-            Ok(Json(row_view(&row, Utc::now())?).into_response())
+            Ok(Json(row_view(&row, state.now())?).into_response())
         }
         .await,
     )
@@ -329,7 +329,7 @@ pub(super) async fn replace_schedule(
                 .await
                 .map_err(internal)?
                 .ok_or_else(not_found)?;
-            let now = Utc::now();
+            let now = state.now();
             let row = def.to_row(
                 existing.created_at_us,
                 now.timestamp_micros(),
@@ -395,7 +395,7 @@ async fn current_view(state: &AppState, id: &str) -> Result<Response, Problem> {
         .await
         .map_err(internal)?
         .ok_or_else(not_found)?;
-    Ok(Json(row_view(&row, Utc::now())?).into_response())
+    Ok(Json(row_view(&row, state.now())?).into_response())
 }
 
 /// POST /api/v2/schedules/{id}/pause — stops firing; runs already queued
@@ -536,7 +536,7 @@ pub(super) async fn backfill_schedule(
                     message: "must not be after to".into(),
                 });
             }
-            if request.to > Utc::now() {
+            if request.to > state.now() {
                 issues.push(Issue {
                     path: "to".into(),
                     message: "must not be in the future; future fires run at their time".into(),

@@ -514,8 +514,7 @@ impl Engine {
                     .finish(
                         report,
                         &job,
-                        ExecutionStatus::Failed,
-                        Some(error),
+                        (ExecutionStatus::Failed, Some(error)),
                         0,
                         epoch,
                         &cancel,
@@ -557,11 +556,10 @@ impl Engine {
             seq: 0,
             reports: Vec::new(),
         };
-        let (status, error) = run.drive().await?;
+        let end = run.drive().await?;
         let seq = run.seq;
         report.steps = std::mem::take(&mut run.reports);
-        self.finish(report, &job, status, error, seq, epoch, &cancel)
-            .await
+        self.finish(report, &job, end, seq, epoch, &cancel).await
     }
 
     async fn fail_early(
@@ -595,8 +593,7 @@ impl Engine {
         &self,
         mut report: ExecutionReport,
         job: &Job,
-        status: ExecutionStatus,
-        error: Option<Value>,
+        (status, error): (ExecutionStatus, Option<Value>),
         step_runs: i64,
         epoch: i64,
         cancel: &CancellationToken,

@@ -191,10 +191,7 @@ impl RunHandler<RunPayload> for EngineHandler {
             stopping: Arc::clone(&self.stopping),
             armed: true,
         };
-        let result = self
-            .engine
-            .run_fenced(&run.run_id, token, &fence)
-            .await;
+        let result = self.engine.run_fenced(&run.run_id, token, &fence).await;
         guard.armed = false;
         self.running.remove(&run.run_id);
         if let Some(metrics) = self.engine.metrics() {
@@ -634,10 +631,15 @@ async fn sync_schedules(store: Store, scheduler: SchedulerHandle, every: Duratio
 /// `clock`, then claims and recovers what other nodes let expire (a node
 /// killed or cut off), under the same policy as recovery at start-up.
 ///
-/// After the store was unreachable, the loop claims nothing for one lease:
-/// every node lost the store together, so every lease looks expired the
-/// moment it is back, and the nodes that held them need a heartbeat's time
-/// to renew them and record what their runs did meanwhile.
+/// The loop claims nothing until this node's own heartbeats have gone on
+/// without a gap for one lease (on the store's clock). A gap means the
+/// store was out of reach — down, restarting, or slow enough that the
+/// heartbeat waited for a connection — and then it most likely was for
+/// every node: each lease looks expired the moment the store is back, and
+/// the nodes that hold them need a heartbeat's time to renew them and to
+/// record what their runs did meanwhile. Without this, an outage longer
+/// than the lease handed live nodes' runs to whichever node reconnected
+/// first, and finished steps ran again.
 async fn cluster_loop(
     engine: Arc<Engine>,
     queues: QueueManager<RunPayload>,
@@ -646,27 +648,42 @@ async fn cluster_loop(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let lease = Duration::from_micros(engine.store().node().lease_us.max(0).unsigned_abs());
-    let mut cut_off = false;
-    let mut quiet_until: Option<tokio::time::Instant> = None;
+    let lease_us = engine.store().node().lease_us;
+    // Beats further apart than two periods are a gap.
+    let max_gap_us = i64::try_from(every.as_micros().saturating_mul(2)).unwrap_or(i64::MAX);
+    let mut failing = false;
+    // The store's time of the last heartbeat, and since when they have
+    // gone on without a gap.
+    let mut last: Option<i64> = None;
+    let mut steady_since = 0;
     loop {
         tick.tick().await;
         let store = engine.store();
-        if let Err(e) = measure_clock(store, &clock).await {
-            if !cut_off {
-                tracing::warn!("cannot renew this node's heartbeat and leases: {e}");
+        let beat = match measure_clock(store, &clock).await {
+            Ok(Some(at)) => at.timestamp_micros(),
+            Ok(None) => continue,
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!("cannot renew this node's heartbeat and leases: {e}");
+                }
+                continue;
             }
-            cut_off = true;
-            continue;
+        };
+        failing = false;
+        match last {
+            Some(previous) if beat - previous <= max_gap_us => {}
+            Some(previous) => {
+                tracing::warn!(
+                    gap_ms = (beat - previous) / 1_000,
+                    wait_ms = lease_us / 1_000,
+                    "the store was out of reach; heartbeat renewed now; taking over no other node's executions for one lease, so that their nodes renew theirs first"
+                );
+                steady_since = beat;
+            }
+            None => steady_since = beat,
         }
-        if std::mem::take(&mut cut_off) {
-            tracing::warn!(
-                wait_ms = lease.as_millis() as u64,
-                "the store is back: heartbeat renewed; taking over no other node's executions for one lease, so that their nodes renew theirs first"
-            );
-            quiet_until = Some(tokio::time::Instant::now() + lease);
-        }
-        if quiet_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+        last = Some(beat);
+        if beat - steady_since < lease_us {
             continue;
         }
         let claimed = match store.claim_executions(false, CLAIM_BATCH).await {
@@ -705,15 +722,19 @@ pub const CLOCK_SKEW_WARN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// follow the store's time, and the offset is stored with the next
 /// heartbeat for operators (`GET /api/v2/cluster`). Says so in the log
 /// when the offset passes [`CLOCK_SKEW_WARN`] (or comes back under it).
-pub async fn measure_clock(store: &Store, clock: &ClusterClock) -> Result<(), StoreError> {
+///
+/// Returns the store's time of the heartbeat; `None` when this node is not
+/// registered.
+pub async fn measure_clock(
+    store: &Store,
+    clock: &ClusterClock,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
     let previous = clock.offset();
     let before = chrono::Utc::now();
-    let db = store
-        .heartbeat(previous.num_microseconds())
-        .await?;
+    let db = store.heartbeat(previous.num_microseconds()).await?;
     let after = chrono::Utc::now();
     let Some(db) = db.and_then(chrono::DateTime::from_timestamp_micros) else {
-        return Ok(());
+        return Ok(None);
     };
     let middle = before + (after - before) / 2;
     let offset = db - middle;
@@ -730,7 +751,7 @@ pub async fn measure_clock(store: &Store, clock: &ClusterClock) -> Result<(), St
             "this node's clock agrees with the store's again"
         );
     }
-    Ok(())
+    Ok(Some(db))
 }
 
 async fn policy_of(

@@ -1461,8 +1461,12 @@ mod tests {
             Err(StoreError::Conflict { .. })
         ));
         // ... unless the caller found that process dead.
-        b.register_node(&node_row("A", "a0"), Some("a1")).await.unwrap();
-        a.register_node(&node_row("A", "a1"), Some("a0")).await.unwrap();
+        b.register_node(&node_row("A", "a0"), Some("a1"))
+            .await
+            .unwrap();
+        a.register_node(&node_row("A", "a1"), Some("a0"))
+            .await
+            .unwrap();
         // The heartbeat is stamped with the database's time (on this
         // machine, the same as ours) and keeps the offset a node measured.
         let stamped = a.heartbeat(Some(-1_234)).await.unwrap().unwrap();
@@ -1471,7 +1475,9 @@ mod tests {
         let listed = a.list_nodes().await.unwrap();
         assert_eq!(listed[0].clock_offset_us, Some(-1_234));
         assert!(listed.iter().all(|n| n.live), "{listed:?}");
-        a.insert_execution(&new_execution("e1", "job", 100)).await.unwrap();
+        a.insert_execution(&new_execution("e1", "job", 100))
+            .await
+            .unwrap();
         // A's heartbeat is live: not B's to take.
         assert!(b.claim_executions(false, 10).await.unwrap().is_empty());
         // A falls silent for a lease: the execution is B's, at the next
@@ -1480,13 +1486,21 @@ mod tests {
         b.heartbeat(None).await.unwrap();
         let claimed = b.claim_executions(false, 10).await.unwrap();
         assert_eq!(
-            claimed.iter().map(|e| (e.id.as_str(), e.epoch)).collect::<Vec<_>>(),
+            claimed
+                .iter()
+                .map(|e| (e.id.as_str(), e.epoch))
+                .collect::<Vec<_>>(),
             [("e1", 1)]
         );
         // A, back, can neither start it nor end it under the epoch it read.
-        assert!(!a.start_execution("e1", 1, 0, 1_502).await.unwrap(), "fenced");
         assert!(
-            !a.finish_execution("e1", "failed", None, 0, 0, 1_502).await.unwrap(),
+            !a.start_execution("e1", 1, 0, 1_502).await.unwrap(),
+            "fenced"
+        );
+        assert!(
+            !a.finish_execution("e1", "failed", None, 0, 0, 1_502)
+                .await
+                .unwrap(),
             "fenced"
         );
         assert!(b.start_execution("e1", 1, 1, 1_503).await.unwrap());
@@ -1503,7 +1517,10 @@ mod tests {
         assert!(!a.list_nodes().await.unwrap()[1].live);
         let claimed = a.claim_executions(false, 10).await.unwrap();
         assert_eq!(
-            claimed.iter().map(|e| (e.status.as_str(), e.epoch)).collect::<Vec<_>>(),
+            claimed
+                .iter()
+                .map(|e| (e.status.as_str(), e.epoch))
+                .collect::<Vec<_>>(),
             [("running", 3)]
         );
         let late = AttemptStart {
@@ -1518,7 +1535,9 @@ mod tests {
         let own = a.claim_executions(true, 10).await.unwrap();
         assert_eq!(own.len(), 1);
         // A released execution is claimable at once, whoever holds what.
-        a.insert_execution(&new_execution("e3", "job", 1_900)).await.unwrap();
+        a.insert_execution(&new_execution("e3", "job", 1_900))
+            .await
+            .unwrap();
         assert!(!b.release_execution("e3").await.unwrap(), "not B's");
         assert!(a.release_execution("e3").await.unwrap());
         let ids = |v: Vec<ExecutionRow>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
@@ -1532,7 +1551,9 @@ mod tests {
         // A holder that is no registered node (`meridian run`) lives by its
         // own lease, which it renews row by row.
         b.set_node(node("run-7", LEASE));
-        b.insert_execution(&new_execution("e2", "job", 2_000)).await.unwrap();
+        b.insert_execution(&new_execution("e2", "job", 2_000))
+            .await
+            .unwrap();
         silent_for_a_lease().await;
         assert_eq!(b.renew_leases().await.unwrap(), 1);
         b.set_node(node("B", LEASE));
