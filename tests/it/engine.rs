@@ -406,6 +406,60 @@ async fn cancelling_stops_the_running_step_promptly() {
     assert!(!d["finished_at"].is_null());
 }
 
+/// Another process claims the execution while its step runs (here this
+/// node id's next process, the one way to move the epoch on SQLite; on
+/// PostgreSQL another node, see `cluster_faults`). The first run's next
+/// write, the step's outcome, is refused: the run stops with
+/// `Superseded` and records nothing more — not the outcome, not the next
+/// step, not the execution's end — and the claimer's epoch stands. (On
+/// two worker threads: the step's sleep holds the one it runs on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_execution_was_claimed_away_stops_and_writes_nothing_more() {
+    let h = harness().await;
+    let id = h
+        .queue(
+            job(json!([
+                { "id": "slow", "type": "script",
+                  "config": { "sleep_ms": 1_500, "output": "late" } },
+                ok("never")
+            ])),
+            json!({}),
+        )
+        .await;
+    let engine = h.engine.clone();
+    let run = tokio::spawn({
+        let id = id.clone();
+        async move { engine.run(&id, Cancel::new()).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = view::detail(&h.store, &id).await.unwrap().unwrap();
+        if d["steps"][0]["attempts"][0]["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow step never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = h.store.get_execution(&id).await.unwrap().unwrap();
+    let claimed = h.store.claim_executions(true, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{before:?}");
+    let epoch = claimed[0].epoch;
+
+    let result = run.await.unwrap();
+    assert!(
+        matches!(&result, Err(meridian::engine::EngineError::Superseded(e)) if *e == id),
+        "{result:?}"
+    );
+    h.store.settle_writes().await.unwrap();
+    let d = view::detail(&h.store, &id).await.unwrap().unwrap();
+    assert_eq!(d["status"], "running", "{d:#}");
+    assert_eq!(d["steps"].as_array().unwrap().len(), 1, "{d:#}");
+    assert_eq!(d["steps"][0]["attempts"][0]["status"], "running", "{d:#}");
+    assert!(d["steps"][0]["attempts"][0]["output"].is_null(), "{d:#}");
+    let row = h.store.get_execution(&id).await.unwrap().unwrap();
+    assert_eq!(row.epoch, epoch, "the claimer's epoch moved");
+}
+
 #[tokio::test]
 async fn step_outputs_reach_later_steps_with_their_types() {
     let h = harness().await;

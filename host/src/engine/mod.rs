@@ -503,7 +503,7 @@ impl Engine {
         fence.set(epoch);
         report.job_version = Some(version);
         report.status = ExecutionStatus::Running;
-        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = version, zone = %job.timezone, "execution started");
+        tracing::info!(execution_id = %row.id, job_id = %row.job_id, version = version, epoch, zone = %job.timezone, "execution started");
 
         let supplied: Map<String, Value> = serde_json::from_str(&row.params).unwrap_or_default();
         let params = match model::resolve_params(&job, &supplied) {

@@ -990,6 +990,18 @@ mod tests {
                     .await
                     .unwrap()
             );
+            for done in [false, true] {
+                let late = AttemptFinish {
+                    epoch: 1,
+                    ..attempt_finish("e1", 3, 1, "succeeded", done)
+                };
+                assert!(!store.finish_attempt(&late).await.unwrap(), "stale epoch");
+            }
+            let current = AttemptFinish {
+                epoch: 2,
+                ..attempt_finish("e1", 3, 1, "succeeded", true)
+            };
+            assert!(store.finish_attempt(&current).await.unwrap());
             assert_eq!(
                 store.get_execution("e1").await.unwrap().unwrap().step_runs,
                 3

@@ -49,7 +49,7 @@ impl Backend {
         replacing: Option<&str>,
     ) -> Result<(), StoreError> {
         let lease_us = self.node.get().lease_us;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let lock = match DIALECT {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
@@ -134,7 +134,7 @@ impl Backend {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions \
              WHERE status IN ('queued', 'running') AND ($1 AND node_id = $2 OR {unheld}) \

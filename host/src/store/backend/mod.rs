@@ -79,6 +79,17 @@ const SCHEDULE_COLUMNS: &str = "id, job_id, cron, timezone, enabled, start_at_us
      cursor_us, created_at_us, updated_at_us";
 
 impl Backend {
+    /// Begins a transaction that reads and then writes. On SQLite it takes
+    /// the write lock at once (`BEGIN IMMEDIATE`): a deferred transaction
+    /// that read first cannot take it later once another connection has
+    /// written meanwhile (`SQLITE_BUSY_SNAPSHOT`, which no wait cures).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+        match DIALECT {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// The store over `pool`, its schema brought up to date. `sqlite_file`
     /// for an SQLite database file (opened with `wal_autocheckpoint = 0`):
     /// a task checkpoints its WAL, and batches of fires are written with a
