@@ -55,11 +55,12 @@ export async function renderQueues(main) {
       const cluster = await get('/api/v2/cluster');
       replace(nodes, h('table', {},
         h('caption', {}, `Store: ${cluster.store}; lease ${cluster.lease_s} s; this page is served by ${cluster.this_node}`),
-        h('thead', {}, h('tr', {}, ['Node', 'State', 'Last heartbeat', 'Holds', 'Running', 'Host', 'Version'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Node', 'State', 'Last heartbeat', 'Clock vs store', 'Holds', 'Running', 'Host', 'Version'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, cluster.nodes.map((n) => h('tr', { 'data-node': n.id },
           h('th', { scope: 'row' }, n.id),
           h('td', { class: `state-${n.state}` }, n.state),
           h('td', {}, new Date(n.last_heartbeat).toLocaleTimeString()),
+          h('td', { class: Math.abs(n.clock_offset_ms ?? 0) > 1000 ? 'state-lost' : '' }, clockOffset(n.clock_offset_ms)),
           h('td', {}, String(n.held)),
           h('td', {}, String(n.running)),
           h('td', {}, `${n.hostname} (pid ${n.pid})`),
@@ -72,6 +73,15 @@ export async function renderQueues(main) {
       failing = true;
     }
     if (!stopped) timer = setTimeout(poll, POLL_MS);
+  }
+
+  // How far a node's clock is from the store's, as it measured it: behind
+  // is positive (the node adds it), ahead negative.
+  function clockOffset(ms) {
+    if (ms === null || ms === undefined) return '—';
+    const rounded = Math.round(ms);
+    if (Math.abs(rounded) < 1) return 'in step';
+    return rounded > 0 ? `${rounded} ms behind` : `${-rounded} ms ahead`;
   }
 
   function card(q) {
