@@ -541,6 +541,7 @@ async fn serve(
         Arc::clone(&clock) as _,
         crate::scheduler::SchedulerConfig {
             shutdown_grace: SHUTDOWN_GRACE,
+            audit: Some(audit_log.clone()),
             ..Default::default()
         },
     )

@@ -181,7 +181,9 @@ impl Setup {
 /// stalls for a third of a lease (SIGSTOP) before it reconnects; n2 waits one
 /// lease of steady heartbeats before it takes anything over, so n1 renews
 /// its heartbeat and records its step's outcome first: the step ran once,
-/// on n1, and nothing was taken over.
+/// on n1, and nothing was taken over. The fires missed meanwhile go through
+/// the misfire policy (`latest`): recorded `missed`, the latest run as a
+/// catch-up fire, said in the log and the audit trail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_ride_out_a_store_outage_longer_than_their_lease() {
     // Skipped loudly where no private cluster can run (not root, no
@@ -233,6 +235,55 @@ async fn outage_longer_than_the_lease(pg: PrivatePostgres) {
         n2.stderr().contains("the store was out of reach"),
         "n2 did not say why it waited before taking anything over"
     );
+    // The fires the outage cost went through the misfire policy (the
+    // default, `latest`): the latest ran as a catch-up fire, the others
+    // are recorded `missed`, and the log and the audit trail say so.
+    // (Which node runs that latest fire, and whether as a catch-up fire or
+    // as its next scheduled one, is a race between the two: either way it
+    // runs once.)
+    let mut fires = store.list_fires("tick", 10_000).await.unwrap();
+    fires.sort_by_key(|f| f.fire_at_us);
+    let missed: Vec<usize> = (0..fires.len())
+        .filter(|&i| fires[i].outcome == "missed")
+        .collect();
+    assert!(missed.len() >= 5, "{fires:#?}");
+    let after = missed[missed.len() - 1] + 1;
+    assert!(
+        fires
+            .get(after)
+            .is_some_and(|f| f.outcome == "enqueued" && f.run_id.is_some()),
+        "the latest missed fire did not run: {fires:#?}"
+    );
+    assert!(
+        [&n1, &n2].iter().any(|n| n
+            .stderr()
+            .contains("fires missed while the store was out of reach")),
+        "no node said it missed fires"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let trail = store.audit_all().await.unwrap();
+        if let Some(record) = trail
+            .iter()
+            .map(|r| &r.entry)
+            .find(|e| e.kind == "schedule" && e.decision == "missed")
+        {
+            assert_eq!(record.target.as_deref(), Some("tick"), "{record:?}");
+            assert!(
+                record
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("misfire policy latest")),
+                "{record:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit record of the missed fires"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// libfaketime's multi-threaded preload library, as Debian's `faketime`

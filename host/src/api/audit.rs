@@ -53,7 +53,7 @@ pub(super) async fn query_audit(
             "execution_id" => query.execution_id = Some(v.clone()),
             "capability" => query.capability = Some(v.clone()),
             "decision" => {
-                const DECISIONS: [&str; 11] = [
+                const DECISIONS: [&str; 12] = [
                     "allowed",
                     "denied",
                     "failed",
@@ -65,6 +65,7 @@ pub(super) async fn query_audit(
                     "rejected",
                     "unauthenticated",
                     "forbidden",
+                    "missed",
                 ];
                 if !DECISIONS.contains(&v.as_str()) {
                     issues.push(Issue {

@@ -52,11 +52,22 @@
 //! bounded by the window, not by the downtime. A reload or a resume never
 //! catches up: a paused schedule does not run what it missed while paused.
 //!
+//! The same policy applies to what an outage of the store cost a running
+//! scheduler: a schedule whose fire could not be recorded is marked
+//! stalled and retried every `retry_delay`; once its definition can be
+//! read again, the fires after the last one handled go through its misfire
+//! policy as at start-up, and those that will not run are stored with the
+//! outcome `missed` (up to the cap), said in the log and, when the loop has
+//! an audit trail, in one record per schedule (kind `schedule`, decision
+//! `missed`). Before, they were fired late one by one as ordinary fires and
+//! mostly dropped by the overlap policy, and nothing said "missed".
+//!
 //! # Fire outcomes and origins
 //!
 //! A stored fire has an origin (`scheduled`, `catch_up`, `backfill`) and an
-//! outcome: `enqueued`, `buffered` (waits for the schedule's active run) or
-//! `skipped` (the overlap policy dropped it). Manual runs
+//! outcome: `enqueued`, `buffered` (waits for the schedule's active run),
+//! `skipped` (the overlap policy dropped it) or `missed` (the store was out
+//! of reach when it fell due and the misfire policy did not run it). Manual runs
 //! ([`SchedulerHandle::trigger_now`]) have no fire identity and no row.
 //! Backfilled fires are planned with `allow`: each fire asked for runs,
 //! whatever the schedule's overlap policy; they do count as active runs for
@@ -126,6 +137,10 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
     /// Commands waiting for the loop before senders wait.
     pub command_capacity: usize,
+    /// Where fires missed during a store outage are recorded (kind
+    /// `schedule`, decision `missed`); `None` records them in the log and
+    /// the fires only.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 impl Default for SchedulerConfig {
@@ -136,6 +151,7 @@ impl Default for SchedulerConfig {
             backfill_cap: 10_000,
             shutdown_grace: Duration::from_secs(30),
             command_capacity: 1024,
+            audit: None,
         }
     }
 }

@@ -277,6 +277,18 @@ impl Runner {
             if ids.is_empty() {
                 break;
             }
+            // Schedules whose fires the store could not record: what they
+            // missed meanwhile goes through their misfire policy first,
+            // and they come back due (or wait for the next retry).
+            let (stalled, ids): (Vec<_>, Vec<_>) = ids
+                .into_iter()
+                .partition(|id| self.slots.get(id).is_some_and(|s| s.stalled));
+            if !stalled.is_empty() {
+                self.after_outage(stalled, now).await;
+                if ids.is_empty() {
+                    continue;
+                }
+            }
             size = (size * 2).min(MAX_FIRES_PER_CHUNK);
             let mut chunk = self.build_chunk(ids, now_us);
             let recording = self.record(&mut chunk);
@@ -417,8 +429,138 @@ impl Runner {
                 for plan in chunk.plans {
                     self.dispatcher.abandon(plan);
                 }
+                for id in &chunk.ids {
+                    if let Some(slot) = self.slots.get_mut(id) {
+                        slot.stalled = true;
+                    }
+                }
                 outcome.failed.extend(chunk.ids);
             }
+        }
+    }
+
+    /// Applies each stalled schedule's misfire policy to the fires it
+    /// missed while the store was out of reach, once the store answers
+    /// again (its definition can be read): as at start-up, `all` runs each
+    /// missed fire inside the window as a catch-up fire, `latest` the last
+    /// one, `none` none. The fires that will not run are recorded with the
+    /// outcome `missed` (up to [`slot::COUNT_CAP`] per schedule; a fire
+    /// another node recorded stays as it recorded it), and the log and the
+    /// audit trail say what was missed and what runs. A schedule whose
+    /// definition cannot be read yet waits for the next retry.
+    async fn after_outage(&mut self, ids: Vec<Arc<str>>, now: DateTime<Utc>) {
+        let now_us = now.timestamp_micros();
+        let mut retry = Vec::new();
+        for id in ids {
+            let Some(handled) = self
+                .slots
+                .get(&id)
+                .map(|s| slot::just_before(s.next.instant))
+            else {
+                continue;
+            };
+            let (row, def) = match self.load(&id).await {
+                Ok(loaded) => loaded,
+                Err(SchedulerError::NotFound(_)) => {
+                    self.slots.remove(&id);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(schedule_id = %id, "the store is still out of reach: {e}");
+                    retry.push(id);
+                    continue;
+                }
+            };
+            if !row.enabled {
+                self.slots.remove(&id);
+                continue;
+            }
+            let timeline =
+                slot::timeline(&def, Some(handled), created_at(&row), now, Load::Startup);
+            let (missed, more) = slot::missed(&def, handled, &timeline, now);
+            let rows: Vec<FireRow> = missed
+                .iter()
+                .map(|fire| FireRow {
+                    schedule_id: id.to_string(),
+                    nominal_local: nominal_text(fire),
+                    utc_offset_s: fire.offset_seconds,
+                    fire_at_us: fire.instant.timestamp_micros(),
+                    origin: Origin::Scheduled.as_str().to_owned(),
+                    outcome: "missed".to_owned(),
+                    run_id: None,
+                    created_at_us: now_us,
+                })
+                .collect();
+            if let Err(e) = self.store.record_fires(&rows).await {
+                tracing::debug!(schedule_id = %id, "cannot record missed fires yet: {e}");
+                retry.push(id);
+                continue;
+            }
+            if let Some(cursor) = timeline.cursor
+                && let Err(e) = self
+                    .store
+                    .advance_cursors(&[(id.to_string(), cursor.timestamp_micros())])
+                    .await
+            {
+                tracing::warn!(schedule_id = %id, "could not move the cursor past missed fires: {e}");
+            }
+            let runs = match timeline.first {
+                Some(first) if first.instant < now => match def.spec.misfire.policy {
+                    crate::model::schedule::MisfirePolicy::All => {
+                        "each missed fire inside the window runs as a catch-up fire"
+                    }
+                    _ => "the latest missed fire runs as a catch-up fire",
+                },
+                _ => "none of them runs",
+            };
+            if !missed.is_empty() {
+                let policy = def.spec.misfire.policy;
+                tracing::warn!(
+                    schedule_id = %id,
+                    missed = missed.len(),
+                    more,
+                    ?policy,
+                    "fires missed while the store was out of reach, recorded as missed; {runs}"
+                );
+                if let Some(audit) = &self.config.audit {
+                    let (first, last) = (&rows[0], &rows[rows.len() - 1]);
+                    audit.record(crate::audit::AuditEntry {
+                        kind: "schedule".into(),
+                        actor: Some("scheduler".into()),
+                        job_id: Some(def.spec.job_id.clone()),
+                        target: Some(id.to_string()),
+                        decision: "missed".into(),
+                        detail: Some(format!(
+                            "{}{} fires missed while the store was out of reach; misfire policy {}: {runs}",
+                            missed.len(),
+                            if more { "+" } else { "" },
+                            serde_json::to_value(policy)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                        )),
+                        data: Some(
+                            serde_json::json!({
+                                "missed": missed.len(),
+                                "more": more,
+                                "first": first.nominal_local,
+                                "last": last.nominal_local,
+                            })
+                            .to_string(),
+                        ),
+                        ..Default::default()
+                    });
+                }
+            }
+            match timeline.first {
+                Some(first) => self.install(Slot::new(&def, first, timeline.catch_up_until)),
+                None => {
+                    self.slots.remove(&id);
+                }
+            }
+        }
+        if !retry.is_empty() {
+            self.retry_later(retry, now_us).await;
         }
     }
 

@@ -52,6 +52,10 @@ pub(super) struct Slot {
     pub generation: u64,
     /// The fire waiting in the heap.
     pub next: Fire,
+    /// The store could not record `next` (it was out of reach): once it
+    /// can be read again, the misfire policy decides what of the fires
+    /// missed meanwhile runs ([`missed`]).
+    pub stalled: bool,
 }
 
 impl Slot {
@@ -68,6 +72,7 @@ impl Slot {
             catch_up_until,
             generation: 0,
             next: first,
+            stalled: false,
         }
     }
 
@@ -259,6 +264,31 @@ pub(super) fn timeline(
     }
 }
 
+/// The fires after `handled` that a `timeline` computed at `now` leaves
+/// out — before the misfire window, or passed over by `latest` or `none`
+/// — up to [`COUNT_CAP`]; `true` when there are more.
+pub(super) fn missed(
+    def: &ScheduleDef,
+    handled: DateTime<Utc>,
+    timeline: &Timeline,
+    now: DateTime<Utc>,
+) -> (Vec<Fire>, bool) {
+    let until = match timeline.first {
+        Some(first) if first.instant < now => first.instant,
+        _ => now,
+    };
+    let until = upper(def.spec.end_at, until);
+    let mut fires: Vec<Fire> = def
+        .schedule
+        .fires_after(handled)
+        .take_while(|f| f.instant < until)
+        .take(COUNT_CAP + 1)
+        .collect();
+    let more = fires.len() > COUNT_CAP;
+    fires.truncate(COUNT_CAP);
+    (fires, more)
+}
+
 /// The exclusive upper bound of missed fires: `now`, or just after
 /// `end_at`.
 fn upper(end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -398,6 +428,39 @@ mod tests {
             next_fire(&d.schedule, utc("2026-01-01T00:05:00Z"), d.spec.end_at),
             None
         );
+    }
+
+    /// What an outage leaves out: the fires after the last one handled
+    /// that the policy does not run — each policy, and the window's edge.
+    #[test]
+    fn the_missed_fires_are_those_the_policy_leaves_out() {
+        let minutes = |fires: Vec<Fire>| {
+            fires
+                .iter()
+                .map(|f| f.instant.format("%H:%M").to_string())
+                .collect::<Vec<_>>()
+        };
+        let handled = utc("2026-01-01T00:00:00Z");
+        let now = utc("2026-01-01T00:04:30Z");
+        let case = |policy: &str, window_s: u64| {
+            let d = def(json!({"misfire": {"window_s": window_s, "policy": policy}}));
+            let t = startup(&d, "2026-01-01T00:00:00Z", "2026-01-01T00:04:30Z");
+            let (fires, more) = missed(&d, handled, &t, now);
+            assert!(!more);
+            minutes(fires)
+        };
+        // Missed: 00:01 … 00:04.
+        assert!(case("all", 3600).is_empty(), "all runs each");
+        // The window reaches back to 00:02:00: 00:02 runs, 00:01 does not.
+        assert_eq!(case("all", 150), ["00:01"], "before the edge");
+        assert_eq!(case("latest", 3600), ["00:01", "00:02", "00:03"]);
+        assert_eq!(case("none", 3600), ["00:01", "00:02", "00:03", "00:04"]);
+        // A long outage: recorded up to the cap, and said that there are more.
+        let d = def(json!({"cron": "* * * * * *", "misfire": {"policy": "none"}}));
+        let t = startup(&d, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
+        let (fires, more) = missed(&d, handled, &t, utc("2026-01-01T01:00:00Z"));
+        assert_eq!(fires.len(), COUNT_CAP);
+        assert!(more);
     }
 
     #[test]

@@ -166,7 +166,8 @@ pub struct FireRow {
     pub fire_at_us: i64,
     /// `scheduled`, `catch_up` or `backfill`.
     pub origin: String,
-    /// `enqueued` or `skipped`.
+    /// `enqueued`, `buffered`, `skipped` or `missed` (see the scheduler's
+    /// module docs).
     pub outcome: String,
     pub run_id: Option<String>,
     pub created_at_us: i64,
