@@ -533,7 +533,10 @@ async fn serve(
     let engine = Arc::new(
         Engine::new(Arc::clone(&runtime), store.clone(), Arc::clone(&clock) as _)
             .with_step_runtime(steps.handle())
-            .with_metrics(Arc::clone(&metrics)),
+            .with_metrics(Arc::clone(&metrics))
+            .with_spool(crate::engine::spool::Spool::new(
+                config.data_dir.join("spool"),
+            )),
     );
     let (executions, recovered) = Executions::start(
         engine,

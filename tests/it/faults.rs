@@ -337,3 +337,91 @@ async fn step_ends_during_outage(pg: PrivatePostgres) {
         "no word of the wait in the log"
     );
 }
+
+/// The node stops (SIGTERM) during an outage, after its step ended but
+/// before the store could take the outcome: the outcome was kept on disk
+/// (`spool/` in the data directory) as well as in memory, so when the node
+/// starts again with the store back it records the outcome before recovery
+/// looks at the execution. The step that succeeded is not run again; the
+/// execution goes on with the next step. (Before, recovery found the
+/// attempt `running`, interrupted it and ran the step a second time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_that_waited_for_the_store_survives_a_restart() {
+    if let Some(pg) = PrivatePostgres::start() {
+        outcome_survives_restart(pg).await;
+    }
+}
+
+async fn outcome_survives_restart(pg: PrivatePostgres) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        meridian_tests::fixtures::SCRIPT,
+        plugins.join("script.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, format!("store = {:?}\n", pg.url())).unwrap();
+    let command = || {
+        let mut cmd = meridian_node(&data, &plugins);
+        cmd.arg("--config").arg(&config);
+        cmd
+    };
+    let mut node = Node::start("before-restart", command(), dir.path(), Token::FirstAdmin).await;
+    let token = node.token().to_owned();
+    let http = client();
+    let id = execute(
+        &http,
+        &node,
+        json!({ "id": "two-steps", "name": "two steps", "timezone": "UTC",
+                "steps": [
+                    { "id": "slow", "type": "script",
+                      "retry": { "max_attempts": 3, "initial_interval_ms": 10 },
+                      "config": { "sleep_ms": 2000, "output": "${execution.attempt}" } },
+                    { "id": "after", "type": "script", "config": { "output": "after" } } ] }),
+    )
+    .await;
+    poll_until(&http, &node, &id, "running its slow step", |d| {
+        d["steps"][0]["attempts"][0]["status"] == "running"
+    })
+    .await;
+    pg.stop().unwrap();
+    // The step ends; its outcome waits for the store, on disk too.
+    let spool = data.join("spool");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&spool).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting outcome never reached {}",
+            spool.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = node.terminate(Duration::from_secs(90)).await;
+    assert!(status.success(), "{status}");
+    drop(node);
+
+    pg.start_again().unwrap();
+    let node = Node::start("after-restart", command(), dir.path(), Token::Given(&token)).await;
+    let done = finished(&http, &node, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let slow = &done["steps"][0];
+    assert_eq!(slow["step_id"], "slow", "{done:#}");
+    let attempts = slow["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "the step ran again: {done:#}");
+    assert_eq!(attempts[0]["status"], "succeeded", "{done:#}");
+    assert_eq!(attempts[0]["output"], json!(1), "{done:#}");
+    assert_eq!(done["steps"][1]["output"], "after", "{done:#}");
+    assert!(
+        node.stderr()
+            .contains("an outcome kept on disk while the store was out of reach is recorded"),
+        "the restarted node did not say it replayed the outcome"
+    );
+    assert_eq!(
+        std::fs::read_dir(&spool).map_or(0, |d| d.count()),
+        0,
+        "the spool was not emptied"
+    );
+}

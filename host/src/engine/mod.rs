@@ -63,6 +63,7 @@
 //! finished last step run continues with its flow action.
 
 pub mod service;
+pub mod spool;
 pub use service::measure_clock;
 pub mod vars;
 pub mod view;
@@ -295,6 +296,8 @@ pub struct Engine {
     steps: Option<tokio::runtime::Handle>,
     /// Where attempt and execution latencies go, when measured (`serve`).
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where outcomes that wait for the store are kept on disk (`serve`).
+    spool: Option<Arc<spool::Spool>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -326,6 +329,7 @@ impl Engine {
             limits: EngineLimits::default(),
             steps: None,
             metrics: None,
+            spool: None,
         }
     }
 
@@ -335,6 +339,19 @@ impl Engine {
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Keeps outcomes that wait for the store in `spool` as well as in
+    /// memory, so that they survive the node stopping before the store
+    /// returns (see [`spool`]); replayed by recovery at the next start.
+    pub fn with_spool(mut self, spool: spool::Spool) -> Self {
+        self.spool = Some(Arc::new(spool));
+        self
+    }
+
+    /// The spool given by [`Engine::with_spool`].
+    pub fn spool(&self) -> Option<&Arc<spool::Spool>> {
+        self.spool.as_ref()
     }
 
     /// The metrics given by [`Engine::with_metrics`].
@@ -600,16 +617,35 @@ impl Engine {
     ) -> Result<ExecutionReport, EngineError> {
         let now_us = self.timer.now().timestamp_micros();
         let error_text = error.as_ref().map(Value::to_string);
-        let recorded = durably(cancel, "an execution's end", &report.execution_id, || {
-            self.store.finish_execution(
-                &report.execution_id,
-                status.as_str(),
-                error_text.as_deref(),
-                step_runs,
-                epoch,
-                now_us,
+        let spooled = self.spool.as_deref().map(|s| {
+            (
+                s,
+                spool::SpooledWrite::FinishExecution {
+                    execution_id: report.execution_id.clone(),
+                    status: status.as_str().to_owned(),
+                    error: error_text.clone(),
+                    step_runs,
+                    epoch,
+                    now_us,
+                },
             )
-        })
+        });
+        let recorded = durably(
+            cancel,
+            "an execution's end",
+            &report.execution_id,
+            spooled,
+            || {
+                self.store.finish_execution(
+                    &report.execution_id,
+                    status.as_str(),
+                    error_text.as_deref(),
+                    step_runs,
+                    epoch,
+                    now_us,
+                )
+            },
+        )
         .await?;
         if !recorded {
             return Err(EngineError::Superseded(report.execution_id));
@@ -953,9 +989,13 @@ impl Run<'_> {
                 now_us: started_at.timestamp_micros(),
                 epoch: self.epoch,
             };
-            let started = durably(self.cancel, "an attempt's start", &self.row.id, || {
-                engine.store.start_attempt(&start)
-            })
+            let started = durably(
+                self.cancel,
+                "an attempt's start",
+                &self.row.id,
+                None,
+                || engine.store.start_attempt(&start),
+            )
             .await?;
             if !started {
                 return Err(EngineError::Superseded(self.row.id.clone()));
@@ -1164,9 +1204,18 @@ impl Run<'_> {
             step_done: done,
             epoch: self.epoch,
         };
-        let recorded = durably(self.cancel, "an attempt's outcome", &self.row.id, || {
-            self.engine.store.finish_attempt(&finish)
-        })
+        let spooled = self
+            .engine
+            .spool
+            .as_deref()
+            .map(|s| (s, spool::SpooledWrite::FinishAttempt(finish.clone())));
+        let recorded = durably(
+            self.cancel,
+            "an attempt's outcome",
+            &self.row.id,
+            spooled,
+            || self.engine.store.finish_attempt(&finish),
+        )
         .await?;
         if !recorded {
             return Err(EngineError::Superseded(self.row.id.clone()));
@@ -1297,6 +1346,7 @@ async fn durably<T, Fut>(
     cancel: &CancellationToken,
     what: &str,
     execution_id: &str,
+    spooled: Option<(&spool::Spool, spool::SpooledWrite)>,
     mut write: impl FnMut() -> Fut,
 ) -> Result<T, StoreError>
 where
@@ -1304,6 +1354,13 @@ where
 {
     let mut delay = Duration::from_millis(100);
     let mut since: Option<std::time::Instant> = None;
+    // The write's file in the spool while it waits.
+    let mut kept: Option<(&spool::Spool, std::path::PathBuf)> = None;
+    let forget = |kept: Option<(&spool::Spool, std::path::PathBuf)>| {
+        if let Some((spool, path)) = kept {
+            spool.forget(&path);
+        }
+    };
     loop {
         match write().await {
             Ok(v) => {
@@ -1314,6 +1371,7 @@ where
                         "the store is back: {what} recorded"
                     );
                 }
+                forget(kept);
                 return Ok(v);
             }
             Err(e) if e.unavailable().is_some() && !cancel.is_cancelled() => {
@@ -1322,16 +1380,24 @@ where
                     tracing::warn!(
                         execution_id,
                         error = %e,
-                        "cannot record {what}: the store is unavailable; kept in memory and retried until it is back"
+                        "cannot record {what}: the store is unavailable; kept in memory (and in the spool) and retried until it is back"
                     );
+                    kept = spooled
+                        .as_ref()
+                        .and_then(|(spool, w)| spool.keep(w).map(|path| (*spool, path)));
                 }
+                // Given up when the run is cancelled (the node stopping):
+                // the spooled write stays for the next start to replay.
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = cancel.cancelled() => return Err(e),
                 }
                 delay = (delay * 2).min(DURABLE_RETRY_MAX);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                forget(kept);
+                return Err(e);
+            }
         }
     }
 }

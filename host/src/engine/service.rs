@@ -25,6 +25,9 @@
 //! # Recovery at start-up (the documented policy)
 //!
 //! [`Executions::recover`] runs before anything new is queued:
+//! - outcomes the previous process kept on disk while the store was out of
+//!   reach ([`super::spool`]) are recorded first, so a step that ended
+//!   during an outage is not taken for interrupted;
 //! - `queued` executions (stored, never started, or buffered behind an
 //!   overlap policy) are queued again, as they were;
 //! - `running` executions were cut off by a crash or a kill: their
@@ -478,6 +481,21 @@ async fn recover(
 ) -> Result<RecoveryReport, StoreError> {
     let store = engine.store();
     let mut report = RecoveryReport::default();
+    // Outcomes a previous process kept on disk while the store was out of
+    // reach go in first, under the epochs they were made with: then the
+    // claim below finds those attempts ended, and no step that succeeded
+    // runs again.
+    if let Some(spool) = engine.spool() {
+        let replayed = spool.replay(store).await?;
+        if replayed != super::spool::ReplayReport::default() {
+            tracing::info!(
+                recorded = replayed.recorded,
+                refused = replayed.refused,
+                unreadable = replayed.unreadable,
+                "replayed the outcomes kept on disk during a store outage"
+            );
+        }
+    }
     loop {
         let claimed = store.claim_executions(true, CLAIM_BATCH).await?;
         let last = claimed.len() < usize::try_from(CLAIM_BATCH).unwrap_or(usize::MAX);

@@ -169,7 +169,7 @@ pub struct AttemptStart {
 }
 
 /// An attempt ending: [`Store::finish_attempt`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptFinish {
     /// The execution.
     pub execution_id: String,
