@@ -205,33 +205,7 @@ pub struct Subject<'a> {
 /// directories, disk space.
 pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
     let mut report = Report::default();
-    report.checks.push(
-        match tokio::time::timeout(STORE_PROBE_TIMEOUT, subject.store.ping()).await {
-            Ok(Ok(())) => Item::new("store", Verdict::Ok, "the store answers").for_anyone(),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "health check: the store fails");
-                let why = e
-                    .unavailable()
-                    .map_or("the store does not answer", |u| u.describe());
-                Item::new("store", Verdict::Fail, why).for_anyone()
-            }
-            Err(_) => {
-                tracing::error!(
-                    timeout_ms = STORE_PROBE_TIMEOUT.as_millis() as u64,
-                    "health check: the store did not answer in time"
-                );
-                Item::new(
-                    "store",
-                    Verdict::Fail,
-                    format!(
-                        "the store is unreachable: no answer within {} ms",
-                        STORE_PROBE_TIMEOUT.as_millis()
-                    ),
-                )
-                .for_anyone()
-            }
-        },
-    );
+    report.checks.push(store_item(subject.store).await);
     if depth == Depth::Full {
         report.checks.push(audit_item(subject.store).await);
     }
@@ -245,6 +219,63 @@ pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
     }
     report.checks.push(disk_item("disk:logs", subject.log_dir));
     report
+}
+
+/// The store, within [`STORE_PROBE_TIMEOUT`] in all: it answers a read,
+/// then takes a write (one row, overwritten). A store that answers but
+/// takes no writes — its disk full, read-only — fails with the reason; one
+/// whose write is merely slow (busy with a large batch) is a warning, not
+/// an outage.
+async fn store_item(store: &Store) -> Item {
+    let started = std::time::Instant::now();
+    let unreachable = || {
+        tracing::error!(
+            timeout_ms = STORE_PROBE_TIMEOUT.as_millis() as u64,
+            "health check: the store did not answer in time"
+        );
+        Item::new(
+            "store",
+            Verdict::Fail,
+            format!(
+                "the store is unreachable: no answer within {} ms",
+                STORE_PROBE_TIMEOUT.as_millis()
+            ),
+        )
+        .for_anyone()
+    };
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "health check: the store fails");
+            let why = e
+                .unavailable()
+                .map_or("the store does not answer", |u| u.describe());
+            return Item::new("store", Verdict::Fail, why).for_anyone();
+        }
+        Err(_) => return unreachable(),
+    }
+    let left = STORE_PROBE_TIMEOUT.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, store.probe_write()).await {
+        Ok(Ok(())) => {
+            Item::new("store", Verdict::Ok, "the store answers and takes writes").for_anyone()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "health check: the store answers but fails a write");
+            let why = e
+                .unavailable()
+                .map_or("the store answers but takes no writes", |u| u.describe());
+            Item::new("store", Verdict::Fail, why).for_anyone()
+        }
+        Err(_) => Item::new(
+            "store",
+            Verdict::Warn,
+            format!(
+                "the store answers, but a write did not complete within {} ms (busy)",
+                STORE_PROBE_TIMEOUT.as_millis()
+            ),
+        )
+        .for_anyone(),
+    }
 }
 
 /// The audit chain, verified record by record.

@@ -1543,7 +1543,10 @@ async fn health_details_need_a_token_and_plugins_are_inspected() {
         "{body}"
     );
     assert_eq!(checks[0]["name"], "store");
-    assert_eq!(checks[0]["detail"], "the store answers", "{body}");
+    assert_eq!(
+        checks[0]["detail"], "the store answers and takes writes",
+        "{body}"
+    );
     assert!(!body.to_string().contains("sha256:"), "{body}");
 
     let (_, _, body) = get(state.clone(), "/api/v2/health").await;

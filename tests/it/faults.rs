@@ -425,3 +425,104 @@ async fn outcome_survives_restart(pg: PrivatePostgres) {
         "the spool was not emptied"
     );
 }
+
+/// The store answers reads but takes no writes (PostgreSQL switched to
+/// read-only transactions, as a standby or an operator's
+/// `default_transaction_read_only` would make it; a full disk does the
+/// same to writes that need space). Before, the health check's `SELECT 1`
+/// still passed: the store looked healthy while no write could land. Now
+/// the check writes one row too: health answers 503 within a second with
+/// `the store takes no writes`, API writes get 503 `store_unavailable`;
+/// once writes are taken again it passes and the node runs jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_takes_no_writes_fails_the_health_check() {
+    if let Some(pg) = PrivatePostgres::start() {
+        read_only_store(pg).await;
+    }
+}
+
+async fn read_only_store(pg: PrivatePostgres) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        meridian_tests::fixtures::TRIVIAL,
+        plugins.join("trivial.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, format!("store = {:?}\n", pg.url())).unwrap();
+    let mut cmd = meridian_node(&data, &plugins);
+    cmd.arg("--config").arg(&config);
+    let node = Node::start("read-only", cmd, dir.path(), Token::FirstAdmin).await;
+    let http = client();
+    let (status, body, _) = health(&http, &node).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert!(store_detail(&body).contains("takes writes"), "{body:#}");
+
+    let admin = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let read_only = |on: bool| {
+        let admin = admin.clone();
+        async move {
+            let value = if on { "on" } else { "off" };
+            sqlx::query(&format!(
+                "ALTER SYSTEM SET default_transaction_read_only = {value}"
+            ))
+            .execute(&admin)
+            .await
+            .unwrap();
+            sqlx::query("SELECT pg_reload_conf()")
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+    };
+    read_only(true).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        let (status, body, took) = health(&http, &node).await;
+        assert!(took < HEALTH_WITHIN, "health took {took:?}");
+        if status == 503 {
+            break store_detail(&body);
+        }
+        assert!(Instant::now() < deadline, "health still passes: {body:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(store.contains("\"fail\""), "{store}");
+    assert!(store.contains("the store takes no writes"), "{store}");
+    let resp = http
+        .post(node.url("/api/v2/jobs"))
+        .bearer_auth(node.token())
+        .json(
+            &json!({ "id": "refused", "name": "refused", "timezone": "UTC",
+                       "steps": [{ "id": "t", "type": "trivial" }] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "store_unavailable", "{problem:#}");
+
+    read_only(false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body, _) = health(&http, &node).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never passed again: {body:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_node_still_works(&node).await;
+}

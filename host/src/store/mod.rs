@@ -349,6 +349,9 @@ macro_rules! forward {
 forward! {
     /// Checks that the database answers (for health checks).
     pub async fn ping(&self) -> Result<(), StoreError>;
+    /// Writes (overwrites) the health check's one row: fails where the
+    /// store answers reads but takes no writes (disk full, read-only).
+    pub async fn probe_write(&self) -> Result<(), StoreError>;
     pub async fn insert_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError>;
     /// Inserts many schedules in one transaction: all of them, or none
     /// when one fails (an id already stored is a [`StoreError::Conflict`]).

@@ -122,6 +122,16 @@ impl Backend {
         Ok(())
     }
 
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO store_probe (id, at_us) VALUES (1, {DB_NOW_US}) \
+             ON CONFLICT (id) DO UPDATE SET at_us = excluded.at_us"
+        ))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn insert_schedule(&self, s: &ScheduleRow) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_schedule_on(&mut conn, s).await
