@@ -8,7 +8,7 @@
 //! that needed the store answered 500 `internal`.
 
 use super::node::{Node, Token, meridian_node};
-use super::recovery::{assert_node_still_works, client, execute, finished, poll_until};
+use super::recovery::{assert_node_still_works, client, execute, execution, finished, poll_until};
 use meridian_tests::services::PrivatePostgres;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -512,6 +512,80 @@ async fn read_only_store(pg: PrivatePostgres) {
     assert_eq!(problem["code"], "store_unavailable", "{problem:#}");
 
     read_only(false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body, _) = health(&http, &node).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never passed again: {body:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_node_still_works(&node).await;
+}
+
+/// The data volume fills up under a node on the embedded SQLite store (its
+/// data directory on a small tmpfs; the logs elsewhere) and is freed
+/// again. While it is full, health answers 503 within a second and names
+/// `disk:data`; nothing already stored is lost; once space is freed the
+/// check passes again and the node runs jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_data_volume_is_told_and_survived() {
+    if let Some(volume) = meridian_tests::services::Tmpfs::mount(64 * 1024 * 1024) {
+        full_data_volume(volume).await;
+    }
+}
+
+async fn full_data_volume(volume: meridian_tests::services::Tmpfs) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = volume.path().join("data");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        meridian_tests::fixtures::TRIVIAL,
+        plugins.join("trivial.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(
+        &config,
+        format!("[logging]\ndir = {:?}\n", dir.path().join("logs")),
+    )
+    .unwrap();
+    let mut cmd = meridian_node(&data, &plugins);
+    cmd.arg("--config").arg(&config);
+    let node = Node::start("full-data", cmd, dir.path(), Token::FirstAdmin).await;
+    let http = client();
+    let before = execute(
+        &http,
+        &node,
+        json!({ "id": "before", "name": "before", "timezone": "UTC",
+                "steps": [{ "id": "t", "type": "trivial" }] }),
+    )
+    .await;
+    assert_eq!(finished(&http, &node, &before).await["status"], "succeeded");
+
+    let filler = volume.fill();
+    let (status, body, took) = health(&http, &node).await;
+    assert!(took < HEALTH_WITHIN, "health took {took:?}");
+    assert_eq!(status, 503, "{body:#}");
+    let data_check = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "disk:data")
+        .unwrap_or_else(|| panic!("no disk:data check: {body:#}"));
+    assert_eq!(data_check["status"], "fail", "{body:#}");
+    // What was stored is still there.
+    assert_eq!(
+        execution(&http, &node, &before).await["status"],
+        "succeeded"
+    );
+
+    std::fs::remove_file(filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body, _) = health(&http, &node).await;
