@@ -451,7 +451,8 @@ impl Runner {
     async fn after_outage(&mut self, ids: Vec<Arc<str>>, now: DateTime<Utc>) {
         let now_us = now.timestamp_micros();
         let mut retry = Vec::new();
-        for id in ids {
+        let mut ids = ids.into_iter();
+        while let Some(id) = ids.next() {
             let Some(handled) = self
                 .slots
                 .get(&id)
@@ -466,9 +467,12 @@ impl Runner {
                     continue;
                 }
                 Err(e) => {
+                    // One wait for the store per retry, not one per
+                    // schedule: the others wait for the next retry too.
                     tracing::debug!(schedule_id = %id, "the store is still out of reach: {e}");
                     retry.push(id);
-                    continue;
+                    retry.extend(ids.by_ref());
+                    break;
                 }
             };
             if !row.enabled {
@@ -494,7 +498,8 @@ impl Runner {
             if let Err(e) = self.store.record_fires(&rows).await {
                 tracing::debug!(schedule_id = %id, "cannot record missed fires yet: {e}");
                 retry.push(id);
-                continue;
+                retry.extend(ids.by_ref());
+                break;
             }
             if let Some(cursor) = timeline.cursor
                 && let Err(e) = self
