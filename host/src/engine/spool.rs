@@ -203,6 +203,57 @@ fn write_synced(dir: &Path, path: &Path, write: &SpooledWrite) -> std::io::Resul
 mod tests {
     use super::*;
 
+    /// A stored execution `id`, started (epoch 1), its first attempt running.
+    async fn running_attempt(store: &Store, id: &str) {
+        use crate::store::{AttemptStart, NewExecution};
+        store
+            .insert_execution(&NewExecution {
+                id: id.into(),
+                job_id: "job".into(),
+                trigger: "api".into(),
+                schedule_id: None,
+                fire_nominal_local: None,
+                fire_utc_offset_s: None,
+                timezone: "UTC".into(),
+                priority: 0,
+                params: "{}".into(),
+                scheduled_at_us: None,
+                queued_at_us: 1,
+            })
+            .await
+            .unwrap();
+        assert!(store.start_execution(id, 1, 0, 2).await.unwrap());
+        let start = AttemptStart {
+            execution_id: id.into(),
+            seq: 1,
+            step_id: "s".into(),
+            step_type: "script".into(),
+            attempt: 1,
+            now_us: 3,
+            epoch: 1,
+        };
+        assert!(store.start_attempt(&start).await.unwrap());
+    }
+
+    /// The end of that attempt, made under epoch 1.
+    fn finish(id: &str) -> AttemptFinish {
+        AttemptFinish {
+            execution_id: id.into(),
+            seq: 1,
+            attempt: 1,
+            status: "succeeded".into(),
+            now_us: 4,
+            duration_us: 1,
+            output: Some("\"done\"".into()),
+            exports: Some("{}".into()),
+            error: None,
+            logs: None,
+            host_calls: 0,
+            step_done: true,
+            epoch: 1,
+        }
+    }
+
     #[test]
     fn a_kept_write_reads_back_and_is_forgotten() {
         let dir = tempfile::tempdir().unwrap();
@@ -228,58 +279,18 @@ mod tests {
     /// not parse stays, named in the log.
     #[tokio::test]
     async fn replay_drops_what_was_taken_over_and_keeps_what_does_not_parse() {
-        use crate::store::{AttemptStart, NewExecution};
         let store = Store::open_memory().await.unwrap();
         for id in ["kept", "taken"] {
-            store
-                .insert_execution(&NewExecution {
-                    id: id.into(),
-                    job_id: "job".into(),
-                    trigger: "api".into(),
-                    schedule_id: None,
-                    fire_nominal_local: None,
-                    fire_utc_offset_s: None,
-                    timezone: "UTC".into(),
-                    priority: 0,
-                    params: "{}".into(),
-                    scheduled_at_us: None,
-                    queued_at_us: 1,
-                })
-                .await
-                .unwrap();
-            assert!(store.start_execution(id, 1, 0, 2).await.unwrap());
-            let start = AttemptStart {
-                execution_id: id.into(),
-                seq: 1,
-                step_id: "s".into(),
-                step_type: "script".into(),
-                attempt: 1,
-                now_us: 3,
-                epoch: 1,
-            };
-            assert!(store.start_attempt(&start).await.unwrap());
+            running_attempt(&store, id).await;
         }
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path().join("spool"));
-        let finish = |id: &str| {
-            SpooledWrite::FinishAttempt(AttemptFinish {
-                execution_id: id.into(),
-                seq: 1,
-                attempt: 1,
-                status: "succeeded".into(),
-                now_us: 4,
-                duration_us: 1,
-                output: Some("\"done\"".into()),
-                exports: Some("{}".into()),
-                error: None,
-                logs: None,
-                host_calls: 0,
-                step_done: true,
-                epoch: 1,
-            })
-        };
-        spool.keep(&finish("kept")).unwrap();
-        spool.keep(&finish("taken")).unwrap();
+        spool
+            .keep(&SpooledWrite::FinishAttempt(finish("kept")))
+            .unwrap();
+        spool
+            .keep(&SpooledWrite::FinishAttempt(finish("taken")))
+            .unwrap();
         std::fs::write(dir.path().join("spool/zz-garbage.json"), b"{").unwrap();
         // Another process of this node id claims both meanwhile (their
         // epochs move on), and records "kept"'s attempt as it saw it.
@@ -287,13 +298,10 @@ mod tests {
         let kept = store.get_execution("kept").await.unwrap().unwrap();
         assert!(
             store
-                .finish_attempt(&match finish("kept") {
-                    SpooledWrite::FinishAttempt(a) => AttemptFinish {
-                        epoch: kept.epoch,
-                        status: "failed".into(),
-                        ..a
-                    },
-                    SpooledWrite::FinishExecution { .. } => unreachable!(),
+                .finish_attempt(&AttemptFinish {
+                    epoch: kept.epoch,
+                    status: "failed".into(),
+                    ..finish("kept")
                 })
                 .await
                 .is_ok()
@@ -320,53 +328,12 @@ mod tests {
     /// by the replay, and its file goes.
     #[tokio::test]
     async fn replay_records_a_write_whose_epoch_still_holds() {
-        use crate::store::{AttemptStart, NewExecution};
         let store = Store::open_memory().await.unwrap();
-        store
-            .insert_execution(&NewExecution {
-                id: "e".into(),
-                job_id: "job".into(),
-                trigger: "api".into(),
-                schedule_id: None,
-                fire_nominal_local: None,
-                fire_utc_offset_s: None,
-                timezone: "UTC".into(),
-                priority: 0,
-                params: "{}".into(),
-                scheduled_at_us: None,
-                queued_at_us: 1,
-            })
-            .await
-            .unwrap();
-        assert!(store.start_execution("e", 1, 0, 2).await.unwrap());
-        let start = AttemptStart {
-            execution_id: "e".into(),
-            seq: 1,
-            step_id: "s".into(),
-            step_type: "script".into(),
-            attempt: 1,
-            now_us: 3,
-            epoch: 1,
-        };
-        assert!(store.start_attempt(&start).await.unwrap());
+        running_attempt(&store, "e").await;
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path().join("spool"));
         spool
-            .keep(&SpooledWrite::FinishAttempt(AttemptFinish {
-                execution_id: "e".into(),
-                seq: 1,
-                attempt: 1,
-                status: "succeeded".into(),
-                now_us: 4,
-                duration_us: 1,
-                output: Some("\"done\"".into()),
-                exports: Some("{}".into()),
-                error: None,
-                logs: None,
-                host_calls: 0,
-                step_done: true,
-                epoch: 1,
-            }))
+            .keep(&SpooledWrite::FinishAttempt(finish("e")))
             .unwrap();
         let report = spool.replay(&store).await.unwrap();
         assert_eq!(report.recorded, 1, "{report:?}");
