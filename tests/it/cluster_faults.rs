@@ -125,9 +125,16 @@ async fn assert_fired_once_and_ran_once(http: &reqwest::Client, nodes: &[&Node],
         }
     }
     for node in nodes {
+        let log = node.stderr();
         assert!(
-            !node.stderr().contains("took over executions"),
-            "a node took over another's executions"
+            !log.contains("took over executions"),
+            "a node took over another's executions; what the nodes said of the store:\n{}",
+            nodes
+                .iter()
+                .flat_map(|n| n.stderr().lines().map(str::to_owned).collect::<Vec<_>>())
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 }
@@ -381,5 +388,60 @@ async fn clock_ahead(pg: PrivatePostgres, libfaketime: &Path) {
         n2.stderr().contains("this node's clock is off the store's"),
         "n2 did not say its clock is off"
     );
+    assert_fired_once_and_ran_once(&http, &[&n1, &n2], &store).await;
+}
+
+/// Every session of both nodes is terminated (`pg_terminate_backend`, as
+/// an operator or a failover would) four times a second for six seconds,
+/// while n1 runs a 4 s step and the per-second schedule fires on both.
+/// Each read and write cut off is tried again on a new connection, the
+/// heartbeat at once: the step runs once, on n1, each second has its one
+/// fire, nothing is left running, nothing is taken over, and health
+/// answers within a second afterwards. Before, a run whose first read or
+/// start met a killed session was released, and the other node took it
+/// over; a heartbeat that met one waited for the next tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_ride_out_their_sessions_being_terminated() {
+    if let Some(pg) = PrivatePostgres::start() {
+        sessions_terminated(pg).await;
+    }
+}
+
+async fn sessions_terminated(pg: PrivatePostgres) {
+    let setup = Setup::new(&pg, &["n1", "n2"]);
+    let n1 = setup.start("n1", setup.command("n1")).await;
+    let n2 = setup.start("n2", setup.command("n2")).await;
+    let http = client();
+    every_second(&http, &n1).await;
+    let id = execute(&http, &n1, long_job(4_000)).await;
+    poll_until(&http, &n2, &id, "in its long step", |d| {
+        in_flight(d, "long")
+    })
+    .await;
+
+    let admin = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let mut terminated = 0;
+    for _ in 0..24 {
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'",
+        )
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        terminated += killed.iter().filter(|k| **k).count();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(terminated >= 24, "only {terminated} sessions terminated");
+
+    let done = finished(&http, &n1, &id).await;
+    assert_ran_once_where_submitted(&done, "n1");
+    for node in [&n1, &n2] {
+        let (status, body, took) = health(&http, node).await;
+        assert!(took < HEALTH_WITHIN, "health took {took:?}");
+        assert_eq!(status, 200, "{body:#}");
+    }
+    let store = Store::open_postgres(&pg.url(), None, 2).await.unwrap();
     assert_fired_once_and_ran_once(&http, &[&n1, &n2], &store).await;
 }

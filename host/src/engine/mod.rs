@@ -429,11 +429,11 @@ impl Engine {
         cancel: CancellationToken,
         fence: &Fence,
     ) -> Result<ExecutionReport, EngineError> {
-        let (row, stored) = self
-            .store
-            .get_execution_with_job(execution_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(execution_id.to_owned()))?;
+        let (row, stored) = durably(&cancel, "reading the execution", execution_id, None, |_| {
+            self.store.get_execution_with_job(execution_id)
+        })
+        .await?
+        .ok_or_else(|| EngineError::NotFound(execution_id.to_owned()))?;
         fence.set(row.epoch);
         let mut report = ExecutionReport {
             execution_id: row.id.clone(),
@@ -448,10 +448,11 @@ impl Engine {
         }
         if row.cancel_requested {
             let error = json!({"kind": "cancelled", "message": "cancelled before it started"});
-            let now_us = self.timer.now().timestamp_micros();
-            self.store
-                .cancel_queued(&row.id, &error.to_string(), now_us)
-                .await?;
+            let (now_us, text) = (self.timer.now().timestamp_micros(), error.to_string());
+            durably(&cancel, "recording a cancel", &row.id, None, |_| {
+                self.store.cancel_queued(&row.id, &text, now_us)
+            })
+            .await?;
             report.status = ExecutionStatus::Cancelled;
             report.error = Some(error);
             return Ok(report);
@@ -464,6 +465,7 @@ impl Engine {
                     json!({"kind": "job_not_found", "message": format!("job {:?} does not exist", row.job_id)}),
                     row.epoch,
                     now_us,
+                    &cancel,
                 )
                 .await;
         };
@@ -477,6 +479,7 @@ impl Engine {
                         json!({"kind": "invalid_job", "message": "the stored job definition does not parse"}),
                         row.epoch,
                         now_us,
+                        &cancel,
                     )
                     .await;
             }
@@ -505,12 +508,30 @@ impl Engine {
         fence: &Fence,
     ) -> Result<ExecutionReport, EngineError> {
         let now_us = self.timer.now().timestamp_micros();
-        if !self
-            .store
-            .start_execution(&row.id, version, row.epoch, now_us)
-            .await?
-        {
-            let now = self.store.get_execution(&row.id).await?;
+        let node = self.store.node().id;
+        let own: &str = &node;
+        let started = durably(
+            &cancel,
+            "recording the execution's start",
+            &row.id,
+            None,
+            |retry| async move {
+                if self
+                    .store
+                    .start_execution(&row.id, version, row.epoch, now_us)
+                    .await?
+                {
+                    return Ok(true);
+                }
+                Ok(retry.0 && start_landed(&self.store, row, own).await?)
+            },
+        )
+        .await?;
+        if !started {
+            let now = durably(&cancel, "reading the execution", &row.id, None, |_| {
+                self.store.get_execution(&row.id)
+            })
+            .await?;
             report.status = now
                 .and_then(|r| ExecutionStatus::parse(&r.status))
                 .unwrap_or(report.status);
@@ -585,25 +606,69 @@ impl Engine {
         error: Value,
         epoch: i64,
         now_us: i64,
+        cancel: &CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
-        let recorded = self
-            .store
-            .finish_execution(
-                &report.execution_id,
-                ExecutionStatus::Failed.as_str(),
-                Some(&error.to_string()),
-                0,
-                epoch,
-                now_us,
-            )
-            .await?;
-        if !recorded {
+        let end = ExecutionEnd {
+            status: ExecutionStatus::Failed,
+            error: Some(error.to_string()),
+            step_runs: 0,
+            epoch,
+            now_us,
+        };
+        if !self.record_end(&report.execution_id, &end, cancel).await? {
             return Err(EngineError::Superseded(report.execution_id));
         }
         tracing::warn!(execution_id = %report.execution_id, job_id = %report.job_id, %error, "execution failed before its first step");
         report.status = ExecutionStatus::Failed;
         report.error = Some(error);
         Ok(report)
+    }
+
+    /// Records an execution's end (durably, spooled): whether it was
+    /// recorded, `false` when another node has taken the execution over.
+    async fn record_end(
+        &self,
+        execution_id: &str,
+        end: &ExecutionEnd,
+        cancel: &CancellationToken,
+    ) -> Result<bool, StoreError> {
+        let spooled = self.spool.as_deref().map(|s| {
+            (
+                s,
+                spool::SpooledWrite::FinishExecution {
+                    execution_id: execution_id.to_owned(),
+                    status: end.status.as_str().to_owned(),
+                    error: end.error.clone(),
+                    step_runs: end.step_runs,
+                    epoch: end.epoch,
+                    now_us: end.now_us,
+                },
+            )
+        });
+        durably(
+            cancel,
+            "recording an execution's end",
+            execution_id,
+            spooled,
+            |retry| async move {
+                let store = &self.store;
+                if store
+                    .finish_execution(
+                        execution_id,
+                        end.status.as_str(),
+                        end.error.as_deref(),
+                        end.step_runs,
+                        end.epoch,
+                        end.now_us,
+                    )
+                    .await?
+                {
+                    return Ok(true);
+                }
+                Ok(retry.0 && execution_end_landed(store, execution_id, end).await?)
+            },
+        )
+        .await
     }
 
     async fn finish(
@@ -615,38 +680,15 @@ impl Engine {
         epoch: i64,
         cancel: &CancellationToken,
     ) -> Result<ExecutionReport, EngineError> {
-        let now_us = self.timer.now().timestamp_micros();
         let error_text = error.as_ref().map(Value::to_string);
-        let spooled = self.spool.as_deref().map(|s| {
-            (
-                s,
-                spool::SpooledWrite::FinishExecution {
-                    execution_id: report.execution_id.clone(),
-                    status: status.as_str().to_owned(),
-                    error: error_text.clone(),
-                    step_runs,
-                    epoch,
-                    now_us,
-                },
-            )
-        });
-        let recorded = durably(
-            cancel,
-            "an execution's end",
-            &report.execution_id,
-            spooled,
-            || {
-                self.store.finish_execution(
-                    &report.execution_id,
-                    status.as_str(),
-                    error_text.as_deref(),
-                    step_runs,
-                    epoch,
-                    now_us,
-                )
-            },
-        )
-        .await?;
+        let end = ExecutionEnd {
+            status,
+            error: error_text.clone(),
+            step_runs,
+            epoch,
+            now_us: self.timer.now().timestamp_micros(),
+        };
+        let recorded = self.record_end(&report.execution_id, &end, cancel).await?;
         if !recorded {
             return Err(EngineError::Superseded(report.execution_id));
         }
@@ -661,7 +703,11 @@ impl Engine {
         if let Some(r) = job.retention {
             let keep = r.keep_last.map(i64::from);
             let age = r.max_age_days.map(|d| i64::from(d) * 86_400 * 1_000_000);
-            match self.store.apply_retention(&job.id, keep, age, now_us).await {
+            match self
+                .store
+                .apply_retention(&job.id, keep, age, end.now_us)
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(job_id = %job.id, deleted = n, "execution history trimmed by the job's retention")
@@ -989,12 +1035,24 @@ impl Run<'_> {
                 now_us: started_at.timestamp_micros(),
                 epoch: self.epoch,
             };
+            let start = &start;
             let started = durably(
                 self.cancel,
-                "an attempt's start",
+                "recording an attempt's start",
                 &self.row.id,
                 None,
-                || engine.store.start_attempt(&start),
+                |retry| async move {
+                    match engine.store.start_attempt(start).await {
+                        // A try that failed landed: the attempt is there,
+                        // inserted under this epoch (another node's would
+                        // have moved the epoch on, and this insert would
+                        // have found no row to insert, not a duplicate).
+                        Err(StoreError::Conflict {
+                            what: "attempt", ..
+                        }) if retry.0 => Ok(true),
+                        r => r,
+                    }
+                },
             )
             .await?;
             if !started {
@@ -1209,12 +1267,19 @@ impl Run<'_> {
             .spool
             .as_deref()
             .map(|s| (s, spool::SpooledWrite::FinishAttempt(finish.clone())));
+        let finish = &finish;
         let recorded = durably(
             self.cancel,
-            "an attempt's outcome",
+            "recording an attempt's outcome",
             &self.row.id,
             spooled,
-            || self.engine.store.finish_attempt(&finish),
+            |retry| async move {
+                let store = &self.engine.store;
+                if store.finish_attempt(finish).await? {
+                    return Ok(true);
+                }
+                Ok(retry.0 && attempt_end_landed(store, finish).await?)
+            },
         )
         .await?;
         if !recorded {
@@ -1334,20 +1399,27 @@ fn jitter_unit(execution_id: &str, seq: i64, attempt: u32) -> f64 {
 /// The longest wait between two tries of a write [`durably`] retries.
 const DURABLE_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Retries a write the run cannot go on without while the store is in a
-/// passing condition ([`crate::store::Unavailable`]: down, restarting, its
-/// disk full, busy): the outcome stays in memory and is recorded when the
-/// store is back, so a step that succeeded during an outage is not run
-/// again, and an execution does not stay `running` because its last write
-/// came at the wrong moment. Gives up, with the error, when the run is
-/// cancelled (the node stopping: recovery decides at the next start) and
-/// at once on any other error.
+/// Retries a store call the run cannot go on without while the store is in
+/// a passing condition ([`crate::store::Unavailable`]: down, restarting,
+/// its disk full, busy, or this node's session terminated): the outcome
+/// stays in memory and is recorded when the store is back, so a step that
+/// succeeded during an outage is not run again, an execution does not stay
+/// `running` because its last write came at the wrong moment, and a run is
+/// not handed to another node because one read or write met a killed
+/// session. Gives up, with the error, when the run is cancelled (the node
+/// stopping: recovery decides at the next start) and at once on any other
+/// error.
+///
+/// `call` is told whether an earlier try failed ([`Retry`]): a write whose
+/// session was cut between its commit and its answer has landed though it
+/// failed, and its next try then finds it done (no row left to change, or
+/// a duplicate). Each write checks for its own landing in that case.
 async fn durably<T, Fut>(
     cancel: &CancellationToken,
     what: &str,
     execution_id: &str,
     spooled: Option<(&spool::Spool, spool::SpooledWrite)>,
-    mut write: impl FnMut() -> Fut,
+    mut call: impl FnMut(Retry) -> Fut,
 ) -> Result<T, StoreError>
 where
     Fut: Future<Output = Result<T, StoreError>>,
@@ -1362,13 +1434,13 @@ where
         }
     };
     loop {
-        match write().await {
+        match call(Retry(since.is_some())).await {
             Ok(v) => {
                 if let Some(t) = since {
                     tracing::info!(
                         execution_id,
                         waited_ms = t.elapsed().as_millis() as u64,
-                        "the store is back: {what} recorded"
+                        "the store is back: {what} done"
                     );
                 }
                 forget(kept);
@@ -1377,14 +1449,15 @@ where
             Err(e) if e.unavailable().is_some() && !cancel.is_cancelled() => {
                 if since.is_none() {
                     since = Some(std::time::Instant::now());
-                    tracing::warn!(
-                        execution_id,
-                        error = %e,
-                        "cannot record {what}: the store is unavailable; kept in memory (and in the spool) and retried until it is back"
-                    );
                     kept = spooled
                         .as_ref()
                         .and_then(|(spool, w)| spool.keep(w).map(|path| (*spool, path)));
+                    tracing::warn!(
+                        execution_id,
+                        error = %e,
+                        spooled = kept.is_some(),
+                        "{what} failed: the store is unavailable; kept in memory and retried until it is back"
+                    );
                 }
                 // Given up when the run is cancelled (the node stopping):
                 // the spooled write stays for the next start to replay.
@@ -1402,6 +1475,64 @@ where
     }
 }
 
+/// Whether a start of `row` (read at `row.epoch`) that failed landed all
+/// the same: the execution runs under node `own`, one epoch on. No other
+/// write leaves it so: a claim by another node names that node, and this
+/// node claims only at start-up, before it runs anything.
+async fn start_landed(store: &Store, row: &ExecutionRow, own: &str) -> Result<bool, StoreError> {
+    Ok(store.get_execution(&row.id).await?.is_some_and(|now| {
+        now.status == "running" && now.epoch == row.epoch + 1 && now.node_id.as_deref() == Some(own)
+    }))
+}
+
+/// Whether an attempt's end that failed landed all the same: the attempt
+/// shows this very end (its status and end time, to the microsecond), and
+/// the execution is still at the epoch it was written under.
+async fn attempt_end_landed(store: &Store, finish: &AttemptFinish) -> Result<bool, StoreError> {
+    let Some(execution) = store.get_execution(&finish.execution_id).await? else {
+        return Ok(false);
+    };
+    Ok(execution.epoch == finish.epoch
+        && store
+            .list_attempts(&finish.execution_id)
+            .await?
+            .iter()
+            .any(|a| {
+                a.seq == finish.seq
+                    && a.attempt == finish.attempt
+                    && a.status == finish.status
+                    && a.finished_at_us == Some(finish.now_us)
+            }))
+}
+
+/// Whether an execution's end that failed landed all the same: the row
+/// shows this very end, at the epoch it was written under.
+async fn execution_end_landed(
+    store: &Store,
+    execution_id: &str,
+    end: &ExecutionEnd,
+) -> Result<bool, StoreError> {
+    Ok(store.get_execution(execution_id).await?.is_some_and(|now| {
+        now.epoch == end.epoch
+            && now.status == end.status.as_str()
+            && now.finished_at_us == Some(end.now_us)
+    }))
+}
+
+/// An execution's end, as [`Engine::record_end`] writes it.
+struct ExecutionEnd {
+    status: ExecutionStatus,
+    error: Option<String>,
+    step_runs: i64,
+    epoch: i64,
+    now_us: i64,
+}
+
+/// Whether [`durably`] tries a call again after it failed: a write may
+/// then have landed already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retry(bool);
+
 /// Why a step type has no plugin: the reason its component could not be
 /// loaded, when one was found, or that none is loaded.
 fn not_loaded(runtime: &crate::runtime::Runtime, step_type: &str) -> String {
@@ -1417,6 +1548,99 @@ fn not_loaded(runtime: &crate::runtime::Runtime, step_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `durably` tells each try after a failure that it is a retry, and
+    /// goes on past an unavailable store until the call succeeds.
+    #[tokio::test(start_paused = true)]
+    async fn durably_tells_a_retry_after_a_failure() {
+        let tries = std::sync::Mutex::new(Vec::new());
+        let cancel = CancellationToken::new();
+        let out = durably(&cancel, "testing", "e", None, |retry| {
+            let mut seen = tries.lock().unwrap();
+            seen.push(retry.0);
+            let n = seen.len();
+            async move {
+                if n < 3 {
+                    Err(StoreError::Unavailable {
+                        why: crate::store::Unavailable::Unreachable,
+                        message: "session terminated".into(),
+                    })
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, 3);
+        assert_eq!(*tries.lock().unwrap(), [false, true, true]);
+    }
+
+    /// Each write's own landing is recognised after a try whose answer
+    /// was lost (it landed; its next try finds nothing left to change),
+    /// and only its own: another end, another node's start or a moved
+    /// epoch is not taken for it.
+    #[tokio::test]
+    async fn a_write_whose_answer_was_lost_is_recognised_as_landed() {
+        use super::spool::tests::{finish, running_attempt};
+        let store = Store::open_memory().await.unwrap();
+        running_attempt(&store, "e").await;
+        let own = store.node().id;
+
+        // The start (epoch 0 → 1, this node) landed; read at epoch 0.
+        let mut before = store.get_execution("e").await.unwrap().unwrap();
+        before.epoch = 0;
+        assert!(!store.start_execution("e", 1, 0, 2).await.unwrap());
+        assert!(start_landed(&store, &before, &own).await.unwrap());
+        assert!(!start_landed(&store, &before, "another-node").await.unwrap());
+
+        // The attempt's end landed; the same write again changes nothing.
+        let end = finish("e");
+        assert!(store.finish_attempt(&end).await.unwrap());
+        assert!(!store.finish_attempt(&end).await.unwrap());
+        assert!(attempt_end_landed(&store, &end).await.unwrap());
+        let other = AttemptFinish {
+            status: "failed".into(),
+            ..finish("e")
+        };
+        assert!(!attempt_end_landed(&store, &other).await.unwrap());
+        let later = AttemptFinish {
+            now_us: 5,
+            ..finish("e")
+        };
+        assert!(!attempt_end_landed(&store, &later).await.unwrap());
+
+        // The execution's end landed.
+        let end = ExecutionEnd {
+            status: ExecutionStatus::Succeeded,
+            error: None,
+            step_runs: 1,
+            epoch: 1,
+            now_us: 6,
+        };
+        assert!(
+            store
+                .finish_execution("e", "succeeded", None, 1, 1, 6)
+                .await
+                .unwrap()
+        );
+        assert!(execution_end_landed(&store, "e", &end).await.unwrap());
+        let failed = ExecutionEnd {
+            status: ExecutionStatus::Failed,
+            ..end
+        };
+        assert!(!execution_end_landed(&store, "e", &failed).await.unwrap());
+
+        // Once a claim moved the epoch on, nothing of epoch 1 is taken
+        // for landed.
+        running_attempt(&store, "f").await;
+        assert!(store.finish_attempt(&finish("f")).await.unwrap());
+        assert_eq!(store.claim_executions(true, 10).await.unwrap().len(), 1);
+        let mut f = store.get_execution("f").await.unwrap().unwrap();
+        f.epoch = 0;
+        assert!(!start_landed(&store, &f, &own).await.unwrap());
+        assert!(!attempt_end_landed(&store, &finish("f")).await.unwrap());
+    }
 
     #[test]
     fn jitter_units_are_stable_and_in_range() {

@@ -677,7 +677,7 @@ async fn cluster_loop(
     loop {
         tick.tick().await;
         let store = engine.store();
-        let beat = match measure_clock(store, &clock).await {
+        let beat = match renew_heartbeat(store, &clock, every / 2).await {
             Ok(Some(at)) => at.timestamp_micros(),
             Ok(None) => continue,
             Err(e) => {
@@ -728,6 +728,33 @@ async fn cluster_loop(
             cancelled = report.cancelled.len(),
             "took over executions whose node's lease expired"
         );
+    }
+}
+
+/// Renews this node's heartbeat ([`measure_clock`]), trying again at once
+/// (after 50 ms, then twice as long each time, for up to `within`) when
+/// the store is unavailable. A session the database terminated (an
+/// operator's `pg_terminate_backend`, a failover, a proxy restarting) fails
+/// the call it was running; the pool opens a new one for the next try. A
+/// node whose heartbeat waited for its next tick after each such failure
+/// could miss a whole lease while its sessions were being killed, and
+/// another node would take its live runs over.
+async fn renew_heartbeat(
+    store: &Store,
+    clock: &ClusterClock,
+    within: Duration,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    let since = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match measure_clock(store, clock).await {
+            Err(e) if e.unavailable().is_some() && since.elapsed() + delay <= within => {
+                tracing::debug!("heartbeat failed, trying again at once: {e}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            r => return r,
+        }
     }
 }
 

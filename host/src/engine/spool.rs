@@ -200,11 +200,11 @@ fn write_synced(dir: &Path, path: &Path, write: &SpooledWrite) -> std::io::Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A stored execution `id`, started (epoch 1), its first attempt running.
-    async fn running_attempt(store: &Store, id: &str) {
+    pub(in crate::engine) async fn running_attempt(store: &Store, id: &str) {
         use crate::store::{AttemptStart, NewExecution};
         store
             .insert_execution(&NewExecution {
@@ -236,7 +236,7 @@ mod tests {
     }
 
     /// The end of that attempt, made under epoch 1.
-    fn finish(id: &str) -> AttemptFinish {
+    pub(in crate::engine) fn finish(id: &str) -> AttemptFinish {
         AttemptFinish {
             execution_id: id.into(),
             seq: 1,

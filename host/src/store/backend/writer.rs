@@ -218,8 +218,6 @@ async fn apply_guarded(
     Ok(results)
 }
 
-/// An error for each write of a batch that could not commit (the cause is
-/// logged once).
 /// What each write of a batch that could not commit is answered: the
 /// driver error is one value, so each gets its message, and its class when
 /// it is a passing condition (the database down, its disk full), so the API
