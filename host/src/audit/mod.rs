@@ -86,24 +86,29 @@ impl AuditEntry {
     /// The canonical encoding the hash covers: every field but `seq`, in a
     /// fixed order, as a JSON array.
     pub fn body(&self) -> String {
-        serde_json::json!([
+        // A tuple of references serialises as the same array, byte for
+        // byte, as a `json!` value of the fields did, without copying each
+        // string into a value tree first (most of what hashing a record
+        // cost: BENCHMARKS.md, "Grant and audit overhead").
+        let fields = (
             self.at_us,
-            self.kind,
-            self.actor,
-            self.plugin,
-            self.digest,
-            self.job_id,
-            self.execution_id,
-            self.step_id,
-            self.capability,
-            self.target,
-            self.decision,
-            self.detail,
-            self.grant_hint,
+            &self.kind,
+            &self.actor,
+            &self.plugin,
+            &self.digest,
+            &self.job_id,
+            &self.execution_id,
+            &self.step_id,
+            &self.capability,
+            &self.target,
+            &self.decision,
+            &self.detail,
+            &self.grant_hint,
             self.duration_us,
-            self.data,
-        ])
-        .to_string()
+            &self.data,
+        );
+        // Strings, integers and options of them: nothing here can fail.
+        serde_json::to_string(&fields).unwrap_or_default()
     }
 
     /// This entry's hash when it follows `prev_hash`.
@@ -362,7 +367,19 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
         // trail added to a loopback HTTP call (BENCHMARKS.md, "Grant and
         // audit overhead").
         if waiting.is_empty() && !pending.is_empty() && pending.len() < BATCH {
-            tokio::time::sleep(LINGER).await;
+            // A flush asked for meanwhile ends the wait: whoever waits
+            // for it does not wait out the rest of LINGER too.
+            let until = tokio::time::Instant::now() + LINGER;
+            while waiting.is_empty() && pending.len() < BATCH {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    msg = rx.recv() => match msg {
+                        Some(Msg::Entry(e)) => pending.push(*e),
+                        Some(Msg::Flush(f)) => waiting.push(f),
+                        None => break,
+                    },
+                }
+            }
             drain(&mut rx, &mut pending, &mut waiting);
         }
         if !pending.is_empty() {

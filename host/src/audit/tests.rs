@@ -311,3 +311,57 @@ fn the_hash_covers_every_field() {
         "the link is not covered"
     );
 }
+
+/// The encoding the hash covers is pinned, byte for byte: a trail stored by
+/// an earlier version verifies only while it stays the same. Quotes,
+/// control characters, non-ASCII text, absent fields and negative numbers
+/// included.
+#[test]
+fn the_hashed_encoding_is_pinned() {
+    let e = AuditEntry {
+        at_us: -5,
+        kind: "capability".into(),
+        actor: None,
+        plugin: Some("p\"q".into()),
+        digest: Some("sha256:ab".into()),
+        job_id: Some("j\n\u{1}".into()),
+        execution_id: Some("é/€".into()),
+        step_id: None,
+        capability: Some("http".into()),
+        target: Some("GET http://h/\\x".into()),
+        decision: "allowed".into(),
+        detail: None,
+        grant_hint: Some(String::new()),
+        duration_us: Some(i64::MAX),
+        data: None,
+    };
+    assert_eq!(
+        e.body(),
+        r#"[-5,"capability",null,"p\"q","sha256:ab","j\n\u0001","é/€",null,"http","GET http://h/\\x","allowed",null,"",9223372036854775807,null]"#
+    );
+    // What versions before it hashed: the fields as a `json!` value.
+    let value_tree = serde_json::json!([
+        e.at_us,
+        e.kind,
+        e.actor,
+        e.plugin,
+        e.digest,
+        e.job_id,
+        e.execution_id,
+        e.step_id,
+        e.capability,
+        e.target,
+        e.decision,
+        e.detail,
+        e.grant_hint,
+        e.duration_us,
+        e.data,
+    ]);
+    assert_eq!(e.body(), value_tree.to_string());
+    assert_eq!(e.chain_hash(GENESIS), {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(format!("{GENESIS}\n{}", e.body()).as_bytes());
+        hex::encode(h.finalize())
+    });
+}
