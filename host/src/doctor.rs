@@ -189,6 +189,22 @@ pub enum Depth {
     Full,
 }
 
+impl Depth {
+    /// How long the store item waits for the store: a load balancer's
+    /// probe must see an outage within a second; an operator running
+    /// `meridian doctor` on a busy machine wants the store's real answer,
+    /// not a timeout.
+    fn store_budget(self) -> std::time::Duration {
+        match self {
+            Self::Probe => STORE_PROBE_TIMEOUT,
+            Self::Full => DOCTOR_STORE_TIMEOUT,
+        }
+    }
+}
+
+/// How long `meridian doctor` waits for the store (see [`Depth::store_budget`]).
+pub const DOCTOR_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What [`check`] looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -205,7 +221,9 @@ pub struct Subject<'a> {
 /// directories, disk space.
 pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
     let mut report = Report::default();
-    report.checks.push(store_item(subject.store).await);
+    report
+        .checks
+        .push(store_item(subject.store, depth.store_budget()).await);
     if depth == Depth::Full {
         report.checks.push(audit_item(subject.store).await);
     }
@@ -221,16 +239,16 @@ pub async fn check(subject: Subject<'_>, depth: Depth) -> Report {
     report
 }
 
-/// The store, within [`STORE_PROBE_TIMEOUT`] in all: it answers a read,
+/// The store, within `budget` in all: it answers a read,
 /// then takes a write (one row, overwritten). A store that answers but
 /// takes no writes — its disk full, read-only — fails with the reason; one
 /// whose write is merely slow (busy with a large batch) is a warning, not
 /// an outage.
-async fn store_item(store: &Store) -> Item {
+async fn store_item(store: &Store, budget: std::time::Duration) -> Item {
     let started = std::time::Instant::now();
     let unreachable = || {
         tracing::error!(
-            timeout_ms = STORE_PROBE_TIMEOUT.as_millis() as u64,
+            timeout_ms = budget.as_millis() as u64,
             "health check: the store did not answer in time"
         );
         Item::new(
@@ -238,12 +256,12 @@ async fn store_item(store: &Store) -> Item {
             Verdict::Fail,
             format!(
                 "the store is unreachable: no answer within {} ms",
-                STORE_PROBE_TIMEOUT.as_millis()
+                budget.as_millis()
             ),
         )
         .for_anyone()
     };
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await {
+    match tokio::time::timeout(budget, store.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::error!(error = %e, "health check: the store fails");
@@ -254,7 +272,7 @@ async fn store_item(store: &Store) -> Item {
         }
         Err(_) => return unreachable(),
     }
-    let left = STORE_PROBE_TIMEOUT.saturating_sub(started.elapsed());
+    let left = budget.saturating_sub(started.elapsed());
     match tokio::time::timeout(left, store.probe_write()).await {
         Ok(Ok(())) => {
             Item::new("store", Verdict::Ok, "the store answers and takes writes").for_anyone()
@@ -271,7 +289,7 @@ async fn store_item(store: &Store) -> Item {
             Verdict::Warn,
             format!(
                 "the store answers, but a write did not complete within {} ms (busy)",
-                STORE_PROBE_TIMEOUT.as_millis()
+                budget.as_millis()
             ),
         )
         .for_anyone(),

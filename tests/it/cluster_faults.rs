@@ -69,13 +69,19 @@ async fn every_second(http: &reqwest::Client, node: &Node) {
 
 /// The long execution ran once, on the node it was submitted to, and was
 /// never taken over.
-fn assert_ran_once_where_submitted(done: &Value, node: &str) {
-    assert_eq!(done["status"], "succeeded", "{done:#}");
+fn assert_ran_once_where_submitted(done: &Value, node: &str, nodes: &[&Node]) {
+    let said = || warnings(nodes);
+    assert_eq!(done["status"], "succeeded", "{done:#}\n{}", said());
     let attempts = done["steps"][0]["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 1, "the step ran again: {done:#}");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "the step ran again: {done:#}\n{}",
+        said()
+    );
     assert_eq!(attempts[0]["output"], json!(1), "{done:#}");
-    assert_eq!(done["recoveries"], 0, "{done:#}");
-    assert_eq!(done["node"], node, "{done:#}");
+    assert_eq!(done["recoveries"], 0, "{done:#}\n{}", said());
+    assert_eq!(done["node"], node, "{done:#}\n{}", said());
 }
 
 /// Pauses the schedule, waits until nothing is unfinished, and checks what
@@ -129,14 +135,19 @@ async fn assert_fired_once_and_ran_once(http: &reqwest::Client, nodes: &[&Node],
         assert!(
             !log.contains("took over executions"),
             "a node took over another's executions; what the nodes said of the store:\n{}",
-            nodes
-                .iter()
-                .flat_map(|n| n.stderr().lines().map(str::to_owned).collect::<Vec<_>>())
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            warnings(nodes)
         );
     }
+}
+
+/// The nodes' WARN and ERROR lines, for a failure's message.
+fn warnings(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .flat_map(|n| n.stderr().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The cluster both tests start: a data and plugins directory, an operator
@@ -233,14 +244,15 @@ async fn outage_longer_than_the_lease(pg: PrivatePostgres) {
     n1.pause(false);
 
     let done = finished(&http, &n1, &id).await;
-    assert_ran_once_where_submitted(&done, "n1");
+    assert_ran_once_where_submitted(&done, "n1", &[&n1, &n2]);
     // A few seconds of normal firing after the outage.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let store = Store::open_postgres(&pg.url(), None, 2).await.unwrap();
     assert_fired_once_and_ran_once(&http, &[&n1, &n2], &store).await;
     assert!(
         n2.stderr().contains("the store was out of reach"),
-        "n2 did not say why it waited before taking anything over"
+        "n2 did not say why it waited before taking anything over:\n{}",
+        warnings(&[&n1, &n2])
     );
     // The fires the outage cost went through the misfire policy (the
     // default, `latest`): the latest ran as a catch-up fire, the others
@@ -253,7 +265,7 @@ async fn outage_longer_than_the_lease(pg: PrivatePostgres) {
     let missed: Vec<usize> = (0..fires.len())
         .filter(|&i| fires[i].outcome == "missed")
         .collect();
-    assert!(missed.len() >= 5, "{fires:#?}");
+    assert!(missed.len() >= 5, "{fires:#?}\n{}", warnings(&[&n1, &n2]));
     let after = missed[missed.len() - 1] + 1;
     assert!(
         fires
@@ -265,7 +277,8 @@ async fn outage_longer_than_the_lease(pg: PrivatePostgres) {
         [&n1, &n2].iter().any(|n| n
             .stderr()
             .contains("fires missed while the store was out of reach")),
-        "no node said it missed fires"
+        "no node said it missed fires:\n{}",
+        warnings(&[&n1, &n2])
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -361,7 +374,7 @@ async fn clock_ahead(pg: PrivatePostgres, libfaketime: &Path) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let done = finished(&http, &n1, &id).await;
-    assert_ran_once_where_submitted(&done, "n1");
+    assert_ran_once_where_submitted(&done, "n1", &[&n1, &n2]);
 
     let cluster: Value = http
         .get(n1.url("/api/v2/cluster"))
@@ -436,7 +449,7 @@ async fn sessions_terminated(pg: PrivatePostgres) {
     assert!(terminated >= 24, "only {terminated} sessions terminated");
 
     let done = finished(&http, &n1, &id).await;
-    assert_ran_once_where_submitted(&done, "n1");
+    assert_ran_once_where_submitted(&done, "n1", &[&n1, &n2]);
     for node in [&n1, &n2] {
         let (status, body, took) = health(&http, node).await;
         assert!(took < HEALTH_WITHIN, "health took {took:?}");

@@ -893,8 +893,19 @@ async fn a_fired_schedule_becomes_an_execution() {
     let (executions, _) = start_executions(&h).await;
     let done = wait_for_executions(&h, "ticker", "succeeded", 2).await;
     executions.shutdown().await;
+    // A machine slow enough that a second passes between the schedule's
+    // store and the scheduler's start gets the latest of those fires as a
+    // catch-up fire (misfire policy `latest`), at most one; the rest are
+    // ordinary fires.
+    assert!(
+        done.iter().filter(|r| r.trigger == "catch_up").count() <= 1,
+        "{done:#?}"
+    );
     for row in &done {
-        assert_eq!(row.trigger, "schedule");
+        assert!(
+            matches!(row.trigger.as_str(), "schedule" | "catch_up"),
+            "{row:?}"
+        );
         assert_eq!(row.schedule_id.as_deref(), Some("every-second"));
         assert_eq!(row.timezone, "Asia/Kolkata");
         assert_eq!(row.fire_utc_offset_s, Some(19_800));
@@ -903,7 +914,7 @@ async fn a_fired_schedule_becomes_an_execution() {
         assert!(at.ends_with("+05:30"), "{at}");
         let nominal = row.fire_nominal_local.as_deref().unwrap();
         assert!(at.starts_with(nominal), "{at} vs {nominal}");
-        assert_eq!(d["steps"][0]["output"]["by"], "schedule");
+        assert_eq!(d["steps"][0]["output"]["by"], row.trigger.as_str());
     }
     // Every fire has exactly one execution.
     let fires = h.store.list_fires("every-second", 1000).await.unwrap();

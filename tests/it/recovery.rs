@@ -99,18 +99,29 @@ pub(super) async fn execute(http: &reqwest::Client, node: &Node, job: Value) -> 
 }
 
 pub(super) async fn execution(http: &reqwest::Client, node: &Node, id: &str) -> Value {
+    match try_execution(http, node, id).await {
+        Ok(detail) => detail,
+        Err(status) => panic!("GET execution {id}: {status}"),
+    }
+}
+
+/// GET an execution: its detail, or the status of an answer that is not a
+/// success.
+async fn try_execution(
+    http: &reqwest::Client,
+    node: &Node,
+    id: &str,
+) -> Result<Value, reqwest::StatusCode> {
     let resp = http
         .get(node.url(&format!("/api/v2/executions/{id}")))
         .bearer_auth(node.token())
         .send()
         .await
         .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "GET execution {id}: {}",
-        resp.status()
-    );
-    resp.json().await.unwrap()
+    if !resp.status().is_success() {
+        return Err(resp.status());
+    }
+    Ok(resp.json().await.unwrap())
 }
 
 /// Polls an execution until `done` holds; returns it.
@@ -123,10 +134,16 @@ pub(super) async fn poll_until(
 ) -> Value {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let detail = execution(http, node, id).await;
-        if done(&detail) {
-            return detail;
-        }
+        // A 503 (the store out of reach, as right after an outage) is
+        // asked again, as its Retry-After tells a client to.
+        let detail = match try_execution(http, node, id).await {
+            Ok(detail) if done(&detail) => return detail,
+            Ok(detail) => detail,
+            Err(reqwest::StatusCode::SERVICE_UNAVAILABLE) => {
+                json!({ "answer": 503 })
+            }
+            Err(status) => panic!("GET execution {id}: {status}"),
+        };
         assert!(
             Instant::now() < deadline,
             "{id} not {what} within {DEADLINE:?}:\n{detail:#}"
