@@ -16,6 +16,7 @@ pub mod grants;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod node;
 pub mod queue;
 pub mod runtime;
 pub mod schedule;

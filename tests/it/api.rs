@@ -1172,11 +1172,12 @@ async fn audit_grants_and_capabilities_routes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["chain_ok"], true, "{body}");
     assert_eq!(body["records"], 2);
-    // This in-process node mirrors nothing: the mirror and the anchor are
-    // missing, so the trail is not verified.
+    // This in-process node mirrors nothing (no log files installed): the
+    // mirror is missing, and so is the anchor (its signing key, made at
+    // start, has signed no checkpoint yet), so the trail is not verified.
     assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["mirror"]["ok"], false, "{body}");
-    assert_eq!(body["anchor"]["problem"]["fault"], "no_key", "{body}");
+    assert_eq!(body["anchor"]["problem"]["fault"], "missing", "{body}");
     let reasons = body["reasons"].to_string();
     assert!(reasons.contains("the mirror is missing"), "{body}");
     assert!(!reasons.contains(state.log_dir.to_str().unwrap()), "{body}");

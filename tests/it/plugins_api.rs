@@ -102,7 +102,7 @@ fn listed(state: &Arc<AppState>, name: &str) -> bool {
 
 /// The `.wasm` files (and anything else) in the upload directory.
 fn stored_files(node: &TestNode) -> Vec<String> {
-    match std::fs::read_dir(node.config.upload_dir()) {
+    match std::fs::read_dir(node.config().upload_dir()) {
         Ok(entries) => {
             let mut names: Vec<String> = entries
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -186,7 +186,7 @@ async fn an_uploaded_plugin_runs_jobs_survives_a_restart_and_is_removed() {
         "{}",
         list.body
     );
-    let file = node.config.upload_dir().join("trivial.wasm");
+    let file = node.config().upload_dir().join("trivial.wasm");
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
 
     // A job using it validates, is stored and runs through the engine.
@@ -248,7 +248,7 @@ async fn an_uploaded_plugin_runs_jobs_survives_a_restart_and_is_removed() {
     assert_eq!(data["previous_digest"], first_s);
 
     // A restart (the runtime `serve` builds from this config) loads it.
-    let restarted = meridian::build_runtime(&node.config).await.unwrap();
+    let restarted = meridian::build_runtime(node.config()).await.unwrap();
     let again = restarted.plugin("trivial").expect("loaded at start");
     assert_eq!(again.info.digest, second);
     assert!(

@@ -58,63 +58,36 @@ impl TestRuntime {
 /// The bearer token of the admin every [`TestNode`] has.
 pub const ADMIN_TOKEN: &str = "mrd_test-admin";
 
-/// A node's API state built as `meridian serve` builds it — config, SQLite
-/// store in a temp data dir, runtime with the built-in plugins and the
-/// given fixtures, the config's and the stored grants, every capability
-/// call on the store's audit trail, engine, queues and scheduler — plus an
+/// A node started as `meridian serve` starts one ([`meridian::node::Node`]:
+/// config, SQLite store in a temp data dir, runtime with the built-in
+/// plugins under the config's and the stored grants, every capability call
+/// on the store's audit trail, engine, queues, scheduler and cluster loop),
+/// with the given fixtures installed beside the built-in plugins and an
 /// admin token ([`ADMIN_TOKEN`]), stored as `meridian token create` stores
-/// one: by its hash.
+/// one: by its hash (so no first admin token is made). Its API is driven
+/// in-process through [`TestNode::state`]; nothing listens.
 pub struct TestNode {
     pub state: Arc<meridian::api::AppState>,
-    pub config: Config,
     pub data_dir: tempfile::TempDir,
+    node: meridian::node::Node,
 }
 
 impl TestNode {
     pub async fn start(config_toml: &str, fixtures: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let config = test_config(data_dir.path(), config_toml);
+        // Compiled components are shared by all tests (see
+        // shared_cache_dir); elsewhere each node compiles its own.
+        #[cfg(unix)]
+        {
+            let cache = config.cache_dir();
+            std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+            std::fs::create_dir_all(shared_cache_dir()).unwrap();
+            std::os::unix::fs::symlink(shared_cache_dir(), &cache).unwrap();
+        }
         let store = meridian::store::Store::open_sqlite(&config.store_path())
             .await
             .unwrap();
-        let audit = meridian::audit::AuditLog::start(store.clone());
-        let mut runtime = test_runtime(&config, fixtures).await;
-        runtime.set_audit(audit.clone());
-        meridian::grants::stored::apply(&runtime, &config.grant_specs, &store)
-            .await
-            .unwrap();
-        let runtime = Arc::new(runtime);
-        let metrics = Arc::new(meridian::metrics::Metrics::new());
-        let engine = Arc::new(
-            meridian::engine::Engine::new(
-                Arc::clone(&runtime),
-                store.clone(),
-                Arc::new(meridian::engine::SystemTimer),
-            )
-            .with_metrics(Arc::clone(&metrics)),
-        );
-        let (executions, _) = meridian::engine::service::Executions::start(
-            engine,
-            meridian::queue::QueueConfig::default(),
-            Arc::new(meridian::scheduler::SystemClock),
-            meridian::scheduler::SchedulerConfig::default(),
-        )
-        .await
-        .unwrap();
-        let state = Arc::new(meridian::api::AppState {
-            runtime,
-            store: store.clone(),
-            executions: Arc::new(executions),
-            started: std::time::Instant::now(),
-            log_dir: config.logging.root(&config.data_dir),
-            data_dir: config.data_dir.clone(),
-            held_logs: None,
-            metrics,
-            audit,
-            access: Default::default(),
-            uploads: meridian::api::PluginUploads::from_config(&config),
-            audit_settings: config.audit.clone(),
-        });
         let admin = meridian::store::TokenRow {
             id: "test-admin".into(),
             name: "test-admin".into(),
@@ -131,11 +104,28 @@ impl TestNode {
             ..Default::default()
         };
         store.insert_token(&admin, &created).await.unwrap();
-        Self {
-            state,
-            config,
-            data_dir,
+        store.close().await;
+        let node = meridian::node::Node::start(config, None).await.unwrap();
+        let runtime = &node.state().runtime;
+        assert!(
+            runtime.unloadable().is_empty(),
+            "{:?}",
+            runtime.unloadable()
+        );
+        for f in fixtures {
+            let plugin = runtime.prepare_file(std::path::Path::new(f)).await.unwrap();
+            runtime.install(plugin).unwrap();
         }
+        Self {
+            state: Arc::clone(node.state()),
+            data_dir,
+            node,
+        }
+    }
+
+    /// The node's config.
+    pub fn config(&self) -> &Config {
+        self.node.config()
     }
 }
 

@@ -297,7 +297,7 @@ async fn attaching_the_store_through_a_read_grant_gets_no_admin_token() {
     );
     let node = TestNode::start(&config, &[fixtures::PROBE]).await;
     let probe = node.state.runtime.plugin("probe").unwrap();
-    let store = node.config.store_path();
+    let store = node.config().store_path();
     let token = "mrd_attacker-made-this-admin";
     let attach = format!("ATTACH DATABASE '{}' AS m", store.display());
     let insert = format!(
