@@ -21,6 +21,17 @@ fn main() {
     // `sqlx::migrate!` embeds host/migrations/ at compile time; a new file
     // there must rebuild the crate.
     println!("cargo:rerun-if-changed=migrations");
+    // The store tests' PostgreSQL halves run where a server is promised
+    // (CI=true, or MERIDIAN_TEST_PG_URL set); elsewhere they are reported
+    // ignored with the reason (see src/store/testing.rs).
+    println!("cargo::rustc-check-cfg=cfg(meridian_test_pg)");
+    println!("cargo:rerun-if-env-changed=CI");
+    println!("cargo:rerun-if-env-changed=MERIDIAN_TEST_PG_URL");
+    if std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var_os("MERIDIAN_TEST_PG_URL").is_some()
+    {
+        println!("cargo:rustc-cfg=meridian_test_pg");
+    }
     let packages: Vec<&str> = BUILTIN.iter().map(|(p, _)| *p).collect();
     let artifacts = meridian_wasm_build::build(&root, &packages);
     let mut list = String::from("&[\n");

@@ -251,10 +251,12 @@ crate::store_test! {
 /// Two nodes on one PostgreSQL database append to one chain: the head
 /// row's lock makes them take turns.
 #[tokio::test]
+#[cfg_attr(
+    not(meridian_test_pg),
+    ignore = "needs PostgreSQL: set MERIDIAN_TEST_PG_URL (or CI=true), or run with --ignored"
+)]
 async fn two_nodes_on_postgres_keep_one_chain() {
-    let Some(nodes) = crate::store::testing::postgres_nodes(2).await else {
-        return;
-    };
+    let nodes = crate::store::testing::postgres_nodes(2).await;
     let logs = nodes.iter().map(|s| AuditLog::start(s.clone()));
     let writers: Vec<_> = logs
         .map(|log| {

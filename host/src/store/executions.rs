@@ -1314,67 +1314,6 @@ mod tests {
         }
     }
 
-    /// The engine's writes for one-step executions, on the file store, a
-    /// few at a time (`MERIDIAN_BENCH_WORKERS`, 8 by default):
-    /// `cargo test -p meridian --release --lib one_step_executions -- --ignored --nocapture`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a check"]
-    async fn one_step_executions_per_second() {
-        /// This process's CPU time so far, where /proc tells it.
-        fn cpu_s() -> Option<f64> {
-            let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-            let ticks: f64 =
-                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("meridian.db"))
-            .await
-            .unwrap();
-        let total = 20_000;
-        let workers: usize = std::env::var("MERIDIAN_BENCH_WORKERS")
-            .ok()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(8);
-        let cpu_before = cpu_s();
-        let start = std::time::Instant::now();
-        let tasks: Vec<_> = (0..workers)
-            .map(|w| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    for i in (w..total).step_by(workers) {
-                        let id = format!("e{i:08}");
-                        let now = i as i64;
-                        store
-                            .insert_execution(&new_execution(&id, "job", now))
-                            .await
-                            .unwrap();
-                        assert!(store.start_execution(&id, 1, 0, now).await.unwrap());
-                        let attempt = attempt_start(&id, 1, "a", 1, now);
-                        assert!(store.start_attempt(&attempt).await.unwrap());
-                        let done = attempt_finish(&id, 1, 1, "succeeded", true);
-                        assert!(store.finish_attempt(&done).await.unwrap());
-                        let finish = store.finish_execution(&id, "succeeded", None, 1, 1, now);
-                        assert!(finish.await.unwrap());
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let elapsed = start.elapsed();
-        println!(
-            "{total} one-step executions, {workers} at a time, in {elapsed:?}: {:.0}/s",
-            total as f64 / elapsed.as_secs_f64()
-        );
-        if let (Some(before), Some(after)) = (cpu_before, cpu_s()) {
-            let per = (after - before) * 1e6 / total as f64;
-            println!("CPU (all threads): {per:.0} µs per execution");
-        }
-    }
-
     crate::store_test! {
         /// Writes that share a batch of the group-commit writer fail alone:
         /// a duplicate among many concurrent inserts is refused, the others
@@ -1588,10 +1527,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(meridian_test_pg),
+        ignore = "needs PostgreSQL: set MERIDIAN_TEST_PG_URL (or CI=true), or run with --ignored"
+    )]
     async fn leases_hand_over_on_postgres() {
-        let Some(mut nodes) = crate::store::testing::postgres_nodes(2).await else {
-            return;
-        };
+        let mut nodes = crate::store::testing::postgres_nodes(2).await;
         let (b, a) = (nodes.pop().unwrap(), nodes.pop().unwrap());
         leases_hand_over(a, b).await;
     }
@@ -1599,10 +1540,12 @@ mod tests {
     /// Three nodes claiming the executions of a dead one at the same time
     /// get disjoint sets that cover them all (`FOR UPDATE SKIP LOCKED`).
     #[tokio::test]
+    #[cfg_attr(
+        not(meridian_test_pg),
+        ignore = "needs PostgreSQL: set MERIDIAN_TEST_PG_URL (or CI=true), or run with --ignored"
+    )]
     async fn concurrent_claims_on_postgres_are_disjoint() {
-        let Some(mut nodes) = crate::store::testing::postgres_nodes(4).await else {
-            return;
-        };
+        let mut nodes = crate::store::testing::postgres_nodes(4).await;
         let dead = nodes.pop().unwrap();
         dead.set_node(node("dead", 1));
         let all: Vec<NewExecution> = (0..300)
