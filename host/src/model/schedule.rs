@@ -102,7 +102,7 @@ pub struct ScheduleSpec {
     pub misfire: Misfire,
     #[serde(default)]
     pub overlap: RunOverlap,
-    /// DST overrides; by default the rules of DESIGN.md for the
+    /// DST overrides; by default the rules of docs/time.md for the
     /// expression's kind.
     #[serde(default)]
     pub dst: DstPolicy,

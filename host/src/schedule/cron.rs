@@ -5,7 +5,7 @@
 //! date-time after this one". The zone layer (`zone.rs`) turns those
 //! nominal local times into instants under the DST policy.
 //!
-//! Field syntax, as decided in DESIGN.md:
+//! Field syntax (docs/time.md, "Cron syntax"):
 //!
 //! | field        | values          | extras                              |
 //! |--------------|-----------------|-------------------------------------|
@@ -113,7 +113,7 @@ impl CronError {
 }
 
 /// Whether a schedule is fixed-time or interval, which selects its default
-/// DST behaviour (DESIGN.md, "Time semantics").
+/// DST behaviour (docs/time.md, "Daylight saving").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CronKind {

@@ -22,7 +22,7 @@
 //! assert_eq!(fire.flag, Some(DstFlag::ShiftedFromGap));
 //! ```
 //!
-//! # DST rules (DESIGN.md, "Time semantics")
+//! # DST rules (docs/time.md, "Daylight saving")
 //!
 //! An expression is *fixed-time* when its second, minute and hour fields
 //! hold only values or lists of values (`30 2 * * *`), otherwise
@@ -57,7 +57,7 @@
 //! # Why our own parser
 //!
 //! We write the cron parser and the next-fire search ourselves rather than
-//! use a crate, because none we evaluated gives DESIGN.md's semantics.
+//! use a crate, because none we evaluated gives the semantics of docs/time.md.
 //! croner 3.0.1, the closest, rejects `LW` and `L-3`, returns fires in a
 //! New York fall-back in wall-clock rather than elapsed-time order (01:00
 //! EDT, 01:00 EST, 01:15 EDT, …: time runs backwards), and returns no fire

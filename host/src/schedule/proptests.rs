@@ -3,7 +3,7 @@
 //! Expressions are generated as a structured spec, rendered to text and
 //! parsed; the oracle never looks at the parsed [`CronExpr`]: it matches the
 //! spec directly (the definitions of L, W, #, steps and the Vixie rule,
-//! written the plain way) and applies the DST rules of DESIGN.md by walking
+//! written the plain way) and applies the DST rules of docs/time.md by walking
 //! every minute of a window around a real transition, in UTC for the fires
 //! that exist and in local time for the ones a gap swallows.
 
@@ -466,7 +466,7 @@ fn offset_at(tz: Tz, t: DateTime<Utc>) -> i32 {
 }
 
 /// Every fire in `(start, end]`, by walking minutes and applying the rules
-/// as DESIGN.md states them.
+/// as docs/time.md states them.
 fn oracle(
     spec: &Spec,
     tz: Tz,

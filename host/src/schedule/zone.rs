@@ -40,7 +40,7 @@ pub enum OverlapPolicy {
 }
 
 /// A schedule's DST behaviour. `None` in a field means "the default for the
-/// schedule's kind" (DESIGN.md): fixed-time shifts and fires on the first
+/// schedule's kind" (docs/time.md): fixed-time shifts and fires on the first
 /// pass, interval skips and fires on both passes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DstPolicy {
