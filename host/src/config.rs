@@ -8,8 +8,8 @@
 //! (`[logging]`, see [`crate::logging`]) also take `MERIDIAN_LOG_DIR`,
 //! `MERIDIAN_LOG` (filter directives) and `MERIDIAN_LOG_FORMAT`.
 
+use crate::capabilities::grants::{GrantSpec, Grants};
 use crate::capabilities::http::HttpLimits;
-use crate::grants::{GrantSpec, Grants};
 use crate::logging::{Category, LogConfig, LogFormat};
 use crate::runtime::SandboxLimits;
 use crate::secrets::{SecretStore, SecretValue};
@@ -190,7 +190,7 @@ pub struct ApiSettings {
     /// aggregate audit records are written (one per source address).
     pub refusal_window: Duration,
     /// The certificate chain and key `serve` speaks TLS with.
-    pub tls: Option<crate::api::tls::TlsFiles>,
+    pub tls: Option<TlsFiles>,
     /// Serve plain HTTP on an address that is not loopback (said in so
     /// many words: `--insecure-http` or `[api] insecure_http = true`).
     pub insecure_http: bool,
@@ -203,7 +203,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
-            refusal_window: crate::api::refusals::DEFAULT_WINDOW,
+            refusal_window: DEFAULT_REFUSAL_WINDOW,
             tls: None,
             insecure_http: false,
         }
@@ -519,7 +519,7 @@ impl Config {
         let tls_cert = overrides.tls_cert.or(parsed.api.tls_cert.map(resolve));
         let tls_key = overrides.tls_key.or(parsed.api.tls_key.map(resolve));
         api.tls = match (tls_cert, tls_key) {
-            (Some(cert), Some(key)) => Some(crate::api::tls::TlsFiles { cert, key }),
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(field(
@@ -714,6 +714,18 @@ impl Config {
         self.data_dir.join("cache").join("components")
     }
 }
+
+/// The API's certificate chain and private key files (`[api] tls_cert`,
+/// `tls_key`), loaded and watched by [`crate::api::tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The default of `[api] refusal_window_s`: how long the API tallies
+/// refused requests before it writes one audit record per source.
+pub const DEFAULT_REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 
 /// Checks `[audit]`; a problem is the field's name and what is wrong.
 fn audit_settings(

@@ -370,7 +370,7 @@ async fn sql_login_items(runtime: &Runtime) -> Vec<Item> {
 }
 
 /// The capability kinds a grant gives something for.
-fn granted_kinds(g: &crate::grants::GrantSpec) -> BTreeSet<&'static str> {
+fn granted_kinds(g: &crate::capabilities::grants::GrantSpec) -> BTreeSet<&'static str> {
     let mut kinds = BTreeSet::new();
     if !g.secrets.is_empty() {
         kinds.insert("secrets");

@@ -2,6 +2,32 @@
 //! WebAssembly components.
 //!
 //! See ARCHITECTURE.md at the repository root for the bird's-eye view.
+//!
+//! # Layers
+//!
+//! Each module uses only the modules on the lines below its own, never one
+//! on its own line or above (the `layers` test in `tests/it/layers.rs`
+//! reads this table and fails when an import climbs back up). From the
+//! top:
+//!
+//! ```text
+//! cli           — the command line: parse, dispatch, print
+//! node          — one running node: start-up and shutdown order, the runtime it loads
+//! api           — the REST API, its guard and the web UI
+//! doctor        — the self-checks of health and `meridian doctor`
+//! config        — the TOML file, environment and flags, parsed once
+//! engine        — runs executions: flow, retries, timeouts, variables; validation against plugins
+//! scheduler     — turns schedules into fires on the queues, each once
+//! runtime       — loads components, runs one step in a sandbox
+//! model         — job and schedule definitions, variable syntax, issues with JSON paths
+//! capabilities  — what a step may reach (http, sql, process, secrets, log) and the grants
+//! auth          — API tokens and roles
+//! audit         — the hash-chained trail: recording, verifying, anchoring
+//! metrics       — rolling windows and Prometheus families
+//! store         — SQLite and PostgreSQL behind one API, the trail's record format
+//! logging       — the log files, routed per zone and execution, masked
+//! queue schedule secrets contract builtin — leaves: they import nothing of ours
+//! ```
 
 pub mod api;
 pub mod audit;
@@ -10,9 +36,9 @@ pub mod builtin;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod doctor;
 pub mod engine;
-pub mod grants;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -23,53 +49,3 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secrets;
 pub mod store;
-pub mod web;
-
-use config::Config;
-use runtime::{Runtime, RuntimeOptions};
-
-/// The runtime for a configuration, with no plugins loaded yet, under the
-/// config's grants.
-pub fn new_runtime(config: &Config) -> anyhow::Result<Runtime> {
-    let runtime = Runtime::new(
-        RuntimeOptions {
-            cache_dir: config.cache_dir(),
-            limits: config.sandbox.clone(),
-            http: config.http.clone(),
-            sql: config.sql.clone(),
-        },
-        config.secrets.clone(),
-        config.grants.clone(),
-    )?;
-    runtime
-        .replace_grants(grants::stored::from_config(&config.grant_specs))
-        .map_err(|errors| anyhow::anyhow!("invalid grants: {errors:?}"))?;
-    Ok(runtime)
-}
-
-/// The runtime for a configuration with its plugins: the built-in ones,
-/// then the plugins directory (`plugins_dir`, or `<data_dir>/plugins`
-/// where uploads go without one, when it exists).
-pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
-    let mut runtime = new_runtime(config)?;
-    runtime.load_builtin().await;
-    let dir = config.upload_dir();
-    if config.plugins_dir.is_some() || dir.is_dir() {
-        runtime.load_dir(&dir).await?;
-    }
-    Ok(runtime)
-}
-
-/// The runtime of a command that has a store (`serve`, `run`): its
-/// plugins, the config's grants plus the stored ones, and every capability
-/// call recorded on the store's audit trail.
-pub async fn build_node_runtime(
-    config: &Config,
-    store: &store::Store,
-) -> anyhow::Result<(Runtime, audit::AuditLog)> {
-    let mut runtime = build_runtime(config).await?;
-    let audit = audit::AuditLog::start(store.clone());
-    runtime.set_audit(audit.clone());
-    grants::stored::apply(&runtime, &config.grant_specs, store).await?;
-    Ok((runtime, audit))
-}

@@ -2,6 +2,8 @@
 //! starts, and the reverse order it stops. `serve` (in [`crate::cli`]), the
 //! test suite's `TestNode` and the API benchmarks all start a node through
 //! [`Node::start`]; `meridian run` runs one job inline through [`JobRunner`].
+//! The commands that only read plugins (`validate`, `plugins`, `doctor`)
+//! build the same runtime with [`build_runtime`].
 //!
 //! Start order ([`Node::start`]):
 //! 1. The transport is checked (no plain HTTP off loopback unless the
@@ -31,7 +33,7 @@ use crate::audit::anchor::{Checkpointer, Signer, Witness};
 use crate::config::Config;
 use crate::engine::service::{Executions, RecoveryReport};
 use crate::engine::{Engine, SystemTimer};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::store::{NodeLease, NodeRow, Store, StoreError};
 use anyhow::Context as _;
 use std::future::Future;
@@ -120,12 +122,13 @@ impl Node {
         let (checkpointer, signing_key_created) = checkpointer(&config, &store)?;
         notices.signing_key_created = signing_key_created;
         let checkpoints = Arc::clone(&checkpointer).spawn(config.audit.checkpoint_interval);
-        let (runtime, audit) = crate::build_node_runtime(&config, &store).await?;
+        let (runtime, audit) = build_node_runtime(&config, &store).await?;
         let runtime = Arc::new(runtime);
-        let grant_watch = crate::grants::stored::watch(
-            Arc::clone(&runtime),
+        let watched = Arc::clone(&runtime);
+        let grant_watch = crate::capabilities::grants::stored::watch(
             config.grant_specs.clone(),
             store.clone(),
+            move |entries| watched.replace_grants(entries),
         );
         let steps = StepRuntime::new()?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -281,6 +284,54 @@ impl Node {
             tracing::warn!("cannot record this node's stop: {e}");
         }
     }
+}
+
+/// The runtime for a configuration, with no plugins loaded yet, under the
+/// config's grants.
+pub fn new_runtime(config: &Config) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new(
+        RuntimeOptions {
+            cache_dir: config.cache_dir(),
+            limits: config.sandbox.clone(),
+            http: config.http.clone(),
+            sql: config.sql.clone(),
+        },
+        config.secrets.clone(),
+        config.grants.clone(),
+    )?;
+    runtime
+        .replace_grants(crate::capabilities::grants::stored::from_config(
+            &config.grant_specs,
+        ))
+        .map_err(|errors| anyhow::anyhow!("invalid grants: {errors:?}"))?;
+    Ok(runtime)
+}
+
+/// The runtime for a configuration with its plugins: the built-in ones,
+/// then the plugins directory (`plugins_dir`, or `<data_dir>/plugins`
+/// where uploads go without one, when it exists).
+pub async fn build_runtime(config: &Config) -> anyhow::Result<Runtime> {
+    let mut runtime = new_runtime(config)?;
+    runtime.load_builtin().await;
+    let dir = config.upload_dir();
+    if config.plugins_dir.is_some() || dir.is_dir() {
+        runtime.load_dir(&dir).await?;
+    }
+    Ok(runtime)
+}
+
+/// The runtime of a command that has a store (`serve`, `run`): its
+/// plugins, the config's grants plus the stored ones, and every capability
+/// call recorded on the store's audit trail.
+pub async fn build_node_runtime(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(Runtime, crate::audit::AuditLog)> {
+    let mut runtime = build_runtime(config).await?;
+    let audit = crate::audit::AuditLog::start(store.clone());
+    runtime.set_audit(audit.clone());
+    runtime.apply_grants(&config.grant_specs, store).await?;
+    Ok((runtime, audit))
 }
 
 /// Refuses plain HTTP off loopback unless the operator said so: tokens
@@ -453,7 +504,7 @@ impl JobRunner {
                 }
             }
         });
-        let (runtime, audit) = match crate::build_node_runtime(config, &store).await {
+        let (runtime, audit) = match build_node_runtime(config, &store).await {
             Ok(built) => built,
             Err(e) => {
                 leases.abort();

@@ -25,9 +25,9 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meridian::audit::AuditLog;
+use meridian::capabilities::grants::{AskKind, Asks, GrantSpec, Grants};
 use meridian::capabilities::http::{HttpClient, HttpLimits, OutboundRequest};
 use meridian::capabilities::{StepEnv, StepIdentity};
-use meridian::grants::{AskKind, Asks, GrantSpec, Grants};
 use meridian::runtime::Digest;
 use meridian::secrets::Masker;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ async fn same_work(client: &reqwest::Client, url: &str) -> bytes::Bytes {
     body.freeze()
 }
 
-fn grants(port: u16) -> Arc<meridian::grants::EffectiveGrants> {
+fn grants(port: u16) -> Arc<meridian::capabilities::grants::EffectiveGrants> {
     let specs: Vec<GrantSpec> = serde_json::from_value(serde_json::json!([{
         "plugin": "bench",
         "http": [{

@@ -333,22 +333,26 @@ async fn a_serving_node_applies_stored_grant_changes_live() {
     let store = meridian::store::Store::open_sqlite(&rt.data_dir.path().join("meridian.db"))
         .await
         .unwrap();
-    let watch = meridian::grants::stored::watch(rt.runtime.clone(), Vec::new(), store.clone());
+    let runtime = rt.runtime.clone();
+    let watch =
+        meridian::capabilities::grants::stored::watch(Vec::new(), store.clone(), move |entries| {
+            runtime.replace_grants(entries)
+        });
     let url = url::Url::parse("https://api.example.com/v1/items").unwrap();
     let allowed = || rt.plugin("http").grants().check_http("GET", &url).is_ok();
     assert!(!allowed());
 
-    let spec = meridian::grants::stored::from_json(json!({
+    let spec = meridian::capabilities::grants::stored::from_json(json!({
         "plugin": "http",
         "http": [{"host": "api.example.com", "methods": ["GET"], "path_prefix": "/v1/"}]
     }))
     .unwrap();
-    let (entry, _) = meridian::grants::stored::create(&store, spec, "test")
+    let (entry, _) = meridian::capabilities::grants::stored::create(&store, spec, "test")
         .await
         .unwrap();
     wait_for(allowed, "the stored grant to apply").await;
     assert!(rt.runtime.grant_entries().iter().any(|e| e.id == entry.id));
-    meridian::grants::stored::revoke(&store, &entry.id, "test")
+    meridian::capabilities::grants::stored::revoke(&store, &entry.id, "test")
         .await
         .unwrap();
     wait_for(|| !allowed(), "the revoked grant to go").await;
@@ -356,7 +360,7 @@ async fn a_serving_node_applies_stored_grant_changes_live() {
 }
 
 async fn wait_for(cond: impl Fn() -> bool, what: &str) {
-    let deadline = Instant::now() + meridian::grants::stored::WATCH_INTERVAL * 5;
+    let deadline = Instant::now() + meridian::capabilities::grants::stored::WATCH_INTERVAL * 5;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -92,7 +92,7 @@ impl Harness {
     /// Validates and stores the job, stores a queued execution.
     async fn queue(&self, job: Value, params: Value) -> String {
         let job = meridian::model::job_from_value(job).unwrap();
-        let issues = meridian::model::validate_job(&job, &self.rt.runtime).await;
+        let issues = meridian::engine::validate_job(&job, &self.rt.runtime).await;
         assert!(issues.is_empty(), "{issues:?}");
         let params = meridian::model::resolve_params(&job, params.as_object().unwrap()).unwrap();
         let now = chrono::Utc::now().timestamp_micros();
@@ -617,7 +617,7 @@ async fn a_secret_the_plugin_was_not_granted_is_denied() {
         { "id": "s", "type": "script", "config": { "output": "${secrets.db_password}" } }
     ])))
     .unwrap();
-    let issues = meridian::model::validate_job(&j, &h.rt.runtime).await;
+    let issues = meridian::engine::validate_job(&j, &h.rt.runtime).await;
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].path, "steps[0].config.output");
     assert!(issues[0].message.contains("may not read it"), "{issues:?}");
@@ -665,7 +665,7 @@ async fn validation_reports_every_problem_with_its_path() {
         ]
     }))
     .unwrap();
-    let issues = meridian::model::validate_job(&j, &h.rt.runtime).await;
+    let issues = meridian::engine::validate_job(&j, &h.rt.runtime).await;
     let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
     for expected in [
         "timezone",

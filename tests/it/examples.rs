@@ -21,7 +21,7 @@ async fn sample_config_loads_and_example_jobs_validate() {
         },
     )
     .expect("examples/meridian.toml loads");
-    let mut runtime = meridian::build_runtime(&config).await.unwrap();
+    let mut runtime = meridian::node::build_runtime(&config).await.unwrap();
     // The greeter example is built by the tests' build script; a user copies
     // it into examples/plugins/ as its README says.
     runtime
@@ -36,7 +36,7 @@ async fn sample_config_loads_and_example_jobs_validate() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let job = model::parse_job(&text).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
-        let issues = model::validate_job(&job, &runtime).await;
+        let issues = meridian::engine::validate_job(&job, &runtime).await;
         assert!(issues.is_empty(), "{}: {issues:?}", path.display());
         seen += 1;
     }

@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod hostile;
 mod http_step;
+mod layers;
 mod node;
 mod openapi;
 mod ops;

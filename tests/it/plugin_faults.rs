@@ -283,7 +283,7 @@ async fn built_in_plugins_that_cannot_load_are_reported_by_step_type() {
         },
     )
     .unwrap();
-    let runtime = meridian::build_runtime(&config).await.unwrap();
+    let runtime = meridian::node::build_runtime(&config).await.unwrap();
     assert!(runtime.plugins().is_empty());
     let mut types: Vec<String> = runtime
         .unloadable()

@@ -248,7 +248,7 @@ async fn an_uploaded_plugin_runs_jobs_survives_a_restart_and_is_removed() {
     assert_eq!(data["previous_digest"], first_s);
 
     // A restart (the runtime `serve` builds from this config) loads it.
-    let restarted = meridian::build_runtime(node.config()).await.unwrap();
+    let restarted = meridian::node::build_runtime(node.config()).await.unwrap();
     let again = restarted.plugin("trivial").expect("loaded at start");
     assert_eq!(again.info.digest, second);
     assert!(

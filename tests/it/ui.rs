@@ -95,7 +95,7 @@ async fn the_ui_is_served_without_a_token_with_strict_headers() {
     assert!(page.contains(r#"<script type="module" src="/ui/app.js">"#));
 
     let mut total = 0;
-    for asset in meridian::web::ASSETS {
+    for asset in meridian::api::web::ASSETS {
         let uri = format!("/ui/{}", asset.name);
         let (status, headers, body) = request_as(state.clone(), None, "GET", &uri, "").await;
         assert_eq!(status, StatusCode::OK, "{uri}");
@@ -118,10 +118,10 @@ async fn the_ui_is_served_without_a_token_with_strict_headers() {
         assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{uri}");
         assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
     }
-    assert_eq!(total, meridian::web::total_bytes());
+    assert_eq!(total, meridian::api::web::total_bytes());
     eprintln!(
         "web UI page weight: {total} bytes in {} files, uncompressed",
-        meridian::web::ASSETS.len()
+        meridian::api::web::ASSETS.len()
     );
 
     // No file outside the list; nothing else about the node leaks.

@@ -7,7 +7,7 @@ use super::refusals::{Refusal, RefusalTally};
 use super::{AppState, Problem};
 use crate::audit::AuditEntry;
 use crate::auth::{self, Caller, Permission, Role, TokenError};
-use crate::grants::stored::{self, GrantChangeError, GrantOrigin};
+use crate::capabilities::grants::stored::{self, GrantChangeError, GrantOrigin};
 use crate::model::Issue;
 use axum::Json;
 use axum::body::Bytes;
@@ -382,7 +382,9 @@ async fn reapply(state: &AppState) -> Result<(), Problem> {
         .filter(|e| e.origin == GrantOrigin::Config)
         .map(|e| e.grant)
         .collect();
-    stored::apply(&state.runtime, &config, &state.store)
+    state
+        .runtime
+        .apply_grants(&config, &state.store)
         .await
         .map_err(internal)
 }
@@ -472,7 +474,7 @@ pub(super) async fn replace_grant(
 
 /// A grant that does not parse: 400 `validation_failed`, every issue with
 /// its path in the grant.
-fn grant_issues(errors: Vec<crate::grants::GrantError>) -> Response {
+fn grant_issues(errors: Vec<crate::capabilities::grants::GrantError>) -> Response {
     Problem::validation(
         errors
             .into_iter()

@@ -246,7 +246,7 @@ pub(super) async fn create_v1_job(State(state): State<Arc<AppState>>, body: Byte
         let v1: V1Job = parse_body(&body)?;
         let (job, schedule) = map_v1(&v1).map_err(Problem::validation)?;
         // Everything the v2 endpoints would refuse, before storing anything.
-        let mut issues = model::validate_job(&job, &state.runtime).await;
+        let mut issues = crate::engine::validate_job(&job, &state.runtime).await;
         for i in &mut issues {
             i.path = v1_path(&i.path);
         }
@@ -453,7 +453,7 @@ pub(super) async fn schedule_job(State(state): State<Arc<AppState>>, body: Bytes
             (None, Some(def)) => {
                 let job = model::job_from_value(def)
                     .map_err(|issues| Problem::validation(prefixed("job", issues)))?;
-                let issues = model::validate_job(&job, &state.runtime).await;
+                let issues = crate::engine::validate_job(&job, &state.runtime).await;
                 if !issues.is_empty() {
                     return Err(Problem::validation(prefixed("job", issues)));
                 }

@@ -97,7 +97,7 @@ fn store_unavailable(e: &dyn std::any::Any) -> Option<crate::store::Unavailable>
 
 /// Validates a job and stores it; returns the version.
 pub(super) async fn store_job(state: &AppState, job: &model::Job) -> Result<i64, Problem> {
-    let issues = model::validate_job(job, &state.runtime).await;
+    let issues = crate::engine::validate_job(job, &state.runtime).await;
     if !issues.is_empty() {
         return Err(Problem::validation(issues));
     }
@@ -203,7 +203,7 @@ pub(super) async fn validate_job(State(state): State<Arc<AppState>>, body: Bytes
         }
         Err(p) => return p.into_response(),
     };
-    let issues = model::validate_job(&job, &state.runtime).await;
+    let issues = crate::engine::validate_job(&job, &state.runtime).await;
     Json(json!({ "valid": issues.is_empty(), "errors": issues })).into_response()
 }
 

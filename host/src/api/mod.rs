@@ -18,6 +18,7 @@ pub use plugins::PluginUploads;
 pub mod refusals;
 mod schedules;
 pub mod tls;
+pub mod web;
 pub use access::AuthState;
 
 use crate::model::Issue;
@@ -172,7 +173,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(access::revoke_token),
         )
         // The web UI's assets (public in `crate::auth::required`).
-        .merge(crate::web::router())
+        .merge(web::router())
         // The body limit of every route above; the plugin upload below has
         // its own (`[api] max_plugin_bytes`, read by its handler).
         .route_layer(tower_http::limit::RequestBodyLimitLayer::new(

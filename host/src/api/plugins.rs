@@ -203,7 +203,7 @@ pub(super) async fn plugin_capabilities(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Response {
-    match crate::audit::view::capabilities(&state.runtime, &state.store, &name).await {
+    match crate::runtime::view::capabilities(&state.runtime, &state.store, &name).await {
         Ok(Some(view)) => Json(view).into_response(),
         Ok(None) => no_such_plugin(&name).into_response(),
         Err(e) => internal(e).into_response(),

@@ -23,8 +23,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The default of `[api] refusal_window_s`.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+pub use crate::config::DEFAULT_REFUSAL_WINDOW as DEFAULT_WINDOW;
 /// Source addresses told apart in one window; the rest are counted together.
 pub const MAX_SOURCES: usize = 1024;
 /// Routes counted apart per source; the rest are counted as `other`.

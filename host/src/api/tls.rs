@@ -17,12 +17,7 @@ use std::time::Duration;
 /// How often the certificate and key files are checked for a change.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
-/// The certificate chain and private key files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::config::TlsFiles;
 
 /// Why the TLS files could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! One folder per capability (`http/`, `sql/`, `process/`, `secrets/`,
 //! `log/`), each with its host side and one `add_to_linker`, its grant rule
 //! (`grant.rs`: what one `[[grants.<name>]]` entry allows, parsed once) and
-//! its settings; the decision itself is a question to [`crate::grants`]. What every
+//! its settings; the decision itself is a question to [`crate::capabilities::grants`]. What every
 //! capability of one step execution shares lives in [`StepEnv`]: who is
 //! calling, what it was granted, and the [`CallLedger`] that counts calls
 //! against the host-call budget and records every use and denial (the
@@ -14,6 +14,7 @@
 //! call is refused before any grant is looked at, whatever the plugin was
 //! granted (see [`StepEnv::begin`]).
 
+pub mod grants;
 pub mod http;
 pub mod log;
 pub mod process;
@@ -21,8 +22,8 @@ pub mod secrets;
 pub mod sql;
 
 use crate::audit::{AuditEntry, AuditLog};
-use crate::grants::{Denial, EffectiveGrants};
-use crate::runtime::bindings;
+use crate::capabilities::grants::{Denial, EffectiveGrants};
+use crate::contract::bindings;
 use crate::secrets::Masker;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

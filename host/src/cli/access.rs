@@ -55,7 +55,7 @@ pub(super) async fn grants(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    use crate::grants::stored;
+    use crate::capabilities::grants::stored;
     let store = crate::node::open_store(&config).await?;
     match command {
         GrantsCommand::List { json } => {

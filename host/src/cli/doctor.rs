@@ -27,13 +27,11 @@ pub(super) async fn doctor(
             &config.store.describe(),
         ));
         if let Ok(store) = &opened {
-            let runtime = match crate::build_runtime(config).await {
-                Ok(runtime) => {
-                    match crate::grants::stored::apply(&runtime, &config.grant_specs, store).await {
-                        Ok(()) => Ok(runtime),
-                        Err(e) => Err(format!("the stored grants cannot be applied: {e:#}")),
-                    }
-                }
+            let runtime = match crate::node::build_runtime(config).await {
+                Ok(runtime) => match runtime.apply_grants(&config.grant_specs, store).await {
+                    Ok(()) => Ok(runtime),
+                    Err(e) => Err(format!("the stored grants cannot be applied: {e:#}")),
+                },
                 Err(e) => Err(format!("{e:#}")),
             };
             match runtime {

@@ -75,7 +75,7 @@ pub(super) async fn load_job(
         Ok(job) => job,
         Err(issues) => return Ok(Err(issues)),
     };
-    let issues = model::validate_job(&job, runtime).await;
+    let issues = crate::engine::validate_job(&job, runtime).await;
     Ok(if issues.is_empty() {
         Ok(job)
     } else {
@@ -361,7 +361,7 @@ pub(super) async fn validate(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let runtime = crate::build_runtime(&config).await?;
+    let runtime = crate::node::build_runtime(&config).await?;
     match load_job(&runtime, &path).await? {
         Ok(job) => {
             writeln!(

@@ -38,16 +38,16 @@ pub(super) async fn plugin_capabilities(
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let store = crate::node::open_store(&config).await?;
-    let runtime = crate::build_runtime(&config).await?;
-    crate::grants::stored::apply(&runtime, &config.grant_specs, &store).await?;
-    let Some(view) = crate::audit::view::capabilities(&runtime, &store, &name).await? else {
+    let runtime = crate::node::build_runtime(&config).await?;
+    runtime.apply_grants(&config.grant_specs, &store).await?;
+    let Some(view) = crate::runtime::view::capabilities(&runtime, &store, &name).await? else {
         writeln!(err, "no plugin {name:?} is loaded")?;
         return Ok(ExitCode::from(2));
     };
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        write!(out, "{}", crate::audit::view::capabilities_text(&view))?;
+        write!(out, "{}", crate::runtime::view::capabilities_text(&view))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -57,7 +57,7 @@ pub(super) async fn list_plugins(
     json: bool,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let runtime = crate::build_runtime(&config).await?;
+    let runtime = crate::node::build_runtime(&config).await?;
     let unloadable = runtime.unloadable();
     if json {
         let plugins = runtime.plugins();
@@ -96,7 +96,7 @@ pub(super) async fn inspect(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     // Inspecting needs no plugins loaded: only the engine and the linker.
-    let runtime = crate::new_runtime(&config)?;
+    let runtime = crate::node::new_runtime(&config)?;
     let plugin = runtime.prepare_file(&file).await?;
     let info = &plugin.info;
     if json {

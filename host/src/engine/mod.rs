@@ -65,10 +65,11 @@
 pub mod service;
 pub mod spool;
 pub use service::measure_clock;
-pub mod vars;
+mod validate;
+pub use validate::validate_job;
 pub mod view;
 
-use crate::model::{self, FlowAction, Job, RetryPolicy, Step};
+use crate::model::{self, FlowAction, Job, RetryPolicy, Step, vars};
 use crate::runtime::{Invocation, LoadedPlugin, Runtime, StepFailure, StepRun};
 use crate::store::{AttemptFinish, AttemptStart, ExecutionRow, StepRunRow, Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -574,9 +575,9 @@ impl Engine {
         // A stored scope that no longer parses narrows to nothing: deny by
         // default.
         let capability_scope = job.scope.as_ref().map(|spec| {
-            Arc::new(crate::grants::scope::Scope::parse(spec).unwrap_or_else(|errors| {
+            Arc::new(crate::capabilities::grants::scope::Scope::parse(spec).unwrap_or_else(|errors| {
                 tracing::error!(job_id = %job.id, ?errors, "the job's scope does not parse; its steps reach nothing");
-                crate::grants::scope::Scope::nothing()
+                crate::capabilities::grants::scope::Scope::nothing()
             }))
         });
         let mut run = Run {
@@ -726,7 +727,7 @@ struct Run<'a> {
     engine: &'a Engine,
     job: &'a Job,
     /// The job's capability scope, compiled once per execution.
-    capability_scope: Option<Arc<crate::grants::scope::Scope>>,
+    capability_scope: Option<Arc<crate::capabilities::grants::scope::Scope>>,
     version: i64,
     row: &'a ExecutionRow,
     /// The epoch the run holds its execution under: every write names it.
@@ -1105,7 +1106,7 @@ impl Run<'_> {
                         Err(f) => {
                             plugin.is_none()
                                 || attempt >= policy.max_attempts
-                                || !policy.may_retry(f)
+                                || !(f.is_retryable() && policy.may_retry(f.kind()))
                         }
                     };
                     (run, status, done)

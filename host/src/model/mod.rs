@@ -3,5 +3,6 @@
 
 mod job;
 pub mod schedule;
+pub mod vars;
 
 pub use job::*;

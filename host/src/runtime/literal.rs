@@ -2,7 +2,7 @@
 //! code (SQL text, a script), into which no `${…}` may be spliced.
 //!
 //! The engine resolves `${…}` into every string of a config
-//! ([`crate::engine::vars`]), which is right for a URL or a file name and
+//! ([`crate::model::vars`]), which is right for a URL or a file name and
 //! wrong for a query: a parameter value spliced into SQL text rewrites the
 //! statement. Only the plugin knows which of its fields are code, so it says
 //! so in its config JSON Schema, with the keyword [`KEYWORD`] on the schema
@@ -43,7 +43,7 @@
 //! resolves anything, so a job stored before a plugin marked its fields
 //! fails its attempt as `invalid_config` rather than splice.
 
-use crate::engine::vars;
+use crate::model::vars;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 

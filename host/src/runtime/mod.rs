@@ -12,27 +12,28 @@
 //! granted: no preopened directories, no environment, no sockets. The only
 //! ways out are the capabilities in [`crate::capabilities`].
 
-pub mod bindings;
 pub mod cache;
 pub mod literal;
 mod state;
+pub mod view;
 
+/// The contract's bindings and a component's digest, here too for the
+/// callers that reach them through the runtime.
+pub use crate::contract::{Digest, bindings};
 pub use state::StepState;
 
+use crate::capabilities::grants::{AskKind, Asks, Denial, EffectiveGrants, Grants};
 use crate::capabilities::http::HttpClient;
 use crate::capabilities::log::{Level, LogLine, Source};
 use crate::capabilities::{self, CapabilityEvent, StepEnv, StepIdentity};
-use crate::grants::{AskKind, Asks, Denial, EffectiveGrants, Grants};
 use crate::secrets::SecretStore;
 use bindings::{PluginPre, StepError as WitStepError};
 use cache::CompileCache;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -61,51 +62,6 @@ const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 /// How long a plugin's `validate` may take.
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The sha256 digest of a component's bytes: a plugin's identity for grants.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest([u8; 32]);
-
-impl Digest {
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).into())
-    }
-
-    pub fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for Digest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let hex_part = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| format!("{s:?} is not a digest: expected sha256:<64 hex digits>"))?;
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out)
-            .map_err(|_| format!("{s:?} is not a digest: expected sha256:<64 hex digits>"))?;
-        Ok(Self(out))
-    }
-}
-
-impl Serialize for Digest {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
 
 /// Budgets and sizes of the sandbox.
 #[derive(Debug, Clone)]
@@ -357,11 +313,7 @@ pub enum SwapError {
 }
 
 /// One problem with a step's config, with its JSON path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigIssue {
-    pub path: String,
-    pub message: String,
-}
+pub use crate::model::Issue as ConfigIssue;
 
 /// What a step execution needs besides its plugin.
 #[derive(Debug, Clone)]
@@ -377,7 +329,7 @@ pub struct Invocation {
     /// Overrides [`SandboxLimits::timeout`].
     pub timeout: Option<Duration>,
     /// The job's capability scope, narrowing the plugin's grants.
-    pub scope: Option<Arc<crate::grants::scope::Scope>>,
+    pub scope: Option<Arc<crate::capabilities::grants::scope::Scope>>,
 }
 
 /// A step's successful result.
@@ -452,21 +404,7 @@ fn format_issues(issues: &[ConfigIssue]) -> String {
 impl StepFailure {
     /// Every failure kind, as [`StepFailure::kind`] names it; a job's retry
     /// policy may list any of them in `never_retry`.
-    pub const KINDS: &'static [&'static str] = &[
-        "invalid_config",
-        "denied",
-        "failed",
-        "retryable",
-        "timed_out",
-        "timeout",
-        "memory_limit",
-        "host_call_budget",
-        "output_too_large",
-        "resource_limit",
-        "crashed",
-        "bad_output",
-        "unavailable",
-    ];
+    pub const KINDS: &'static [&'static str] = crate::model::FAILURE_KINDS;
 
     /// The failure's kind: the `kind` field of its JSON form.
     pub fn kind(&self) -> &'static str {
@@ -541,7 +479,7 @@ pub struct Runtime {
     hostcall_fuel: usize,
     secrets: Arc<SecretStore>,
     /// The grants in force and the entries they were parsed from.
-    grants: std::sync::RwLock<(Grants, Vec<crate::grants::stored::GrantEntry>)>,
+    grants: std::sync::RwLock<(Grants, Vec<crate::capabilities::grants::stored::GrantEntry>)>,
     http: Arc<HttpClient>,
     sql: Arc<capabilities::sql::SqlPools>,
     /// The loaded plugins by name. Swapped at run time (upload, removal
@@ -643,9 +581,9 @@ impl Runtime {
     /// does not parse.
     pub fn replace_grants(
         &self,
-        entries: Vec<crate::grants::stored::GrantEntry>,
-    ) -> Result<(), Vec<crate::grants::GrantError>> {
-        let grants = crate::grants::stored::combine(&entries)?;
+        entries: Vec<crate::capabilities::grants::stored::GrantEntry>,
+    ) -> Result<(), Vec<crate::capabilities::grants::GrantError>> {
+        let grants = crate::capabilities::grants::stored::combine(&entries)?;
         // Held while the plugins' sets are recomputed, so a plugin installed
         // meanwhile ([`Runtime::install`]) gets its set from these grants or
         // from the next ones, never from a set already replaced.
@@ -657,8 +595,19 @@ impl Runtime {
         Ok(())
     }
 
+    /// Puts the config's grants plus the stored ones in force.
+    pub async fn apply_grants(
+        &self,
+        config: &[crate::capabilities::grants::GrantSpec],
+        store: &crate::store::Store,
+    ) -> anyhow::Result<()> {
+        let entries = crate::capabilities::grants::stored::in_force(config, store).await?;
+        self.replace_grants(entries)
+            .map_err(|errors| anyhow::anyhow!("invalid grants: {errors:?}"))
+    }
+
     /// The grant entries in force, as given to [`Runtime::replace_grants`].
-    pub fn grant_entries(&self) -> Vec<crate::grants::stored::GrantEntry> {
+    pub fn grant_entries(&self) -> Vec<crate::capabilities::grants::stored::GrantEntry> {
         read(&self.grants).1.clone()
     }
 
@@ -1450,18 +1399,6 @@ mod tests {
         assert_eq!(pointer_to_path("/url"), "url");
         assert_eq!(pointer_to_path("/headers/0/name"), "headers[0].name");
         assert_eq!(pointer_to_path("/a~1b/c~0d"), "a/b.c~d");
-    }
-
-    #[test]
-    fn digests_round_trip() {
-        let d = Digest::of(b"abc");
-        assert_eq!(
-            d.to_string(),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        assert!("sha256:zz".parse::<Digest>().is_err());
-        assert!("md5:00".parse::<Digest>().is_err());
     }
 
     #[test]

@@ -11,7 +11,6 @@
 //! them to and from the typed domain values, so the store never interprets
 //! a policy or a zone.
 
-use crate::audit::{AuditEntry, AuditRecord};
 use std::path::Path;
 
 mod audit;

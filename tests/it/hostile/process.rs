@@ -10,7 +10,7 @@
 //! interpreter that, like `pwsh` on Linux, reads `\` in a `-File` path as a
 //! separator; the `probe` fixture makes raw process calls.
 
-use meridian::grants::Denial;
+use meridian::capabilities::grants::Denial;
 use meridian::runtime::{StepFailure, StepRun};
 use meridian_tests::{TestRuntime, fixtures};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! `wasi:http/outgoing-handler`, both behind one grant check.
 //!
 //! Every request goes through [`HttpClient::send`]: the grants decide on the
-//! scheme, host, port, method and path ([`crate::grants`]) — the path as a
+//! scheme, host, port, method and path ([`crate::capabilities::grants`]) — the path as a
 //! server will route it, so a path servers read differently (`..%2F`,
 //! `..;`, `//`, double encoding…) is refused before anything is sent and a
 //! `path_prefix` matches whole segments ([`grant`]); what is checked is the
@@ -17,7 +17,7 @@
 pub mod grant;
 
 use super::{CapabilityError, StepEnv};
-use crate::runtime::bindings::meridian::step::http as wit;
+use crate::contract::bindings::meridian::step::http as wit;
 use bytes::Bytes;
 use grant::is_public;
 use http_body_util::BodyExt;

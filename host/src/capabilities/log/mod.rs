@@ -8,7 +8,7 @@
 //! emitted: a step cannot put more on disk than it may keep.
 
 use super::StepEnv;
-use crate::runtime::bindings::meridian::step::log as wit;
+use crate::contract::bindings::meridian::step::log as wit;
 use crate::secrets::Masker;
 use serde::Serialize;
 use wasmtime::component::{HasData, Linker};
@@ -210,7 +210,7 @@ pub fn add_to_linker<T: Send + 'static>(
 mod tests {
     use super::*;
     use crate::capabilities::StepIdentity;
-    use crate::grants::EffectiveGrants;
+    use crate::capabilities::grants::EffectiveGrants;
     use std::sync::Arc;
 
     fn env(secrets: &[&str]) -> StepEnv {

@@ -1119,7 +1119,7 @@ mod tests {
 
     #[test]
     fn effective_rules_need_an_ask_for_the_program() {
-        use crate::grants::{AskKind, Asks, GrantSpec, Grants};
+        use crate::capabilities::grants::{AskKind, Asks, GrantSpec, Grants};
         #[derive(Deserialize)]
         struct File {
             grants: Vec<GrantSpec>,
@@ -1130,7 +1130,7 @@ mod tests {
         };
         let g = parse("[[grants]]\nplugin = \"p\"\n[[grants.process]]\nprogram = \"/bin/echo\"\nargs = [\"**\"]\n")
             .unwrap();
-        let digest = crate::runtime::Digest::of(b"x");
+        let digest = crate::contract::Digest::of(b"x");
         let a = argv(&["hi"]);
         let r = req("/bin/echo", &a, &[], None);
         let unasked = g.effective("p", &digest, &Asks::default());

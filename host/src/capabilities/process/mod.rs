@@ -36,7 +36,7 @@
 pub mod grant;
 
 use super::{CapabilityError, StepEnv};
-use crate::runtime::bindings::meridian::step::process as wit;
+use crate::contract::bindings::meridian::step::process as wit;
 use grant::ProcessRequest;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;

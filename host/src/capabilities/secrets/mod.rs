@@ -4,7 +4,7 @@
 //! secret values keeps it out of outputs, errors and logs.
 
 use super::{CapabilityError, StepEnv};
-use crate::runtime::bindings::meridian::step::secrets as wit;
+use crate::contract::bindings::meridian::step::secrets as wit;
 use crate::secrets::SecretStore;
 use wasmtime::component::{HasData, Linker};
 

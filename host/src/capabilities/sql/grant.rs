@@ -217,8 +217,8 @@ mod tests {
 
     #[test]
     fn check_sql_intersects_asks_and_grants() {
-        use crate::grants::{AskKind, Asks, GrantSpec, Grants};
-        use crate::runtime::Digest;
+        use crate::capabilities::grants::{AskKind, Asks, GrantSpec, Grants};
+        use crate::contract::Digest;
         #[derive(serde::Deserialize)]
         struct File {
             grants: Vec<GrantSpec>,

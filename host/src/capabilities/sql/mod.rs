@@ -38,7 +38,7 @@ pub mod sqlx_backend;
 pub mod value;
 
 use super::{CapabilityError, StepEnv};
-use crate::runtime::bindings::meridian::step::sql as wit;
+use crate::contract::bindings::meridian::step::sql as wit;
 use crate::secrets::SecretStore;
 use classify::{Class, Needs, Refusal};
 use grant::{SqlAccess, SqlPermit};
@@ -263,7 +263,7 @@ impl SqlPools {
                     && !conn.read_only
                     && value::is_read_only_message(&m) =>
             {
-                CapabilityError::Denied(crate::grants::Denial {
+                CapabilityError::Denied(crate::capabilities::grants::Denial {
                     capability: "sql".into(),
                     target: connection.into(),
                     reason: format!(
@@ -380,7 +380,7 @@ fn refused(
     let name = conn.name.as_str();
     let does = refusal.describe();
     let denial = |reason: String, grant_hint: String| {
-        CapabilityError::Denied(crate::grants::Denial {
+        CapabilityError::Denied(crate::capabilities::grants::Denial {
             capability: "sql".into(),
             target: name.into(),
             reason,

@@ -28,7 +28,7 @@ use super::login::{self, LoginCheck};
 use super::settings::ConnectionSettings;
 use super::value::{self, Limits, Outcome};
 use crate::capabilities::CapabilityError;
-use crate::runtime::bindings::meridian::step::sql::{Column, ResultSet, SqlValue, Statement};
+use crate::contract::bindings::meridian::step::sql::{Column, ResultSet, SqlValue, Statement};
 use futures::TryStreamExt;
 use std::sync::{Arc, Mutex};
 use tiberius::{

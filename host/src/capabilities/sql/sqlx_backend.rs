@@ -27,7 +27,7 @@
 use super::login::{self, LoginCheck};
 use super::value::{self, Limits, Outcome};
 use crate::capabilities::CapabilityError;
-use crate::runtime::bindings::meridian::step::sql::{Column, ResultSet, SqlValue, Statement};
+use crate::contract::bindings::meridian::step::sql::{Column, ResultSet, SqlValue, Statement};
 use futures::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgTypeInfo, Postgres};

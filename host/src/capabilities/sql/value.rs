@@ -3,7 +3,7 @@
 //! times, RFC 3339 instants, decimals, UUIDs, JSON) into driver types.
 
 use crate::capabilities::CapabilityError;
-use crate::runtime::bindings::meridian::step::sql::{Column, ResultSet, SqlValue};
+use crate::contract::bindings::meridian::step::sql::{Column, ResultSet, SqlValue};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use std::str::FromStr;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 use super::*;
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::store::{AuditEntry, AuditRecord};
 
 const AUDIT_COLUMNS: &str = "seq, at_us, kind, actor, plugin, digest, job_id, execution_id, \
      step_id, capability, target, decision, detail, grant_hint, duration_us, data, prev_hash, hash";

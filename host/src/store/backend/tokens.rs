@@ -1,5 +1,5 @@
 use super::*;
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::store::{AuditEntry, AuditRecord};
 
 const TOKEN_COLUMNS: &str =
     "id, name, role, hash, created_at_us, created_by, last_used_at_us, revoked_at_us";

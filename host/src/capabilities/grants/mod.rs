@@ -18,7 +18,7 @@ use crate::capabilities::http::grant::{
     HttpRule, HttpRuleSpec, RequestPath, is_public, literal_ip,
 };
 use crate::capabilities::{process, sql};
-use crate::runtime::Digest;
+use crate::contract::Digest;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use std::collections::BTreeSet;

@@ -43,8 +43,9 @@
 //!
 //! [`QueueStats`]: crate::queue::QueueStats
 
+pub mod prometheus;
+
 use crate::queue::QueueManager;
-use crate::scheduler::RunPayload;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -191,7 +192,7 @@ pub struct Metrics {
     steps: Registry<1>,
     /// The same events as Prometheus families (GET /metrics); `None` only
     /// if they could not be created.
-    prometheus: Option<crate::api::prometheus::Families>,
+    prometheus: Option<prometheus::Families>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -221,7 +222,7 @@ impl Metrics {
             origin,
             queues: Registry::default(),
             steps: Registry::default(),
-            prometheus: crate::api::prometheus::Families::new()
+            prometheus: prometheus::Families::new()
                 .map_err(|e| tracing::error!(error = %e, "the Prometheus metrics are off"))
                 .ok(),
         }
@@ -255,7 +256,7 @@ impl Metrics {
     }
 
     /// The Prometheus families fed by the same events (GET /metrics).
-    pub fn prometheus(&self) -> Option<&crate::api::prometheus::Families> {
+    pub fn prometheus(&self) -> Option<&prometheus::Families> {
         self.prometheus.as_ref()
     }
 
@@ -724,9 +725,9 @@ fn parse_rss(status: &str) -> Option<u64> {
 /// `oldest_wait_ms`, `count_1m`, `throughput_per_s_1m`, `error_rate_1m`,
 /// `wait_p99_ms_1m`, `run_p99_ms_1m`; per step type `count_1m`,
 /// `throughput_per_s_1m`, `error_rate_1m`, `duration_p99_ms_1m`.
-pub fn spawn_snapshots(
+pub fn spawn_snapshots<P: Send + 'static>(
     metrics: Arc<Metrics>,
-    queues: QueueManager<RunPayload>,
+    queues: QueueManager<P>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let every = every.max(Duration::from_secs(1));
@@ -772,7 +773,7 @@ struct Snapshot {
     step_types: serde_json::Value,
 }
 
-fn snapshot(metrics: &Metrics, queues: &QueueManager<RunPayload>) -> Snapshot {
+fn snapshot<P: Send + 'static>(metrics: &Metrics, queues: &QueueManager<P>) -> Snapshot {
     let live = queues.stats();
     let recent = metrics.queues();
     let mut zones: Vec<&str> = live
@@ -1016,11 +1017,8 @@ mod tests {
 
     struct Idle;
 
-    impl crate::queue::RunHandler<RunPayload> for Idle {
-        async fn handle(
-            &self,
-            _run: crate::queue::QueuedRun<RunPayload>,
-        ) -> crate::queue::RunOutcome {
+    impl crate::queue::RunHandler<()> for Idle {
+        async fn handle(&self, _run: crate::queue::QueuedRun<()>) -> crate::queue::RunOutcome {
             crate::queue::RunOutcome::Succeeded
         }
     }

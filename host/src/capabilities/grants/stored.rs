@@ -94,30 +94,24 @@ fn entry_of(row: &GrantRow) -> Option<GrantEntry> {
     })
 }
 
-/// Puts the config's grants plus the stored ones in force on `runtime`.
-pub async fn apply(
-    runtime: &crate::runtime::Runtime,
-    config: &[GrantSpec],
-    store: &Store,
-) -> anyhow::Result<()> {
+/// The grants in force: the config's, then the stored ones.
+pub async fn in_force(config: &[GrantSpec], store: &Store) -> Result<Vec<GrantEntry>, StoreError> {
     let mut entries = from_config(config);
     entries.extend(load(store).await?);
-    runtime
-        .replace_grants(entries)
-        .map_err(|errors| anyhow::anyhow!("invalid grants: {errors:?}"))
+    Ok(entries)
 }
 
 /// How often a serving node re-reads the stored grants.
 pub const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Re-reads the stored grants every [`WATCH_INTERVAL`] and applies a change
-/// (made by `meridian grants`, or another node's API) to `runtime`. Runs
-/// until the task is aborted.
-pub fn watch(
-    runtime: std::sync::Arc<crate::runtime::Runtime>,
-    config: Vec<GrantSpec>,
-    store: Store,
-) -> tokio::task::JoinHandle<()> {
+/// Re-reads the stored grants every [`WATCH_INTERVAL`] and hands a change
+/// (made by `meridian grants`, or another node's API), with the config's
+/// grants, to `apply` (a node's `Runtime::replace_grants`). Runs until the
+/// task is aborted.
+pub fn watch<F>(config: Vec<GrantSpec>, store: Store, apply: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Vec<GrantEntry>) -> Result<(), Vec<GrantError>> + Send + 'static,
+{
     tokio::spawn(async move {
         let mut seen: Option<Vec<GrantRow>> = None;
         loop {
@@ -125,7 +119,7 @@ pub fn watch(
                 Ok(rows) if seen.as_ref() != Some(&rows) => {
                     let mut entries = from_config(&config);
                     entries.extend(rows.iter().filter_map(entry_of));
-                    match runtime.replace_grants(entries) {
+                    match apply(entries) {
                         Ok(()) => {
                             if seen.is_some() {
                                 tracing::info!(

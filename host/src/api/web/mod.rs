@@ -99,7 +99,7 @@ async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
 
 fn serve(name: &str, headers: &HeaderMap) -> Response {
     let Some((i, asset)) = ASSETS.iter().enumerate().find(|(_, a)| a.name == name) else {
-        let mut res = crate::api::Problem::new(
+        let mut res = super::Problem::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "No such file in the web UI",
