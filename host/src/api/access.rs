@@ -1,8 +1,8 @@
 //! The API's guard (every matched route: token, role, audit) and the admin
 //! resources it protects: tokens and grant changes.
 
-use super::executions::internal;
 use super::openapi::schemas as doc;
+use super::problem::internal;
 use super::refusals::{Refusal, RefusalTally};
 use super::{AppState, Problem};
 use crate::audit::AuditEntry;
@@ -237,7 +237,7 @@ fn actor(caller: Option<axum::Extension<Caller>>) -> String {
 }
 
 fn body_json(body: &Bytes) -> Result<Value, Problem> {
-    super::executions::parse_body(body)
+    super::parse_body(body)
 }
 
 /// GET /api/v2/tokens

@@ -1,8 +1,8 @@
 //! The security team's resources: the audit trail (query, verify) and the
 //! grants in force (plugins and their capabilities are in `plugins.rs`).
 
-use super::executions::internal;
 use super::openapi::schemas as doc;
+use super::problem::internal;
 use super::{AppState, Problem};
 use crate::audit::AuditQuery;
 use crate::model::Issue;

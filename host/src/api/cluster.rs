@@ -2,7 +2,7 @@
 //! what each holds.
 
 use super::AppState;
-use super::executions::internal;
+use super::problem::internal;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

@@ -24,8 +24,9 @@
 //! are left out and counted, so that a V1 client sees what it can read.
 //! See docs/api-v1-compat.md.
 
-use super::executions::{internal, parse_body, store_job};
+use super::jobs::store_job;
 use super::openapi::schemas as doc;
+use super::problem::{internal, parse_body};
 use super::schedules::{compile_spec, insert_new};
 use super::{AppState, Problem};
 use crate::model::schedule::{ScheduleDef, ScheduleSpec};

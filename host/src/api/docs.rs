@@ -36,7 +36,7 @@ pub(super) async fn docs_page() -> Response {
             page.as_str(),
         )
             .into_response(),
-        Err(e) => super::executions::internal(e).into_response(),
+        Err(e) => super::internal(e).into_response(),
     }
 }
 

@@ -158,7 +158,7 @@ pub(super) async fn execution_logs(
     let exists = match state.store.get_execution(&id).await {
         Ok(row) => row,
         // 503 with Retry-After when the store is down, 500 otherwise.
-        Err(e) => return super::executions::internal(e).into_response(),
+        Err(e) => return super::internal(e).into_response(),
     };
     let (Some(_), Some(file)) = (
         exists,

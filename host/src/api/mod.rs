@@ -9,12 +9,18 @@ mod cluster;
 mod compat;
 mod docs;
 mod executions;
+mod jobs;
 mod logs;
 pub mod openapi;
 mod performance;
 mod plugins;
+mod problem;
 pub mod prometheus;
+mod queues;
 pub use plugins::PluginUploads;
+pub use problem::Problem;
+use problem::{bare_errors_as_problems, enum_param, internal, parse_body};
+pub(crate) use problem::{limit_param, unknown_param};
 pub mod refusals;
 mod schedules;
 pub mod tls;
@@ -26,7 +32,7 @@ use crate::model::schedule::PreviewRequest;
 use crate::runtime::Runtime;
 use axum::extract::Query;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -112,11 +118,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(schedules::backfill_schedule),
         )
         .route("/api/v2/performance/summary", get(performance::summary))
-        .route(
-            "/api/v2/jobs",
-            get(executions::list_jobs).post(executions::put_job),
-        )
-        .route("/api/v2/jobs/validate", post(executions::validate_job))
+        .route("/api/v2/jobs", get(jobs::list_jobs).post(jobs::put_job))
+        .route("/api/v2/jobs/validate", post(jobs::validate_job))
         .route("/api/v2/jobs/execute", post(executions::execute))
         .route("/api/v2/jobs/schedule", post(compat::schedule_job))
         .route(
@@ -126,17 +129,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(prometheus::scrape))
         .route(
             "/api/v2/jobs/{id}",
-            get(executions::get_job).delete(executions::delete_job),
+            get(jobs::get_job).delete(jobs::delete_job),
         )
-        .route(
-            "/api/v2/jobs/{id}/versions",
-            get(executions::list_job_versions),
-        )
+        .route("/api/v2/jobs/{id}/versions", get(jobs::list_job_versions))
         .route(
             "/api/v2/jobs/{id}/versions/{version}",
-            get(executions::get_job_version),
+            get(jobs::get_job_version),
         )
-        .route("/api/v2/queues", get(executions::list_queues))
+        .route("/api/v2/queues", get(queues::list_queues))
         .route("/api/v2/cluster", get(cluster::cluster))
         .route(
             "/api/v2/execution/status",
@@ -205,108 +205,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             REQUEST_TIMEOUT,
         ))
         .with_state(state)
-}
-
-/// The body-limit and timeout layers answer with a bare status; clients
-/// get a problem document like everywhere else.
-async fn bare_errors_as_problems(res: Response) -> Response {
-    let content_type = res.headers().get(header::CONTENT_TYPE);
-    if content_type.is_some_and(|t| t == "application/problem+json")
-        || (content_type.is_some() && res.status() != StatusCode::PAYLOAD_TOO_LARGE)
-    {
-        return res;
-    }
-    match res.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "The request body is too large",
-        )
-        .with_detail(format!("the limit is {MAX_BODY_BYTES} bytes"))
-        .into_response(),
-        StatusCode::REQUEST_TIMEOUT => Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "The request took too long",
-        )
-        .with_detail(format!("the limit is {} s", REQUEST_TIMEOUT.as_secs()))
-        .into_response(),
-        _ => res,
-    }
-}
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    /// Stable, machine-readable error code.
-    pub code: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Every problem with the request, each with its JSON path.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<Issue>,
-}
-
-impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, title: impl Into<String>) -> Self {
-        Self {
-            kind: format!("https://meridian.dev/problems/{code}"),
-            title: title.into(),
-            status: status.as_u16(),
-            code,
-            detail: None,
-            errors: Vec::new(),
-        }
-    }
-
-    /// The same problem with a human explanation of this occurrence.
-    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
-    /// 400 with every problem listed.
-    pub fn validation(issues: Vec<Issue>) -> Self {
-        let mut p = Self::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            "The request is not valid",
-        );
-        p.detail = Some(
-            issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        );
-        p.errors = issues;
-        p
-    }
-}
-
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Json(self),
-        )
-            .into_response();
-        // A 503 is a passing condition (the store restarting, a disk
-        // freed): say when to come back.
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static(RETRY_AFTER_S),
-            );
-        }
-        response
-    }
 }
 
 async fn not_found() -> Problem {
@@ -614,45 +512,4 @@ async fn schedule_preview(
             Problem::validation(issues).into_response()
         }
     }
-}
-
-/// The `limit` of a list request: a whole number from 1 to 500; `None`
-/// (and an issue) otherwise.
-pub(crate) fn limit_param(value: &str, issues: &mut Vec<Issue>) -> Option<i64> {
-    match value.parse::<i64>() {
-        Ok(n) if (1..=500).contains(&n) => Some(n),
-        _ => {
-            issues.push(Issue {
-                path: "limit".into(),
-                message: "must be a whole number from 1 to 500".into(),
-            });
-            None
-        }
-    }
-}
-
-/// The issue for a query parameter the endpoint does not take.
-pub(crate) fn unknown_param(name: &str) -> Issue {
-    Issue {
-        path: name.to_owned(),
-        message: "unknown parameter".into(),
-    }
-}
-
-/// A query parameter naming one variant of a snake_case enum.
-fn enum_param<T: serde::de::DeserializeOwned>(
-    value: Option<String>,
-    name: &str,
-    allowed: &str,
-    issues: &mut Vec<Issue>,
-) -> Option<T> {
-    let v = value?;
-    serde_json::from_value(serde_json::Value::String(v.clone()))
-        .map_err(|_| {
-            issues.push(Issue {
-                path: name.into(),
-                message: format!("{v:?} is not one of {allowed}"),
-            })
-        })
-        .ok()
 }

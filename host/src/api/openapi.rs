@@ -55,15 +55,15 @@ use utoipa::{Modify, OpenApi};
         super::schedules::trigger_schedule,
         super::schedules::backfill_schedule,
         super::performance::summary,
-        super::executions::list_jobs,
-        super::executions::put_job,
-        super::executions::validate_job,
+        super::jobs::list_jobs,
+        super::jobs::put_job,
+        super::jobs::validate_job,
         super::executions::execute,
-        super::executions::get_job,
-        super::executions::delete_job,
-        super::executions::list_job_versions,
-        super::executions::get_job_version,
-        super::executions::list_queues,
+        super::jobs::get_job,
+        super::jobs::delete_job,
+        super::jobs::list_job_versions,
+        super::jobs::get_job_version,
+        super::queues::list_queues,
         super::cluster::cluster,
         super::executions::execution_status,
         super::executions::list_executions,
@@ -302,7 +302,7 @@ pub fn document_json() -> Result<&'static str, &'static str> {
 pub(super) fn json_response() -> Response {
     match document_json() {
         Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
-        Err(e) => super::executions::internal(e).into_response(),
+        Err(e) => super::internal(e).into_response(),
     }
 }
 

@@ -14,8 +14,8 @@
 //! grants are computed from the grants in force; a grant pinned to the old
 //! binary's digest does not apply to the new one.
 
-use super::executions::internal;
 use super::openapi::schemas as doc;
+use super::problem::internal;
 use super::{AppState, Problem};
 use crate::audit::AuditEntry;
 use crate::auth::Caller;

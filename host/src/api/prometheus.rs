@@ -25,10 +25,8 @@ pub(super) async fn scrape(State(state): State<Arc<AppState>>) -> Response {
         Some(Ok(text)) => {
             (StatusCode::OK, [(header::CONTENT_TYPE, TEXT_FORMAT)], text).into_response()
         }
-        Some(Err(e)) => super::executions::internal(e).into_response(),
-        None => {
-            super::executions::internal("the metric families could not be created").into_response()
-        }
+        Some(Err(e)) => super::internal(e).into_response(),
+        None => super::internal("the metric families could not be created").into_response(),
     }
 }
 

@@ -4,8 +4,8 @@
 //! The store holds the definition; after each change the scheduler is told
 //! to re-read it (or to drop it), so that the loop fires what is stored.
 
-use super::executions::{internal, parse_body};
 use super::openapi::schemas as doc;
+use super::problem::{internal, parse_body};
 use super::{AppState, Problem};
 use crate::engine::view;
 use crate::model::schedule::{ScheduleDef, ScheduleSpec};
