@@ -15,11 +15,9 @@ use meridian::store::{AttemptFinish, AttemptStart, NewExecution, Store};
 const TOTAL: usize = 20_000;
 
 /// This process's CPU time so far (all threads), where /proc tells it.
-fn cpu_s() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+async fn cpu_s() -> Option<f64> {
+    let p = meridian::metrics::process_stats().await;
+    Some(p.cpu_user_s? + p.cpu_system_s?)
 }
 
 /// One execution's five writes, as the engine makes them for a step that
@@ -89,7 +87,7 @@ fn main() {
             .ok()
             .and_then(|w| w.parse().ok())
             .unwrap_or(8);
-        let cpu_before = cpu_s();
+        let cpu_before = cpu_s().await;
         let start = std::time::Instant::now();
         let tasks: Vec<_> = (0..workers)
             .map(|w| {
@@ -109,7 +107,7 @@ fn main() {
             "{TOTAL} one-step executions, {workers} at a time, in {elapsed:?}: {:.0}/s",
             TOTAL as f64 / elapsed.as_secs_f64()
         );
-        if let (Some(before), Some(after)) = (cpu_before, cpu_s()) {
+        if let (Some(before), Some(after)) = (cpu_before, cpu_s().await) {
             let per = (after - before) * 1e6 / TOTAL as f64;
             println!("CPU (all threads): {per:.0} µs per execution");
         }
