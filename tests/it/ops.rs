@@ -327,13 +327,25 @@ async fn doctor_passes_a_fresh_data_dir_and_fails_a_tampered_audit_trail() {
         "audit",
         "plugins",
         "logs",
-        "disk:data",
-        "disk:logs",
     ] {
         assert!(
             out.lines()
                 .any(|l| l.starts_with("ok ") && l.split_whitespace().nth(1) == Some(item)),
             "{item} not ok:\n{out}"
+        );
+    }
+    // Free space is the machine's, not the data dir's: a shared CI volume
+    // under 10 % free is a correct `warn` (the thresholds are unit-tested in
+    // doctor.rs). Here each volume is measured and not failed.
+    for item in ["disk:data", "disk:logs"] {
+        assert!(
+            out.lines().any(|l| {
+                let mut words = l.split_whitespace();
+                matches!(words.next(), Some("ok" | "warn"))
+                    && words.next() == Some(item)
+                    && l.contains(" MiB free of ")
+            }),
+            "{item} not measured or failed:\n{out}"
         );
     }
     // Something on the trail (a token made), then edited in the database.
