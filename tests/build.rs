@@ -25,6 +25,27 @@ const GUESTS: &[(&str, &str, &str)] = &[
 ];
 
 fn main() {
+    // The tests that need the services `.ci/run` starts (database servers,
+    // a private PostgreSQL, tmpfs volumes, Chromium, schemathesis) run where
+    // they are promised: CI=true, or MERIDIAN_TEST_SERVICES=1 after running
+    // the services block of .ci/run. Elsewhere they are reported ignored,
+    // with the reason (`meridian_tests::needs_services!`), never passed.
+    println!("cargo::rustc-check-cfg=cfg(meridian_services)");
+    println!("cargo::rustc-check-cfg=cfg(meridian_real_mssql)");
+    println!("cargo:rerun-if-env-changed=CI");
+    println!("cargo:rerun-if-env-changed=MERIDIAN_TEST_SERVICES");
+    println!("cargo:rerun-if-env-changed=MSSQL_URL");
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    if std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var("MERIDIAN_TEST_SERVICES").is_ok_and(|v| v == "1" || v == "true")
+    {
+        println!("cargo:rustc-cfg=meridian_services");
+    }
+    // A real SQL Server (not the iridium-server emulator): the tests of
+    // what the emulator cannot do run against it.
+    if set("MSSQL_URL") {
+        println!("cargo:rustc-cfg=meridian_real_mssql");
+    }
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
     for (_, _, dir) in GUESTS {

@@ -54,9 +54,12 @@ fn main() {
     let rounds: usize = std::env::var("CLUSTER_BENCH_ROUNDS")
         .ok()
         .map_or(3, |s| s.parse().unwrap());
-    let Some(pg) = meridian_tests::services::postgres_url() else {
-        eprintln!("cluster bench: no PostgreSQL (see .ci/run or MERIDIAN_TEST_PG_URL)");
-        return;
+    let pg = match meridian_tests::services::try_postgres() {
+        Ok(service) => service.url,
+        Err(why) => {
+            eprintln!("cluster bench: no PostgreSQL, nothing measured: {why}");
+            return;
+        }
     };
     let meridian = rt.block_on(TestRuntime::new("", &[fixtures::TRIVIAL]));
     let rows: [(&str, Option<usize>); 4] = [

@@ -132,8 +132,8 @@ async fn bench() {
     let mut stores = Vec::new();
     match std::env::var("BURST_STORE").as_deref() {
         Ok("postgres") => {
-            let url = meridian_tests::services::postgres_url()
-                .expect("BURST_STORE=postgres needs a PostgreSQL server");
+            // Fails, saying what is missing, without a server.
+            let url = meridian_tests::services::postgres_url();
             let schema = format!("bench_burst_{}", std::process::id());
             println!("store: PostgreSQL, schema {schema}, {nodes} node(s)");
             for _ in 0..nodes {

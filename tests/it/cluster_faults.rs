@@ -193,21 +193,19 @@ impl Setup {
     }
 }
 
-/// The store goes down for longer than the lease (10 s against 6 s) while
-/// n1 runs a 6 s step, a per-second schedule firing on both nodes. Health
-/// answers within a second on both throughout. When the store is back, n1
-/// stalls for a third of a lease (SIGSTOP) before it reconnects; n2 waits one
-/// lease of steady heartbeats before it takes anything over, so n1 renews
-/// its heartbeat and records its step's outcome first: the step ran once,
-/// on n1, and nothing was taken over. The fires missed meanwhile go through
-/// the misfire policy (`latest`): recorded `missed`, the latest run as a
-/// catch-up fire, said in the log and the audit trail.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_ride_out_a_store_outage_longer_than_their_lease() {
-    // Skipped loudly where no private cluster can run (not root, no
-    // server binaries); under CI=true `start` fails the test instead.
-    if let Some(pg) = PrivatePostgres::start() {
-        outage_longer_than_the_lease(pg).await;
+meridian_tests::needs_services! {
+    /// The store goes down for longer than the lease (10 s against 6 s) while
+    /// n1 runs a 6 s step, a per-second schedule firing on both nodes. Health
+    /// answers within a second on both throughout. When the store is back, n1
+    /// stalls for a third of a lease (SIGSTOP) before it reconnects; n2 waits one
+    /// lease of steady heartbeats before it takes anything over, so n1 renews
+    /// its heartbeat and records its step's outcome first: the step ran once,
+    /// on n1, and nothing was taken over. The fires missed meanwhile go through
+    /// the misfire policy (`latest`): recorded `missed`, the latest run as a
+    /// catch-up fire, said in the log and the audit trail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_ride_out_a_store_outage_longer_than_their_lease() {
+        outage_longer_than_the_lease(PrivatePostgres::start()).await;
     }
 }
 
@@ -307,39 +305,29 @@ async fn outage_longer_than_the_lease(pg: PrivatePostgres) {
 }
 
 /// libfaketime's multi-threaded preload library, as Debian's `faketime`
-/// package installs it; `None` (after saying why) where it is missing
-/// outside CI.
-fn libfaketime() -> Option<PathBuf> {
-    let found = std::fs::read_dir("/usr/lib")
+/// package installs it (`.ci/run` does); the test fails without it.
+fn libfaketime() -> PathBuf {
+    std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
         .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let message = "libfaketime is not installed (apt-get install faketime, as .ci/run does)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message}; in CI that is a failure");
-        }
-        eprintln!("SKIPPING a clock-skew test: {message}");
-    }
-    found
+        .find(|p| p.is_file())
+        .expect("libfaketime is not installed (apt-get install faketime, as .ci/run does)")
 }
 
-/// n2's clock runs 30 s ahead (libfaketime; its monotonic clock is left
-/// alone), n1's is right; the lease is 6 s. n1 runs a 6 s step while a
-/// per-second schedule fires on both. n2 measures its offset against the
-/// store at every heartbeat and follows the store's time: it does not take
-/// n1's run over (heartbeats are stamped and compared on the store's
-/// clock), and no fire is recorded before its time comes (checked against
-/// the test's own clock, which is right). `GET /api/v2/cluster` shows each
-/// node's offset, and n2 says in its log that its clock is off.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_whose_clock_runs_ahead_neither_takes_over_nor_fires_early() {
-    if let Some(lib) = libfaketime()
-        && let Some(pg) = PrivatePostgres::start()
-    {
-        clock_ahead(pg, &lib).await;
+meridian_tests::needs_services! {
+    /// n2's clock runs 30 s ahead (libfaketime; its monotonic clock is left
+    /// alone), n1's is right; the lease is 6 s. n1 runs a 6 s step while a
+    /// per-second schedule fires on both. n2 measures its offset against the
+    /// store at every heartbeat and follows the store's time: it does not take
+    /// n1's run over (heartbeats are stamped and compared on the store's
+    /// clock), and no fire is recorded before its time comes (checked against
+    /// the test's own clock, which is right). `GET /api/v2/cluster` shows each
+    /// node's offset, and n2 says in its log that its clock is off.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_whose_clock_runs_ahead_neither_takes_over_nor_fires_early() {
+        clock_ahead(PrivatePostgres::start(), &libfaketime()).await;
     }
 }
 
@@ -404,19 +392,19 @@ async fn clock_ahead(pg: PrivatePostgres, libfaketime: &Path) {
     assert_fired_once_and_ran_once(&http, &[&n1, &n2], &store).await;
 }
 
-/// Every session of both nodes is terminated (`pg_terminate_backend`, as
-/// an operator or a failover would) four times a second for six seconds,
-/// while n1 runs a 4 s step and the per-second schedule fires on both.
-/// Each read and write cut off is tried again on a new connection, the
-/// heartbeat at once: the step runs once, on n1, each second has its one
-/// fire, nothing is left running, nothing is taken over, and health
-/// answers within a second afterwards. Before, a run whose first read or
-/// start met a killed session was released, and the other node took it
-/// over; a heartbeat that met one waited for the next tick.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_ride_out_their_sessions_being_terminated() {
-    if let Some(pg) = PrivatePostgres::start() {
-        sessions_terminated(pg).await;
+meridian_tests::needs_services! {
+    /// Every session of both nodes is terminated (`pg_terminate_backend`, as
+    /// an operator or a failover would) four times a second for six seconds,
+    /// while n1 runs a 4 s step and the per-second schedule fires on both.
+    /// Each read and write cut off is tried again on a new connection, the
+    /// heartbeat at once: the step runs once, on n1, each second has its one
+    /// fire, nothing is left running, nothing is taken over, and health
+    /// answers within a second afterwards. Before, a run whose first read or
+    /// start met a killed session was released, and the other node took it
+    /// over; a heartbeat that met one waited for the next tick.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_ride_out_their_sessions_being_terminated() {
+        sessions_terminated(PrivatePostgres::start()).await;
     }
 }
 

@@ -40,18 +40,16 @@ fn store_detail(body: &Value) -> String {
         .unwrap_or_else(|| panic!("no store check: {body:#}"))
 }
 
-/// The store hangs (every PostgreSQL process frozen: connections are
-/// accepted, nothing answers), then goes down (stopped at once), then
-/// comes back. Health answers within a second throughout and names the
-/// store; a request that needs the store gets 503 `store_unavailable` with
-/// `Retry-After`, not 500; when the store is back, the node serves and runs
-/// jobs again without a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_outage_is_told_within_a_second_and_answered_503() {
-    // Skipped loudly where no private cluster can run (not root, no
-    // server binaries); under CI=true `start` fails the test instead.
-    if let Some(pg) = PrivatePostgres::start() {
-        store_outage(pg).await;
+meridian_tests::needs_services! {
+    /// The store hangs (every PostgreSQL process frozen: connections are
+    /// accepted, nothing answers), then goes down (stopped at once), then
+    /// comes back. Health answers within a second throughout and names the
+    /// store; a request that needs the store gets 503 `store_unavailable` with
+    /// `Retry-After`, not 500; when the store is back, the node serves and runs
+    /// jobs again without a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_outage_is_told_within_a_second_and_answered_503() {
+        store_outage(PrivatePostgres::start()).await;
     }
 }
 
@@ -161,19 +159,17 @@ async fn store_outage(pg: PrivatePostgres) {
     assert_node_still_works(&node).await;
 }
 
-/// The log volume fills up under a serving node (a tmpfs the test mounts
-/// as the log root). Before, the lines of an execution were dropped for
-/// good and the logs route answered 500. Now they are held in memory: the
-/// route answers 503 `logs_unavailable` saying so (not a log with a hole),
-/// health fails `disk:logs`; once space is freed the held lines reach the
-/// file in order, the route serves the whole log, and a line in `system/`
-/// says the files are writable again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn execution_log_lines_are_held_while_the_log_volume_is_full() {
-    // Skipped loudly where no tmpfs can be mounted (not root); under
-    // CI=true `mount` fails the test instead.
-    if let Some(volume) = meridian_tests::services::Tmpfs::mount(8 * 1024 * 1024) {
-        full_log_volume(volume).await;
+meridian_tests::needs_services! {
+    /// The log volume fills up under a serving node (a tmpfs the test mounts
+    /// as the log root). Before, the lines of an execution were dropped for
+    /// good and the logs route answered 500. Now they are held in memory: the
+    /// route answers 503 `logs_unavailable` saying so (not a log with a hole),
+    /// health fails `disk:logs`; once space is freed the held lines reach the
+    /// file in order, the route serves the whole log, and a line in `system/`
+    /// says the files are writable again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn execution_log_lines_are_held_while_the_log_volume_is_full() {
+        full_log_volume(meridian_tests::services::Tmpfs::mount(8 * 1024 * 1024)).await;
     }
 }
 
@@ -279,15 +275,15 @@ async fn full_log_volume(volume: meridian_tests::services::Tmpfs) {
     assert!(system.contains("log files writable again"), "{system}");
 }
 
-/// A step ends while the store is down. Before, its outcome could not be
-/// recorded, the execution was released and stayed `running`, and a
-/// restart ran the step that had already succeeded again. Now the outcome
-/// waits in memory and is recorded when the store returns: the execution
-/// ends `succeeded` with the step run once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_that_ends_during_an_outage_is_recorded_when_the_store_returns() {
-    if let Some(pg) = PrivatePostgres::start() {
-        step_ends_during_outage(pg).await;
+meridian_tests::needs_services! {
+    /// A step ends while the store is down. Before, its outcome could not be
+    /// recorded, the execution was released and stayed `running`, and a
+    /// restart ran the step that had already succeeded again. Now the outcome
+    /// waits in memory and is recorded when the store returns: the execution
+    /// ends `succeeded` with the step run once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_that_ends_during_an_outage_is_recorded_when_the_store_returns() {
+        step_ends_during_outage(PrivatePostgres::start()).await;
     }
 }
 
@@ -338,17 +334,17 @@ async fn step_ends_during_outage(pg: PrivatePostgres) {
     );
 }
 
-/// The node stops (SIGTERM) during an outage, after its step ended but
-/// before the store could take the outcome: the outcome was kept on disk
-/// (`spool/` in the data directory) as well as in memory, so when the node
-/// starts again with the store back it records the outcome before recovery
-/// looks at the execution. The step that succeeded is not run again; the
-/// execution goes on with the next step. (Before, recovery found the
-/// attempt `running`, interrupted it and ran the step a second time.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outcome_that_waited_for_the_store_survives_a_restart() {
-    if let Some(pg) = PrivatePostgres::start() {
-        outcome_survives_restart(pg).await;
+meridian_tests::needs_services! {
+    /// The node stops (SIGTERM) during an outage, after its step ended but
+    /// before the store could take the outcome: the outcome was kept on disk
+    /// (`spool/` in the data directory) as well as in memory, so when the node
+    /// starts again with the store back it records the outcome before recovery
+    /// looks at the execution. The step that succeeded is not run again; the
+    /// execution goes on with the next step. (Before, recovery found the
+    /// attempt `running`, interrupted it and ran the step a second time.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outcome_that_waited_for_the_store_survives_a_restart() {
+        outcome_survives_restart(PrivatePostgres::start()).await;
     }
 }
 
@@ -426,18 +422,18 @@ async fn outcome_survives_restart(pg: PrivatePostgres) {
     );
 }
 
-/// The store answers reads but takes no writes (PostgreSQL switched to
-/// read-only transactions, as a standby or an operator's
-/// `default_transaction_read_only` would make it; a full disk does the
-/// same to writes that need space). Before, the health check's `SELECT 1`
-/// still passed: the store looked healthy while no write could land. Now
-/// the check writes one row too: health answers 503 within a second with
-/// `the store takes no writes`, API writes get 503 `store_unavailable`;
-/// once writes are taken again it passes and the node runs jobs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_that_takes_no_writes_fails_the_health_check() {
-    if let Some(pg) = PrivatePostgres::start() {
-        read_only_store(pg).await;
+meridian_tests::needs_services! {
+    /// The store answers reads but takes no writes (PostgreSQL switched to
+    /// read-only transactions, as a standby or an operator's
+    /// `default_transaction_read_only` would make it; a full disk does the
+    /// same to writes that need space). Before, the health check's `SELECT 1`
+    /// still passed: the store looked healthy while no write could land. Now
+    /// the check writes one row too: health answers 503 within a second with
+    /// `the store takes no writes`, API writes get 503 `store_unavailable`;
+    /// once writes are taken again it passes and the node runs jobs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_takes_no_writes_fails_the_health_check() {
+        read_only_store(PrivatePostgres::start()).await;
     }
 }
 
@@ -527,15 +523,15 @@ async fn read_only_store(pg: PrivatePostgres) {
     assert_node_still_works(&node).await;
 }
 
-/// The data volume fills up under a node on the embedded SQLite store (its
-/// data directory on a small tmpfs; the logs elsewhere) and is freed
-/// again. While it is full, health answers 503 within a second and names
-/// `disk:data`; nothing already stored is lost; once space is freed the
-/// check passes again and the node runs jobs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_data_volume_is_told_and_survived() {
-    if let Some(volume) = meridian_tests::services::Tmpfs::mount(64 * 1024 * 1024) {
-        full_data_volume(volume).await;
+meridian_tests::needs_services! {
+    /// The data volume fills up under a node on the embedded SQLite store (its
+    /// data directory on a small tmpfs; the logs elsewhere) and is freed
+    /// again. While it is full, health answers 503 within a second and names
+    /// `disk:data`; nothing already stored is lost; once space is freed the
+    /// check passes again and the node runs jobs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_data_volume_is_told_and_survived() {
+        full_data_volume(meridian_tests::services::Tmpfs::mount(64 * 1024 * 1024)).await;
     }
 }
 

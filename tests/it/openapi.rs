@@ -17,8 +17,9 @@
 //!   /api/v2/jobs/execute → GET of that execution, POST /api/v2/grants →
 //!   PUT/DELETE of that grant, the list routes → their first item) with the
 //!   ids the API returned, a few calls per scenario.
-//!   Without schemathesis the test says how to install it and skips — except
-//!   under `CI=true`, where that is a failure.
+//!   It is ignored where the services of `.ci/run` are not promised
+//!   (`meridian_tests::needs_services!`); where they are, a missing
+//!   schemathesis fails it with how to install it.
 
 #![cfg(unix)]
 
@@ -195,23 +196,29 @@ async fn the_document_is_openapi_3_1_and_matches_the_router() {
 /// How to run schemathesis here: `schemathesis` on PATH, else through
 /// Python (`python3 -m schemathesis.cli`: 4.x has no `schemathesis.__main__`,
 /// so `python3 -m schemathesis` works only with other versions, tried
-/// last); `None` when none works.
-fn schemathesis() -> Option<Vec<String>> {
+/// last); the test fails when none works.
+fn schemathesis() -> Vec<String> {
     let candidates: [&[&str]; 3] = [
         &["schemathesis"],
         &["python3", "-m", "schemathesis.cli"],
         &["python3", "-m", "schemathesis"],
     ];
-    candidates.into_iter().find_map(|c| {
-        let ok = std::process::Command::new(c[0])
-            .args(&c[1..])
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| c.iter().map(|s| (*s).to_string()).collect())
-    })
+    candidates
+        .into_iter()
+        .find_map(|c| {
+            let ok = std::process::Command::new(c[0])
+                .args(&c[1..])
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| c.iter().map(|s| (*s).to_string()).collect())
+        })
+        .expect(
+            "schemathesis is not installed (neither `schemathesis` on PATH nor \
+         `python3 -m schemathesis.cli` works): `pip install schemathesis`, as .ci/run does",
+        )
 }
 
 /// Starts a node on an empty data directory with the `trivial` and
@@ -306,88 +313,81 @@ const MAX_EXAMPLES: u64 = 50;
 /// next to it.
 const FUZZ_DEADLINE: Duration = Duration::from_secs(240);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
-    let Some(st) = schemathesis() else {
-        let msg = "schemathesis is not installed (neither `schemathesis` on PATH nor \
-                   `python3 -m schemathesis.cli` works): install it with \
-                   `pip install schemathesis` to run the OpenAPI fuzz test";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let node = start_node(tmp.path()).await;
-    let (base, token) = (node.base(), node.token());
-    let examples: u64 = std::env::var("MERIDIAN_TEST_FUZZ_EXAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(MAX_EXAMPLES);
-    let deadline = FUZZ_DEADLINE * u32::try_from(examples.div_ceil(MAX_EXAMPLES)).unwrap();
-    let ids = seed(base, token).await;
-    let work = tmp.path().join("st");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(work.join("schemathesis.toml"), config(&ids)).unwrap();
-    let mut cmd = tokio::process::Command::new(&st[0]);
-    cmd.args(&st[1..])
-        .arg("run")
-        .arg(format!("{base}/api/v2/openapi.json"))
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,\
-             response_headers_conformance,response_schema_conformance",
-        ])
-        .args(["--max-examples", &examples.to_string()])
-        // The stateful phase follows the document's response links with
-        // real ids (bounded: `STATEFUL_MAX_STEPS` calls per scenario).
-        .args(["--phases", "examples,coverage,fuzzing,stateful"])
-        .args(["--workers", "2", "--request-timeout", "35"])
-        .args(["--wait-for-schema", "30"])
-        .current_dir(&work)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "120")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let started = Instant::now();
-    let out = tokio::time::timeout(deadline, cmd.output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "schemathesis ran longer than {deadline:?}; node log (tail):\n{}",
-                node.log_tail(60)
-            )
-        })
-        .expect("run schemathesis");
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let took = started.elapsed();
-    assert!(
-        out.status.success(),
-        "schemathesis found failures ({}):\n{report}\nnode log (tail):\n{}",
-        out.status,
-        node.log_tail(60)
-    );
-    // It really tested the operations (a run that tested nothing passes too),
-    // and the stateful phase ran.
-    assert!(
-        report.contains("passed") && !report.contains("No operations"),
-        "{report}"
-    );
-    // How many links it could follow depends on how many generated bodies
-    // the API accepted; that the phase ran, with scenarios, does not.
-    let scenarios: u32 = report
-        .split("Scenarios:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no stateful phase in the report:\n{report}"));
-    assert!(scenarios > 0, "no stateful scenario ran:\n{report}");
-    eprintln!("schemathesis took {took:.0?}:\n{report}");
-    drop(node);
+meridian_tests::needs_services! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn schemathesis_finds_no_server_error_and_no_nonconformance() {
+        let st = schemathesis();
+        let tmp = tempfile::tempdir().unwrap();
+        let node = start_node(tmp.path()).await;
+        let (base, token) = (node.base(), node.token());
+        let examples: u64 = std::env::var("MERIDIAN_TEST_FUZZ_EXAMPLES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MAX_EXAMPLES);
+        let deadline = FUZZ_DEADLINE * u32::try_from(examples.div_ceil(MAX_EXAMPLES)).unwrap();
+        let ids = seed(base, token).await;
+        let work = tmp.path().join("st");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("schemathesis.toml"), config(&ids)).unwrap();
+        let mut cmd = tokio::process::Command::new(&st[0]);
+        cmd.args(&st[1..])
+            .arg("run")
+            .arg(format!("{base}/api/v2/openapi.json"))
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_headers_conformance,response_schema_conformance",
+            ])
+            .args(["--max-examples", &examples.to_string()])
+            // The stateful phase follows the document's response links with
+            // real ids (bounded: `STATEFUL_MAX_STEPS` calls per scenario).
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
+            .args(["--workers", "2", "--request-timeout", "35"])
+            .args(["--wait-for-schema", "30"])
+            .current_dir(&work)
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "120")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let started = Instant::now();
+        let out = tokio::time::timeout(deadline, cmd.output())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "schemathesis ran longer than {deadline:?}; node log (tail):\n{}",
+                    node.log_tail(60)
+                )
+            })
+            .expect("run schemathesis");
+        let report = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "schemathesis found failures ({}):\n{report}\nnode log (tail):\n{}",
+            out.status,
+            node.log_tail(60)
+        );
+        // It really tested the operations (a run that tested nothing passes too),
+        // and the stateful phase ran.
+        assert!(
+            report.contains("passed") && !report.contains("No operations"),
+            "{report}"
+        );
+        // How many links it could follow depends on how many generated bodies
+        // the API accepted; that the phase ran, with scenarios, does not.
+        let scenarios: u32 = report
+            .split("Scenarios:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no stateful phase in the report:\n{report}"));
+        assert!(scenarios > 0, "no stateful scenario ran:\n{report}");
+        eprintln!("schemathesis took {took:.0?}:\n{report}");
+        drop(node);
+    }
 }

@@ -1,8 +1,7 @@
 //! The built-in `sql` step and the SQL capability against real databases:
 //! SQLite (a file in a temporary directory), and the PostgreSQL, MariaDB and
 //! SQL Server servers that `.ci/run` starts on loopback (see
-//! `meridian_tests::services`; without `CI=true` a missing server is skipped
-//! loudly, with it the test fails).
+//! `meridian_tests::services`).
 //!
 //! SQL Server: by default the tests speak real TDS to iridium-server, an
 //! independent SQL Server emulator (a faithful stand-in of the protocol, not
@@ -11,8 +10,10 @@
 //! affected reported as 0, ...) a test accepts the difference only against
 //! the emulator and says so.
 //!
-//! Every test body runs once per backend, each on its own tables, so tests
-//! can run in parallel.
+//! A test body runs once per backend, as a test of its own ([`per_backend!`]:
+//! `sql::parameters_stay_data::mysql`), each on its own tables, so they can
+//! run in parallel. The server ones need the services of `.ci/run` and are
+//! reported ignored where those are not promised.
 
 use meridian::capabilities::Decision;
 use meridian::runtime::{StepFailure, StepRun};
@@ -103,51 +104,140 @@ impl Backend {
     }
 }
 
-/// Every backend reachable here (SQLite always).
-pub(crate) fn backends() -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut out = vec![Backend {
-        name: "sqlite",
-        driver: "sqlite",
-        url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
-        password: None,
-        emulator: false,
-        _dir: Some(dir),
-    }];
-    for (name, driver, service) in [
-        ("postgres", "postgres", services::postgres()),
-        ("mysql", "mysql", services::mysql()),
-    ] {
-        if let Some(s) = service {
-            let scheme = if driver == "postgres" {
-                "postgres"
-            } else {
-                "mysql"
-            };
-            let database = s.url.rsplit('/').next().unwrap_or("").to_string();
-            out.push(Backend {
-                name,
-                driver,
-                url: format!("{scheme}://{}@{}:{}/{database}", s.user, s.host, s.port),
-                password: Some(s.password),
-                emulator: false,
-                _dir: None,
-            });
+impl Backend {
+    /// A database file in a temporary directory of its own.
+    pub(crate) fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            name: "sqlite",
+            driver: "sqlite",
+            url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+            password: None,
+            emulator: false,
+            _dir: Some(dir),
         }
     }
-    if let Some(m) = services::mssql() {
+
+    /// The PostgreSQL server of `.ci/run` (the test fails without it).
+    pub(crate) fn postgres() -> Self {
+        Self::server("postgres", services::postgres())
+    }
+
+    /// The MariaDB server of `.ci/run` (the test fails without it).
+    pub(crate) fn mysql() -> Self {
+        Self::server("mysql", services::mysql())
+    }
+
+    fn server(driver: &'static str, s: services::Service) -> Self {
+        let database = s.url.rsplit('/').next().unwrap_or("").to_string();
+        Self {
+            name: driver,
+            driver,
+            url: format!("{driver}://{}@{}:{}/{database}", s.user, s.host, s.port),
+            password: Some(s.password),
+            emulator: false,
+            _dir: None,
+        }
+    }
+
+    /// SQL Server (`MSSQL_URL`) or iridium-server (the test fails without
+    /// either).
+    pub(crate) fn mssql() -> Self {
+        let m = services::mssql();
         let s = m.service;
-        out.push(Backend {
+        Self {
             name: "mssql",
             driver: "mssql",
             url: format!("server=tcp:{},{};user={}", s.host, s.port, s.user),
             password: Some(s.password),
             emulator: m.emulator,
             _dir: None,
-        });
+        }
     }
-    out
 }
+
+/// Every backend (for a test that needs them all at once: one that needs
+/// the services of `.ci/run`).
+pub(crate) fn backends() -> Vec<Backend> {
+    vec![
+        Backend::sqlite(),
+        Backend::postgres(),
+        Backend::mysql(),
+        Backend::mssql(),
+    ]
+}
+
+/// Declares one test per backend: `mod $name` with a test `sqlite`, and
+/// `postgres`, `mysql` and `mssql` that need the services of `.ci/run`
+/// (ignored elsewhere, see `meridian_tests::needs_services!`), each running
+/// the body with its [`Backend`] as `$b`. A failure names the backend
+/// (`sql::parameters_stay_data::mysql`). `for [...]` chooses the backends;
+/// `mssql_real` is SQL Server only (`MSSQL_URL`), for what the iridium-server
+/// emulator cannot do.
+macro_rules! per_backend {
+    ($(#[$meta:meta])* async fn $name:ident($b:ident) $body:block) => {
+        $crate::sql::per_backend!(
+            $(#[$meta])* async fn $name($b) for [sqlite, postgres, mysql, mssql] $body
+        );
+    };
+    ($(#[$meta:meta])* async fn $name:ident($b:ident) for [$($variant:ident),+] $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($b: $crate::sql::Backend) $body
+
+            $($crate::sql::backend_test!($variant, body);)+
+        }
+    };
+}
+pub(crate) use per_backend;
+
+/// One test of [`per_backend!`].
+macro_rules! backend_test {
+    (sqlite, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            $body($crate::sql::Backend::sqlite()).await;
+        }
+    };
+    (postgres, $body:ident) => {
+        meridian_tests::needs_services! {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body($crate::sql::Backend::postgres()).await;
+            }
+        }
+    };
+    (mysql, $body:ident) => {
+        meridian_tests::needs_services! {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                $body($crate::sql::Backend::mysql()).await;
+            }
+        }
+    };
+    (mssql, $body:ident) => {
+        meridian_tests::needs_services! {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mssql() {
+                $body($crate::sql::Backend::mssql()).await;
+            }
+        }
+    };
+    (mssql_real, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(
+            not(meridian_real_mssql),
+            ignore = "an iridium-server gap (see the test's body): runs against the real SQL Server MSSQL_URL names"
+        )]
+        async fn mssql() {
+            $body($crate::sql::Backend::mssql()).await;
+        }
+    };
+}
+pub(crate) use backend_test;
 
 /// Serialises the tests' use of iridium-server: its transactions are not
 /// isolated from each other (a rollback in one session was seen to undo a
@@ -195,21 +285,15 @@ async fn drop_table(rt: &TestRuntime, table: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_round_trip_with_their_types() {
-    for b in backends() {
+per_backend! {
+    /// iridium-server gaps with typed values: it cannot parse the
+    /// float(53), numeric(p,s), time(7), datetime2(7) and datetimeoffset(7)
+    /// parameter declarations tiberius sends, turns binary and date
+    /// parameters into NULL, answers a SELECT of DATE, TIME or DATETIME2
+    /// columns with malformed TDS, and returns every column as varchar. The
+    /// round trip is checked against a real SQL Server (MSSQL_URL) only.
+    async fn values_round_trip_with_their_types(b) for [sqlite, postgres, mysql, mssql_real] {
         let _serial = serial(&b).await;
-        if b.emulator {
-            // iridium-server gaps with typed values: it cannot parse the
-            // float(53), numeric(p,s), time(7), datetime2(7) and
-            // datetimeoffset(7) parameter declarations tiberius sends, turns
-            // binary and date parameters into NULL, answers a SELECT of DATE,
-            // TIME or DATETIME2 columns with malformed TDS, and returns every
-            // column as varchar. The round trip is checked against a real SQL
-            // Server (MSSQL_URL) only.
-            eprintln!("mssql: the typed round trip is not tested against iridium-server");
-            continue;
-        }
         let rt = b.runtime().await;
         let t = b.table("types");
         let ddl = match b.driver {
@@ -300,9 +384,8 @@ async fn values_round_trip_with_their_types() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parameters_stay_data() {
-    for b in backends() {
+per_backend! {
+    async fn parameters_stay_data(b) {
         let _serial = serial(&b).await;
         let rt = b.runtime().await;
         let t = b.table("inject");
@@ -331,9 +414,8 @@ async fn parameters_stay_data() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_statement_rolls_the_whole_script_back() {
-    for b in backends() {
+per_backend! {
+    async fn a_failing_statement_rolls_the_whole_script_back(b) {
         let _serial = serial(&b).await;
         let rt = b.runtime().await;
         let t = b.table("tx");
@@ -378,9 +460,8 @@ async fn a_failing_statement_rolls_the_whole_script_back() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_beyond_the_cap_are_dropped_and_flagged() {
-    for b in backends() {
+per_backend! {
+    async fn rows_beyond_the_cap_are_dropped_and_flagged(b) {
         let _serial = serial(&b).await;
         let rt = b.runtime().await;
         let t = b.table("cap");
@@ -416,20 +497,13 @@ async fn rows_beyond_the_cap_are_dropped_and_flagged() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_statement_times_out_and_the_pool_recovers() {
-    for b in backends() {
+per_backend! {
+    /// iridium-server parses neither WAITFOR nor recursive CTEs, and keeps
+    /// computing a long query after its client has gone (and then accepts
+    /// no new connection): an emulator gap, so the time limit is tested
+    /// against a real SQL Server (MSSQL_URL) only.
+    async fn a_slow_statement_times_out_and_the_pool_recovers(b) for [sqlite, postgres, mysql, mssql_real] {
         let _serial = serial(&b).await;
-        if b.emulator {
-            // iridium-server parses neither WAITFOR nor recursive CTEs, and
-            // keeps computing a long query after its client has gone (and
-            // then accepts no new connection): an emulator gap, so the time
-            // limit is tested against a real SQL Server (MSSQL_URL) only.
-            eprintln!(
-                "mssql: the statement time limit is not tested against iridium-server (no WAITFOR)"
-            );
-            continue;
-        }
         let rt = b.runtime().await;
         let started = Instant::now();
         let run = step(
@@ -456,9 +530,8 @@ async fn a_slow_statement_times_out_and_the_pool_recovers() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_grant_refuses_writes() {
-    for b in backends() {
+per_backend! {
+    async fn a_read_grant_refuses_writes(b) {
         let _serial = serial(&b).await;
         let rt = b.runtime().await;
         let t = b.table("ro");
@@ -511,9 +584,8 @@ async fn a_read_grant_refuses_writes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ungranted_connection_is_a_typed_denial() {
-    for b in backends() {
+per_backend! {
+    async fn an_ungranted_connection_is_a_typed_denial(b) {
         let _serial = serial(&b).await;
         let rt = b.runtime().await;
         for connection in ["ungranted", "not-configured-anywhere"] {
@@ -538,9 +610,8 @@ async fn an_ungranted_connection_is_a_typed_denial() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn result_modes_and_row_assertions() {
-    for b in backends() {
+per_backend! {
+    async fn result_modes_and_row_assertions(b) {
         let _serial = serial(&b).await;
         let rt = b.runtime().await;
         let t = b.table("modes");
@@ -607,13 +678,11 @@ async fn result_modes_and_row_assertions() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_never_appear_in_errors() {
-    for b in backends() {
+per_backend! {
+    /// (The servers: SQLite has no credentials.)
+    async fn credentials_never_appear_in_errors(b) for [postgres, mysql, mssql] {
         let _serial = serial(&b).await;
-        let Some(password) = b.password.clone() else {
-            continue;
-        };
+        let password = b.password.clone().expect("a server's password");
         // A statement error and a login refused: neither message may carry
         // the password.
         let rt = b.runtime().await;
@@ -660,66 +729,66 @@ async fn config_refuses_a_password_in_the_url() {
     assert!(!e.contains("hunter22"), "{e}");
 }
 
-/// A step's PostgreSQL sessions are named `meridian-step` to the server
-/// (unless the connection's URL names them), and closing the runtime (at
-/// shutdown) ends them: `pg_stat_activity` shows them gone, not idling
-/// in the pool until the process exits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_are_named_and_end_when_the_runtime_closes() {
-    let Some(b) = backends().into_iter().find(|b| b.name == "postgres") else {
-        return;
-    };
-    // The default name, as the step's own session sees it.
-    let rt = b.runtime().await;
-    let out = ok(
-        &rt,
-        &b,
-        json!({"connection": "db", "query": "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()", "result": "scalar"}),
-    )
-    .await;
-    assert_eq!(
-        out["value"],
-        meridian::capabilities::sql::sqlx_backend::APPLICATION_NAME
-    );
-    rt.runtime.close().await;
-
-    // A name of the URL's own is kept; by it, this runtime's sessions are
-    // counted from another connection before and after the close.
-    let name = format!("meridian-close-test-{}", std::process::id());
-    let named = Backend {
-        url: format!("{}?application_name={name}", b.url),
-        ..b
-    };
-    let rt = named.runtime().await;
-    let out = ok(
-        &rt,
-        &named,
-        json!({"connection": "db", "query": "SELECT current_setting('application_name') AS n", "result": "scalar"}),
-    )
-    .await;
-    assert_eq!(out["value"], name.as_str());
-    let service = services::postgres().unwrap();
-    let observer = sqlx::PgPool::connect(&service.url).await.unwrap();
-    let sessions = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+meridian_tests::needs_services! {
+    /// A step's PostgreSQL sessions are named `meridian-step` to the server
+    /// (unless the connection's URL names them), and closing the runtime (at
+    /// shutdown) ends them: `pg_stat_activity` shows them gone, not idling
+    /// in the pool until the process exits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_are_named_and_end_when_the_runtime_closes() {
+        let b = Backend::postgres();
+        // The default name, as the step's own session sees it.
+        let rt = b.runtime().await;
+        let out = ok(
+            &rt,
+            &b,
+            json!({"connection": "db", "query": "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()", "result": "scalar"}),
         )
-        .bind(&name)
-        .fetch_one(&observer)
-        .await
-        .unwrap()
-    };
-    assert!(sessions().await >= 1, "the step's session is not open");
-    rt.runtime.close().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sessions().await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "sessions of a closed runtime still open after 10 s"
+        .await;
+        assert_eq!(
+            out["value"],
+            meridian::capabilities::sql::sqlx_backend::APPLICATION_NAME
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        rt.runtime.close().await;
+
+        // A name of the URL's own is kept; by it, this runtime's sessions are
+        // counted from another connection before and after the close.
+        let name = format!("meridian-close-test-{}", std::process::id());
+        let named = Backend {
+            url: format!("{}?application_name={name}", b.url),
+            ..b
+        };
+        let rt = named.runtime().await;
+        let out = ok(
+            &rt,
+            &named,
+            json!({"connection": "db", "query": "SELECT current_setting('application_name') AS n", "result": "scalar"}),
+        )
+        .await;
+        assert_eq!(out["value"], name.as_str());
+        let service = services::postgres();
+        let observer = sqlx::PgPool::connect(&service.url).await.unwrap();
+        let sessions = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            )
+            .bind(&name)
+            .fetch_one(&observer)
+            .await
+            .unwrap()
+        };
+        assert!(sessions().await >= 1, "the step's session is not open");
+        rt.runtime.close().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sessions().await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "sessions of a closed runtime still open after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        observer.close().await;
     }
-    observer.close().await;
 }
 
 /// `meridian doctor` asks each database whether the login of a connection
@@ -730,10 +799,22 @@ async fn sessions_are_named_and_end_when_the_runtime_closes() {
 /// checked; no password reaches the report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_that_read_only_logins_cannot_write() {
+    doctor_checks_read_only_logins(vec![Backend::sqlite()]).await;
+}
+
+meridian_tests::needs_services! {
+    /// [`doctor_checks_that_read_only_logins_cannot_write`] with every
+    /// server in one config.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn doctor_checks_that_read_only_logins_cannot_write_on_every_server() {
+        doctor_checks_read_only_logins(backends()).await;
+    }
+}
+
+async fn doctor_checks_read_only_logins(all: Vec<Backend>) {
     let data = tempfile::tempdir().unwrap();
     let mut toml = String::new();
     let mut grants = String::from("[[grants]]\nplugin = \"sql\"\n");
-    let all = backends();
     let password = all.iter().find_map(|b| b.password.clone());
     if let Some(pw) = &password {
         toml.push_str(&format!("[secrets]\n{PASSWORD_SECRET} = {pw:?}\n"));

@@ -8,9 +8,10 @@
 //! operator token through the API, installs `tests/ui`'s npm packages when
 //! `node_modules` is missing (`npm ci`), and runs `node tests/ui/e2e.mjs`,
 //! which drives Debian's Chromium (`/usr/bin/chromium`, headless) through
-//! every page; screenshots go to `target/ui-screenshots/`. Without node, npm
-//! or Chromium the test says what is missing and skips — except under
-//! `CI=true`, where that is a failure.
+//! every page; screenshots go to `target/ui-screenshots/`. It needs node,
+//! npm and Chromium (`.ci/run` installs them): it is ignored where the
+//! services are not promised (`meridian_tests::needs_services!`) and fails,
+//! naming what is missing, where they are.
 
 #![cfg(unix)]
 
@@ -202,93 +203,87 @@ async fn token(base: &str, admin: &str, role: &str) -> String {
 /// How long the whole browser run may take.
 const E2E_DEADLINE: Duration = Duration::from_secs(300);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ui_works_end_to_end_in_chromium() {
-    let (node_bin, chromium) = match tools() {
-        Ok(t) => t,
-        Err(msg) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}; in CI a missing tool is a failure");
-            }
-            eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-            return;
+meridian_tests::needs_services! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ui_works_end_to_end_in_chromium() {
+        let (node_bin, chromium) =
+            tools().unwrap_or_else(|msg| panic!("{msg} (.ci/run installs them)"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let ui = root.join("tests/ui");
+        if !ui.join("node_modules/playwright-core").is_dir() {
+            let out = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&ui)
+                .output()
+                .expect("run npm ci");
+            assert!(
+                out.status.success(),
+                "npm ci in tests/ui failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-    };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let ui = root.join("tests/ui");
-    if !ui.join("node_modules/playwright-core").is_dir() {
-        let out = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
+
+        let server = TestServer::start().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[sql.connections.app]\ndriver = \"sqlite\"\nurl = {:?}\n\n\
+             [[grants]]\nplugin = \"sql\"\n[[grants.sql]]\nconnection = \"app\"\naccess = \"read_write\"\n\n\
+             [[grants]]\nplugin = \"http\"\n[[grants.http]]\nscheme = [\"http\"]\nhost = \"127.0.0.1\"\n\
+             port = [{}]\nmethods = [\"GET\"]\npath_prefix = \"/\"\nallow_private = true\n",
+            format!("sqlite://{}?mode=rwc", tmp.path().join("app.db").display()),
+            server.addr.port()
+        );
+        let node = start_node(tmp.path(), &config).await;
+        let (base, admin) = (node.base(), node.token());
+        let operator = token(base, admin, "operator").await;
+        let viewer = token(base, admin, "viewer").await;
+        let shots = root.join("target/ui-screenshots");
+
+        // A component for the upload scenario, named as the plugin it is.
+        let upload = tmp.path().join("upload").join("trivial.wasm");
+        std::fs::create_dir_all(upload.parent().unwrap()).unwrap();
+        std::fs::copy(meridian_tests::fixtures::TRIVIAL, &upload).unwrap();
+        let mut cmd = tokio::process::Command::new(node_bin);
+        cmd.arg(ui.join("e2e.mjs"))
             .current_dir(&ui)
-            .output()
-            .expect("run npm ci");
-        assert!(
-            out.status.success(),
-            "npm ci in tests/ui failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    let server = TestServer::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[sql.connections.app]\ndriver = \"sqlite\"\nurl = {:?}\n\n\
-         [[grants]]\nplugin = \"sql\"\n[[grants.sql]]\nconnection = \"app\"\naccess = \"read_write\"\n\n\
-         [[grants]]\nplugin = \"http\"\n[[grants.http]]\nscheme = [\"http\"]\nhost = \"127.0.0.1\"\n\
-         port = [{}]\nmethods = [\"GET\"]\npath_prefix = \"/\"\nallow_private = true\n",
-        format!("sqlite://{}?mode=rwc", tmp.path().join("app.db").display()),
-        server.addr.port()
-    );
-    let node = start_node(tmp.path(), &config).await;
-    let (base, admin) = (node.base(), node.token());
-    let operator = token(base, admin, "operator").await;
-    let viewer = token(base, admin, "viewer").await;
-    let shots = root.join("target/ui-screenshots");
-
-    // A component for the upload scenario, named as the plugin it is.
-    let upload = tmp.path().join("upload").join("trivial.wasm");
-    std::fs::create_dir_all(upload.parent().unwrap()).unwrap();
-    std::fs::copy(meridian_tests::fixtures::TRIVIAL, &upload).unwrap();
-    let mut cmd = tokio::process::Command::new(node_bin);
-    cmd.arg(ui.join("e2e.mjs"))
-        .current_dir(&ui)
-        .env("MERIDIAN_URL", base)
-        .env("MERIDIAN_ADMIN_TOKEN", admin)
-        .env("MERIDIAN_OPERATOR_TOKEN", &operator)
-        .env("MERIDIAN_VIEWER_TOKEN", &viewer)
-        .env("MERIDIAN_HTTP_BASE", server.url(""))
-        .env("MERIDIAN_SQL_CONNECTION", "app")
-        .env("MERIDIAN_UPLOAD_WASM", &upload)
-        .env("MERIDIAN_SCREENSHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(E2E_DEADLINE, cmd.output())
-        .await
-        .unwrap_or_else(|_| {
+            .env("MERIDIAN_URL", base)
+            .env("MERIDIAN_ADMIN_TOKEN", admin)
+            .env("MERIDIAN_OPERATOR_TOKEN", &operator)
+            .env("MERIDIAN_VIEWER_TOKEN", &viewer)
+            .env("MERIDIAN_HTTP_BASE", server.url(""))
+            .env("MERIDIAN_SQL_CONNECTION", "app")
+            .env("MERIDIAN_UPLOAD_WASM", &upload)
+            .env("MERIDIAN_SCREENSHOTS", &shots)
+            .env("CHROMIUM", &chromium)
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(E2E_DEADLINE, cmd.output())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the browser tests took longer than {E2E_DEADLINE:?}; node log:\n{}",
+                    node.log_tail(40)
+                )
+            })
+            .expect("run node tests/ui/e2e.mjs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
             panic!(
-                "the browser tests took longer than {E2E_DEADLINE:?}; node log:\n{}",
+                "tests/ui/e2e.mjs failed ({}):\n{stdout}\n{stderr}\nnode log (last 40 lines):\n{}",
+                out.status,
                 node.log_tail(40)
-            )
-        })
-        .expect("run node tests/ui/e2e.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        panic!(
-            "tests/ui/e2e.mjs failed ({}):\n{stdout}\n{stderr}\nnode log (last 40 lines):\n{}",
-            out.status,
-            node.log_tail(40)
-        );
-    }
-    eprintln!("{stdout}");
-    for name in [
-        "01-sign-in",
-        "04-builder",
-        "05-monitor",
-        "07-queues",
-        "09-plugins-admin",
-    ] {
-        assert!(shots.join(format!("{name}.png")).is_file(), "{name}.png");
+            );
+        }
+        eprintln!("{stdout}");
+        for name in [
+            "01-sign-in",
+            "04-builder",
+            "05-monitor",
+            "07-queues",
+            "09-plugins-admin",
+        ] {
+            assert!(shots.join(format!("{name}.png")).is_file(), "{name}.png");
+        }
     }
 }

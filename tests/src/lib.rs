@@ -11,6 +11,31 @@ pub mod fixtures {
 
 pub mod services;
 
+/// Declares a test that needs the services `.ci/run` starts (database
+/// servers, a private PostgreSQL, tmpfs volumes, libfaketime, Chromium,
+/// schemathesis): it runs under `CI=true` or `MERIDIAN_TEST_SERVICES=1`
+/// (build.rs sets `cfg(meridian_services)`) and is reported ignored, with
+/// the reason, elsewhere — never passed without running. Inside it, a
+/// missing service fails the test ([`services`]).
+///
+/// ```ignore
+/// meridian_tests::needs_services! {
+///     #[tokio::test]
+///     async fn rides_out_an_outage() { /* services::PrivatePostgres::start() ... */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! needs_services {
+    ($(#[$meta:meta])* $vis:vis async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[cfg_attr(
+            not(meridian_services),
+            ignore = "needs the services .ci/run starts: run its services block as root, then set MERIDIAN_TEST_SERVICES=1 (CI=true sets it)"
+        )]
+        $vis async fn $name() $body
+    };
+}
+
 use axum::Json;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, Method, StatusCode};

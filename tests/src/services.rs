@@ -1,11 +1,18 @@
 //! External services the integration tests use: real database servers on
-//! loopback, which `.ci/run` installs and starts.
+//! loopback, a private PostgreSQL cluster, tmpfs volumes, which `.ci/run`
+//! installs and starts.
 //!
-//! Each helper reads its URL from an environment variable (falling back to
-//! what `.ci/run` starts), checks that the server accepts TCP connections,
-//! and returns `None` when it does not, after saying loudly what is missing
-//! and how to start it — unless `CI=true`, where a missing server fails the
-//! test instead of skipping it.
+//! A test that needs them is declared with [`crate::needs_services!`]: it
+//! runs where the services are promised (`CI=true`, or
+//! `MERIDIAN_TEST_SERVICES=1` after running the services block of
+//! `.ci/run` as root) and is reported *ignored*, with that reason,
+//! everywhere else. Inside such a test a missing service is a failure that
+//! says what is missing and how to start it: these helpers panic rather
+//! than let the test pass without running. Each reads its URL from an
+//! environment variable, falling back to what `.ci/run` starts.
+//!
+//! The benchmarks, which measure what they can reach, use the `try_`
+//! forms, which say why a service cannot be used instead of panicking.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -25,8 +32,13 @@ pub struct Service {
 }
 
 /// PostgreSQL: `MERIDIAN_TEST_PG_URL`, by default the cluster `.ci/run`
-/// starts on 127.0.0.1:5432.
-pub fn postgres() -> Option<Service> {
+/// starts on 127.0.0.1:5432. Panics when it cannot be reached.
+pub fn postgres() -> Service {
+    try_postgres().unwrap_or_else(|why| missing(&why))
+}
+
+/// [`postgres`], or why it cannot be reached.
+pub fn try_postgres() -> Result<Service, String> {
     url_service(
         "PostgreSQL",
         "MERIDIAN_TEST_PG_URL",
@@ -36,24 +48,28 @@ pub fn postgres() -> Option<Service> {
 }
 
 /// MySQL or MariaDB: `MERIDIAN_TEST_MYSQL_URL`, by default the MariaDB
-/// `.ci/run` starts on 127.0.0.1:3306.
-pub fn mysql() -> Option<Service> {
+/// `.ci/run` starts on 127.0.0.1:3306. Panics when it cannot be reached.
+pub fn mysql() -> Service {
     url_service(
         "MariaDB/MySQL",
         "MERIDIAN_TEST_MYSQL_URL",
         "mysql://meridian_test:meridian-test-pw@127.0.0.1:3306/meridian_test",
         3306,
     )
+    .unwrap_or_else(|why| missing(&why))
 }
 
-/// The URL of [`postgres`], if the server is reachable.
-pub fn postgres_url() -> Option<String> {
-    postgres().map(|s| s.url)
+/// The URL of [`postgres`].
+pub fn postgres_url() -> String {
+    postgres().url
 }
 
-/// The URL of [`mysql`], if the server is reachable.
-pub fn mysql_url() -> Option<String> {
-    mysql().map(|s| s.url)
+/// The failure of a test whose service is missing where it was promised.
+fn missing(why: &str) -> ! {
+    panic!(
+        "{why}. This test needs the services .ci/run starts (it runs under CI=true or \
+         MERIDIAN_TEST_SERVICES=1 and is ignored elsewhere); a missing one is a failure"
+    )
 }
 
 /// A SQL Server to test against: a real one when `MSSQL_URL` holds its
@@ -66,13 +82,15 @@ pub struct Mssql {
     pub emulator: bool,
 }
 
-/// See [`Mssql`].
-pub fn mssql() -> Option<Mssql> {
+/// See [`Mssql`]. Panics when it cannot be reached.
+pub fn mssql() -> Mssql {
     if let Some(url) = env("MSSQL_URL") {
-        return ado_service("SQL Server (MSSQL_URL)", "MSSQL_URL", &url).map(|service| Mssql {
-            service,
-            emulator: false,
-        });
+        return ado_service("SQL Server (MSSQL_URL)", "MSSQL_URL", &url)
+            .map(|service| Mssql {
+                service,
+                emulator: false,
+            })
+            .unwrap_or_else(|why| missing(&why));
     }
     let url = env("MERIDIAN_TEST_IRIDIUM_URL").unwrap_or_else(|| {
         "server=tcp:127.0.0.1,11433;user=meridian_test;password=meridian-test-pw".into()
@@ -86,13 +104,14 @@ pub fn mssql() -> Option<Mssql> {
         service,
         emulator: true,
     })
+    .unwrap_or_else(|why| missing(&why))
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn url_service(name: &'static str, var: &str, default: &str, port: u16) -> Option<Service> {
+fn url_service(name: &'static str, var: &str, default: &str, port: u16) -> Result<Service, String> {
     let url = env(var).unwrap_or_else(|| default.to_string());
     // scheme://user:password@host:port/database
     let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
@@ -114,7 +133,7 @@ fn url_service(name: &'static str, var: &str, default: &str, port: u16) -> Optio
     reachable(&service, var)
 }
 
-fn ado_service(name: &'static str, var: &str, ado: &str) -> Option<Service> {
+fn ado_service(name: &'static str, var: &str, ado: &str) -> Result<Service, String> {
     let get = |keys: &[&str]| {
         ado.split(';').find_map(|part| {
             let (k, v) = part.split_once('=')?;
@@ -139,23 +158,18 @@ fn ado_service(name: &'static str, var: &str, ado: &str) -> Option<Service> {
     reachable(&service, var)
 }
 
-fn reachable(service: &Service, var: &str) -> Option<Service> {
+fn reachable(service: &Service, var: &str) -> Result<Service, String> {
     let addr = format!("{}:{}", service.host, service.port);
     let ok = addr.to_socket_addrs().ok().is_some_and(|mut addrs| {
         addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
     });
     if ok {
-        return Some(service.clone());
+        return Ok(service.clone());
     }
-    let message = format!(
+    Err(format!(
         "{} is not reachable at {addr} (set {var}, or run the services block of .ci/run as root to install and start it)",
         service.name
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}; in CI a missing server is a failure");
-    }
-    eprintln!("SKIPPING {}: {message}", service.name);
-    None
+    ))
 }
 
 /// A PostgreSQL cluster of a test's own: `initdb` in a temporary directory
@@ -163,8 +177,9 @@ fn reachable(service: &Service, var: &str) -> Option<Service> {
 /// user, so a fault test can stop, hang and restart it without touching
 /// the shared server other tests use. It needs the server binaries (Debian's
 /// `postgresql` package, which `.ci/run` installs) and root (to run the
-/// server as `postgres`); without them it skips loudly, and under `CI=true`
-/// it fails. Dropping it stops the server and removes its files.
+/// server as `postgres`); without them the test fails (declare it with
+/// [`crate::needs_services!`]). Dropping it stops the server and removes its
+/// files.
 #[cfg(unix)]
 #[derive(Debug)]
 pub struct PrivatePostgres {
@@ -175,23 +190,14 @@ pub struct PrivatePostgres {
 
 #[cfg(unix)]
 impl PrivatePostgres {
-    /// Creates and starts the cluster; `None` (after saying why) where it
-    /// cannot run outside CI.
-    pub fn start() -> Option<Self> {
-        match Self::try_start() {
-            Ok(pg) => Some(pg),
-            Err(why) => {
-                let message = format!(
-                    "a private PostgreSQL cluster cannot be started: {why} (run as root with \
-                     the postgresql package installed, as .ci/run does)"
-                );
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("{message}; in CI that is a failure");
-                }
-                eprintln!("SKIPPING a fault test: {message}");
-                None
-            }
-        }
+    /// Creates and starts the cluster; panics, saying why, where it cannot.
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|why| {
+            missing(&format!(
+                "a private PostgreSQL cluster cannot be started: {why} (run as root with \
+                 the postgresql package installed, as .ci/run does)"
+            ))
+        })
     }
 
     fn try_start() -> Result<Self, String> {
@@ -369,9 +375,9 @@ pub struct Tmpfs {
 
 #[cfg(unix)]
 impl Tmpfs {
-    /// Mounts a tmpfs of `bytes` bytes; `None` (after saying why) where it
-    /// cannot outside CI.
-    pub fn mount(bytes: u64) -> Option<Self> {
+    /// Mounts a tmpfs of `bytes` bytes; panics, saying why, where it
+    /// cannot.
+    pub fn mount(bytes: u64) -> Self {
         let attempt = || -> Result<Self, String> {
             if !nix::unistd::geteuid().is_root() {
                 return Err("not root".into());
@@ -390,17 +396,11 @@ impl Tmpfs {
             }
             Ok(Self { dir })
         };
-        match attempt() {
-            Ok(t) => Some(t),
-            Err(why) => {
-                let message = format!("a tmpfs cannot be mounted: {why} (run as root, as CI does)");
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("{message}; in CI that is a failure");
-                }
-                eprintln!("SKIPPING a fault test: {message}");
-                None
-            }
-        }
+        attempt().unwrap_or_else(|why| {
+            missing(&format!(
+                "a tmpfs cannot be mounted: {why} (run as root, as .ci/run does)"
+            ))
+        })
     }
 
     /// Where it is mounted.

@@ -766,15 +766,15 @@ async fn the_witness_keeps_checkpoints_that_catch_a_resigned_trail() {
     );
 }
 
-/// Two nodes on one PostgreSQL store: each mirrors only the records it
-/// appended and signs its checkpoints with its own key. Each node's files
-/// verify on their own (its checkpoints cover the whole chain); both
-/// nodes' files together need both public keys — a checkpoint of a key
-/// not given is refused, not skipped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_on_one_postgres_store_each_anchor_the_trail() {
-    if let Some(base) = meridian_tests::services::postgres_url() {
-        two_nodes_on_postgres(&base).await;
+meridian_tests::needs_services! {
+    /// Two nodes on one PostgreSQL store: each mirrors only the records it
+    /// appended and signs its checkpoints with its own key. Each node's files
+    /// verify on their own (its checkpoints cover the whole chain); both
+    /// nodes' files together need both public keys — a checkpoint of a key
+    /// not given is refused, not skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_on_one_postgres_store_each_anchor_the_trail() {
+        two_nodes_on_postgres(&meridian_tests::services::postgres_url()).await;
     }
 }
 

@@ -7,7 +7,7 @@
 //! the statement and what it does; the target table (or the store) is
 //! unchanged; and a normal call afterwards works.
 
-use crate::sql::{Backend, PASSWORD_SECRET, backends, serial};
+use crate::sql::{Backend, PASSWORD_SECRET, per_backend, serial};
 use meridian_tests::{ADMIN_TOKEN, TestNode, TestRuntime, fixtures, invocation};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -94,15 +94,14 @@ fn assert_denied(db: &str, r: &Value, connection: &str, statement: usize, words:
 /// The hint of a refusal no grant can lift.
 const NO_GRANT: &str = "none: refused under every grant";
 
-/// A read grant is undone neither by ending the read-only transaction
-/// (`COMMIT`, `ROLLBACK; BEGIN`, `END`), nor by making it read-write
-/// (`SET TRANSACTION READ WRITE`, `SET autocommit`), nor by switching
-/// SQLite's `query_only` off, nor by a SQL Server batch that commits and
-/// then deletes: each is refused before it is sent, and the table keeps its
-/// row. Transaction control stays refused on a grant with every category.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_grant_is_not_undone_by_the_step() {
-    for b in backends() {
+per_backend! {
+    /// A read grant is undone neither by ending the read-only transaction
+    /// (`COMMIT`, `ROLLBACK; BEGIN`, `END`), nor by making it read-write
+    /// (`SET TRANSACTION READ WRITE`, `SET autocommit`), nor by switching
+    /// SQLite's `query_only` off, nor by a SQL Server batch that commits and
+    /// then deletes: each is refused before it is sent, and the table keeps its
+    /// row. Transaction control stays refused on a grant with every category.
+    async fn a_read_grant_is_not_undone_by_the_step(b) {
         let _serial = serial(&b).await;
         let rt = probe_runtime(&b).await;
         let t = b.table("undo");
@@ -469,10 +468,7 @@ async fn a_connection_to_meridians_own_files_is_refused_at_config_load() {
 /// every spelling, and no file appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vacuum_into_writes_no_file() {
-    let b = backends()
-        .into_iter()
-        .find(|b| b.driver == "sqlite")
-        .unwrap();
+    let b = Backend::sqlite();
     let rt = probe_runtime(&b).await;
     let t = b.table("vacuum");
     rows(
@@ -512,16 +508,15 @@ async fn vacuum_into_writes_no_file() {
     assert_eq!(r, json!([[0]]));
 }
 
-/// Nothing a step sets on its session reaches the next call on the same
-/// connection (a pool of one, so the next call would get that very
-/// session): PostgreSQL's `search_path`, `ROLE` and temporary tables are
-/// reset on the same backend process (`DISCARD ALL`); SQLite's
-/// `query_only`, temporary tables and attached databases never outlive a
-/// call (a connection per call); a MariaDB session that had a user
-/// variable, a temporary table or a write's insert id is not reused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_state_does_not_reach_the_next_call() {
-    for b in backends() {
+per_backend! {
+    /// Nothing a step sets on its session reaches the next call on the same
+    /// connection (a pool of one, so the next call would get that very
+    /// session): PostgreSQL's `search_path`, `ROLE` and temporary tables are
+    /// reset on the same backend process (`DISCARD ALL`); SQLite's
+    /// `query_only`, temporary tables and attached databases never outlive a
+    /// call (a connection per call); a MariaDB session that had a user
+    /// variable, a temporary table or a write's insert id is not reused.
+    async fn session_state_does_not_reach_the_next_call(b) {
         let _serial = serial(&b).await;
         let rt = probe_runtime(&b).await;
         let tmp = b.table("tmp");
@@ -679,15 +674,14 @@ async fn session_state_does_not_reach_the_next_call() {
     }
 }
 
-/// Ways out to the database server's programs and files, to other servers,
-/// and into the host's own process: refused before they are sent, on a
-/// read grant by the category that would allow them, and the ones no grant
-/// allows on a grant with every category too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_programs_and_files_are_refused() {
-    let marker_dir = tempfile::tempdir().unwrap();
-    let marker = marker_dir.path().join("ran");
-    for b in backends() {
+per_backend! {
+    /// Ways out to the database server's programs and files, to other servers,
+    /// and into the host's own process: refused before they are sent, on a
+    /// read grant by the category that would allow them, and the ones no grant
+    /// allows on a grant with every category too.
+    async fn server_programs_and_files_are_refused(b) {
+        let marker_dir = tempfile::tempdir().unwrap();
+        let marker = marker_dir.path().join("ran");
         let _serial = serial(&b).await;
         let rt = probe_runtime(&b).await;
         // A read-only connection opens an existing database only.
