@@ -158,7 +158,6 @@ mod context;
 mod encoding;
 mod error;
 mod output;
-mod path;
 mod step;
 
 pub mod http;
@@ -189,8 +188,10 @@ pub mod bindings {
 pub use capability::{Capability, CapabilityKind};
 pub use context::Context;
 pub use error::{CapabilityError, ConfigIssue, Denial, StepError};
+/// Paths into a step's config, in the notation Meridian shows everywhere
+/// (`headers[0].name`, `params["a.b"]`): see [`meridian_json_path`].
+pub use meridian_json_path::JsonPath;
 pub use output::Output;
-pub use path::JsonPath;
 pub use step::{Step, config_schema, parse_config, validate_config};
 
 /// The config schema keyword that marks a field as code, into which the

@@ -485,8 +485,7 @@ pub(super) async fn schedule_job(State(state): State<Arc<AppState>>, body: Bytes
             .or_insert_with(|| json!(job_id.clone()));
         let spec: ScheduleSpec = serde_path_to_error::deserialize(Value::Object(schedule))
             .map_err(|e| {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
+                let path = meridian_json_path::JsonPath::from_serde(e.path()).to_string();
                 Problem::validation(vec![Issue {
                     path: model::join_path("schedule", &path),
                     message: e.into_inner().to_string(),

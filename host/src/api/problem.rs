@@ -88,9 +88,8 @@ impl IntoResponse for Problem {
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = meridian_json_path::JsonPath::from_serde(e.path()).into();
         let inner = e.into_inner();
-        let path = if path == "." { String::new() } else { path };
         if inner.is_syntax() || inner.is_eof() {
             Problem::new(
                 StatusCode::BAD_REQUEST,

@@ -12,6 +12,7 @@
 //! own rules, variable references, each step's config as its plugin checks
 //! it) is the engine's ([`crate::engine::validate_job`]).
 
+use meridian_json_path::JsonPath;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -397,9 +398,8 @@ pub const FAILURE_KINDS: &[&str] = &[
 pub fn parse_job(text: &str) -> Result<Job, Vec<Issue>> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
         vec![Issue {
-            path: if path == "." { String::new() } else { path },
+            path: JsonPath::from_serde(e.path()).into(),
             message: e.into_inner().to_string(),
         }]
     })
@@ -408,9 +408,8 @@ pub fn parse_job(text: &str) -> Result<Job, Vec<Issue>> {
 /// Parses a job from a JSON value (an API body).
 pub fn job_from_value(value: Value) -> Result<Job, Vec<Issue>> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
         vec![Issue {
-            path: if path == "." { String::new() } else { path },
+            path: JsonPath::from_serde(e.path()).into(),
             message: e.into_inner().to_string(),
         }]
     })
@@ -456,13 +455,7 @@ pub const STEP_KEYS: &[&str] = &["output", "exports", "status", "error", "attemp
 
 /// `base` + a relative JSON path (`url`, `[0].x`, or empty).
 pub fn join_path(base: &str, rel: &str) -> String {
-    if rel.is_empty() {
-        base.to_string()
-    } else if rel.starts_with('[') {
-        format!("{base}{rel}")
-    } else {
-        format!("{base}.{rel}")
-    }
+    meridian_json_path::join(base, rel)
 }
 
 pub(crate) fn listing<'a>(names: impl Iterator<Item = &'a str>) -> String {

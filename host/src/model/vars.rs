@@ -135,6 +135,7 @@
 //! A reference to something that does not exist is an error, never `null`;
 //! an existing `null` resolves to `null`.
 
+use meridian_json_path::JsonPath;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -357,12 +358,17 @@ pub fn lookup(reference: &Reference, scope: &Value) -> Result<Value, String> {
         None | Some(Value::Null) => &empty,
         Some(v) => v,
     };
-    let mut walked = reference.root.name().to_string();
+    // Where the walk has got to, in the scope (an index from the end as
+    // the element it reached).
+    let mut walked = JsonPath::root().key(reference.root.name());
     for (i, segment) in reference.path.iter().enumerate() {
         match segment {
             Segment::Key(key) => match current {
                 Value::Object(map) => match map.get(key) {
-                    Some(v) => current = v,
+                    Some(v) => {
+                        current = v;
+                        walked.push_key(key);
+                    }
                     None if reference.root == Root::Steps && i == 0 => {
                         return Err(format!(
                             "{shown}: step {} has not run in this execution",
@@ -383,8 +389,14 @@ pub fn lookup(reference: &Reference, scope: &Value) -> Result<Value, String> {
                 Value::Array(items) => {
                     let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
                     let at = if *index < 0 { len + index } else { *index };
-                    match usize::try_from(at).ok().and_then(|at| items.get(at)) {
-                        Some(v) => current = v,
+                    match usize::try_from(at)
+                        .ok()
+                        .and_then(|at| Some((at, items.get(at)?)))
+                    {
+                        Some((at, v)) => {
+                            current = v;
+                            walked.push_index(at);
+                        }
                         None => {
                             let plural = if items.len() == 1 { "" } else { "s" };
                             return Err(format!(
@@ -407,7 +419,6 @@ pub fn lookup(reference: &Reference, scope: &Value) -> Result<Value, String> {
                 }
             },
         }
-        push_segment(&mut walked, segment);
     }
     Ok(current.clone())
 }
@@ -785,58 +796,14 @@ enum PathSeg<'a> {
 }
 
 fn render_path(path: &[PathSeg<'_>]) -> String {
-    let mut out = String::new();
+    let mut out = JsonPath::root();
     for seg in path {
         match seg {
-            PathSeg::Key(k) => push_key(&mut out, k),
-            PathSeg::Index(i) => {
-                out.push('[');
-                out.push_str(&i.to_string());
-                out.push(']');
-            }
+            PathSeg::Key(k) => out.push_key(k),
+            PathSeg::Index(i) => out.push_index(*i),
         }
     }
-    out
-}
-
-fn push_segment(out: &mut String, segment: &Segment) {
-    match segment {
-        Segment::Key(k) => push_key(out, k),
-        Segment::Index(i) => {
-            out.push('[');
-            out.push_str(&i.to_string());
-            out.push(']');
-        }
-    }
-}
-
-/// Appends `.key`, or `["key"]` when the key is not a plain name: how a
-/// config path names an object key.
-pub(crate) fn push_key(out: &mut String, key: &str) {
-    if is_plain_name(key) {
-        if !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(key);
-    } else {
-        out.push_str("[\"");
-        for c in key.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push_str("\"]");
-    }
-}
-
-/// `[A-Za-z_][A-Za-z0-9_-]*`
-fn is_plain_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    out.into()
 }
 
 /// A key as a JSON string literal, so odd characters stay visible.

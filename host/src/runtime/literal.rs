@@ -44,6 +44,7 @@
 //! fails its attempt as `invalid_config` rather than splice.
 
 use crate::model::vars;
+use meridian_json_path::JsonPath;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -177,7 +178,7 @@ impl LiteralFields {
     pub fn check(&self, config: &Value) -> Vec<Spliced> {
         let mut found = Vec::new();
         if !self.nodes.is_empty() {
-            self.walk(config, &[0], None, &mut String::new(), &mut found);
+            self.walk(config, &[0], None, &mut JsonPath::root(), &mut found);
         }
         found
     }
@@ -206,7 +207,7 @@ impl LiteralFields {
         value: &Value,
         nodes: &[usize],
         inherited: Option<&str>,
-        path: &mut String,
+        path: &mut JsonPath,
         found: &mut Vec<Spliced>,
     ) {
         let applicable = self.expand(nodes, Some(Kind::of(value)));
@@ -241,7 +242,7 @@ impl LiteralFields {
                 for r in vars::expressions(s) {
                     let shown = format!("${{{}}}", r.text);
                     found.push(Spliced {
-                        path: path.clone(),
+                        path: path.to_string(),
                         message: format!(
                             "{shown}: {why}; {} (write $${{ for a literal ${{)",
                             hint.replace("{expr}", &shown)
@@ -259,7 +260,7 @@ impl LiteralFields {
                         })
                         .collect();
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    path.push_index(i);
                     self.walk(item, &children, mark, path, found);
                     path.truncate(len);
                 }
@@ -276,7 +277,7 @@ impl LiteralFields {
                         }
                     }
                     let len = path.len();
-                    vars::push_key(path, key);
+                    path.push_key(key);
                     self.walk(item, &children, mark, path, found);
                     path.truncate(len);
                 }

@@ -29,6 +29,7 @@ use crate::capabilities::{self, CapabilityEvent, StepEnv, StepIdentity};
 use crate::secrets::SecretStore;
 use bindings::{PluginPre, StepError as WitStepError};
 use cache::CompileCache;
+use meridian_json_path::JsonPath;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -986,7 +987,7 @@ impl Runtime {
             .schema
             .iter_errors(config)
             .map(|e| ConfigIssue {
-                path: pointer_to_path(&e.instance_path.to_string()),
+                path: JsonPath::from_pointer(e.instance_path.as_str(), config).into(),
                 message: cap_message(&e.to_string()),
             })
             .collect();
@@ -1330,23 +1331,6 @@ pub fn valid_plugin_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-/// `/headers/0/name` → `headers[0].name`, the path style of config issues.
-pub fn pointer_to_path(pointer: &str) -> String {
-    let mut out = String::new();
-    for raw in pointer.split('/').skip(1) {
-        let seg = raw.replace("~1", "/").replace("~0", "~");
-        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(&seg);
-        }
-    }
-    out
-}
-
 fn component_names(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String>) {
     let ty = component.component_type();
     let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
@@ -1392,14 +1376,6 @@ impl Drop for EpochTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pointers_become_paths() {
-        assert_eq!(pointer_to_path(""), "");
-        assert_eq!(pointer_to_path("/url"), "url");
-        assert_eq!(pointer_to_path("/headers/0/name"), "headers[0].name");
-        assert_eq!(pointer_to_path("/a~1b/c~0d"), "a/b.c~d");
-    }
 
     #[test]
     fn plugin_names_are_plain() {

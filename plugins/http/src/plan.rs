@@ -557,7 +557,7 @@ mod tests {
         );
         assert_eq!(
             paths(json!({"url": "https://x.example", "extract": {"my-state": "/s"}})),
-            [r#"extract["my-state"]"#]
+            ["extract.my-state"]
         );
     }
 
@@ -584,7 +584,7 @@ mod tests {
         );
         assert_eq!(
             paths(json!({"url": "https://x.example", "headers": {"X-Api-Key": "a\nb"}})),
-            [r#"headers["X-Api-Key"]"#]
+            ["headers.X-Api-Key"]
         );
         assert_eq!(
             paths(json!({"url": "https://x.example", "response_headers": ["ok", "no good"]})),

@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(issues(json!({"file": "x.ps1"})), ["file"]);
         assert_eq!(
             issues(json!({"file": "/x.ps1", "parameters": {"A": [1], "b-c": "1"}})),
-            ["parameters.A", "parameters[\"b-c\"]"]
+            ["parameters.A", "parameters.b-c"]
         );
         assert_eq!(
             issues(json!({"script": "x", "interpreter": "bin/pwsh"})),

@@ -191,9 +191,8 @@ pub fn parse_one(spec: &GrantSpec) -> Result<Grants, Vec<GrantError>> {
 /// Reads a grant from JSON; a shape error names its JSON path.
 pub fn from_json(value: serde_json::Value) -> Result<GrantSpec, Vec<GrantError>> {
     serde_path_to_error::deserialize::<_, GrantSpec>(value).map_err(|e| {
-        let path = e.path().to_string();
         vec![GrantError {
-            path: if path == "." { String::new() } else { path },
+            path: meridian_json_path::JsonPath::from_serde(e.path()).into(),
             message: e.inner().to_string(),
         }]
     })
