@@ -1128,6 +1128,50 @@ mod tests {
         }
     }
 
+    crate::store_test! {
+        /// A value outside an enumerated column's list is refused, on
+        /// insert and on update (CHECK constraints on PostgreSQL, triggers
+        /// on SQLite: migration 0008), with the column named, and what was
+        /// stored stays as it was.
+        async fn enumerated_columns_refuse_values_outside_their_list(store) {
+            let bad = ScheduleRow {
+                overlap_policy: "sometimes".into(),
+                ..schedule()
+            };
+            let e = store.insert_schedule(&bad).await.unwrap_err();
+            assert!(e.to_string().contains("overlap_policy"), "{e}");
+            assert!(store.get_schedule("s1").await.unwrap().is_none());
+            store.insert_schedule(&schedule()).await.unwrap();
+            let bad = ScheduleRow {
+                dst_gap: "later".into(),
+                ..schedule()
+            };
+            let e = store.update_schedule(&bad).await.unwrap_err();
+            assert!(e.to_string().contains("dst_gap"), "{e}");
+            assert_eq!(store.get_schedule("s1").await.unwrap().unwrap(), schedule());
+            let bad = NewExecution {
+                trigger: "cron".into(),
+                ..new_execution("e1", "job", 1)
+            };
+            let e = store.insert_execution(&bad).await.unwrap_err();
+            assert!(e.to_string().contains("trigger"), "{e}");
+            assert!(store.get_execution("e1").await.unwrap().is_none());
+            // The values the code writes pass (the whole suite writes the
+            // rest).
+            store.insert_execution(&new_execution("e2", "job", 1)).await.unwrap();
+            let fires: Vec<FireRow> = ["enqueued", "buffered", "skipped", "missed"]
+                .into_iter()
+                .enumerate()
+                .map(|(m, outcome)| FireRow {
+                    outcome: outcome.into(),
+                    run_id: None,
+                    ..fire_with_run(m, "")
+                })
+                .collect();
+            store.record_fires(&fires).await.unwrap();
+        }
+    }
+
     fn fire_with_run(minute: usize, run_id: &str) -> FireRow {
         FireRow {
             schedule_id: "s1".into(),

@@ -2,7 +2,10 @@
 //! several nodes on one database; one schema and one set of queries.
 //!
 //! Migrations live in `host/migrations/` and are embedded in the binary;
-//! both databases run the same files with the same numbering. The queries
+//! both databases run the same files with the same numbering, except what
+//! one SQL cannot say for both (SQLite cannot add a constraint to a table):
+//! `migrations/sqlite/` and `migrations/postgres/` hold those, numbered in
+//! the same sequence ([`migrator`]). The queries
 //! live once, in `backend/`, compiled once per database (`sqlite.rs`,
 //! `postgres.rs`); [`Store`] dispatches to the one in use.
 //! The SQL is portable: `$N` placeholders (sqlx accepts them on SQLite),
@@ -31,7 +34,42 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The portable migrations (`migrate!` reads the files of the directory,
+/// not its subdirectories).
+static SHARED: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_ONLY: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_ONLY: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The migrations of `dialect`: the shared ones and its own, in version
+/// order. One numbering runs through all three directories: a version is
+/// either shared or in both backend directories (the same change, said in
+/// each database's SQL); `migrations_are_numbered_once` checks it.
+async fn migrator(
+    dialect: Dialect,
+) -> Result<sqlx::migrate::Migrator, sqlx::migrate::MigrateError> {
+    let own = match dialect {
+        Dialect::Sqlite => &SQLITE_ONLY,
+        Dialect::Postgres => &POSTGRES_ONLY,
+    };
+    let mut all: Vec<_> = SHARED.iter().chain(own.iter()).cloned().collect();
+    all.sort_by_key(|m| m.version);
+    sqlx::migrate::Migrator::new(Embedded(all)).await
+}
+
+/// Migrations already in memory, as a source for [`sqlx::migrate::Migrator::new`].
+#[derive(Debug)]
+struct Embedded(Vec<sqlx::migrate::Migration>);
+
+impl sqlx::migrate::MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
 
 /// A store failure. The message is for logs; API clients get a generic
 /// problem document.
@@ -740,6 +778,56 @@ mod tests {
             id: "x".into(),
         };
         assert_eq!(missing.unavailable(), None);
+    }
+
+    /// One numbering through the three migration directories: a version is
+    /// shared, or in both backend directories and nowhere else.
+    #[test]
+    fn migrations_are_numbered_once() {
+        let versions =
+            |m: &sqlx::migrate::Migrator| -> Vec<i64> { m.iter().map(|m| m.version).collect() };
+        let (shared, sqlite, postgres) = (
+            versions(&SHARED),
+            versions(&SQLITE_ONLY),
+            versions(&POSTGRES_ONLY),
+        );
+        assert_eq!(sqlite, postgres, "each backend's own migrations pair up");
+        for v in &sqlite {
+            assert!(
+                !shared.contains(v),
+                "version {v} is shared and backend-only"
+            );
+        }
+        assert!(!sqlite.is_empty());
+    }
+
+    /// A row stored before migration 0008 with a value outside its
+    /// column's list stops the migration on SQLite, naming the column
+    /// (PostgreSQL's VALIDATE CONSTRAINT does the same there), and the
+    /// database keeps its rows.
+    #[tokio::test]
+    async fn a_stored_value_outside_the_rules_stops_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        SHARED.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, hash, created_at_us, created_by) \
+             VALUES ('t1', 'old', 'root', 'h', 0, 'test')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let e = Store::open_sqlite(&path).await.unwrap_err();
+        assert!(e.to_string().contains("api_tokens_role"), "{e}");
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, 1);
     }
 
     /// A real SQLite store made read-only underneath: the error a write

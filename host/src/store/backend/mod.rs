@@ -96,7 +96,7 @@ impl Backend {
     /// connection of their own (see [`FiresTurn`]). Not for an in-memory
     /// database, which lives in its one connection.
     pub(crate) async fn from_pool(pool: Pool, sqlite_file: bool) -> Result<Self, StoreError> {
-        crate::store::MIGRATOR.run(&pool).await?;
+        crate::store::migrator(DIALECT).await?.run(&pool).await?;
         let node = std::sync::Arc::new(NodeCell::default());
         let writer = writer::Writer::spawn(pool.clone(), std::sync::Arc::clone(&node));
         let fires_turn = std::sync::Arc::default();
