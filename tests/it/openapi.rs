@@ -125,7 +125,7 @@ async fn the_document_is_openapi_3_1_and_matches_the_router() {
             assert_eq!(status, want, "{what} ({uri}) through the router");
         }
     }
-    assert!(operations >= 39, "only {operations} operations documented");
+    assert!(operations >= 49, "only {operations} operations documented");
 
     // Response links (what schemathesis's stateful phase follows) name a
     // real operation and only parameters that operation has.
@@ -191,6 +191,114 @@ async fn the_document_is_openapi_3_1_and_matches_the_router() {
     assert!(!page.contains("<script"), "the page runs no script");
     assert!(!page.contains("src="), "the page loads nothing");
     assert!(!page.contains("<link"), "the page loads no stylesheet");
+}
+
+/// The router serves exactly what the document says, the other way round
+/// from [`the_document_is_openapi_3_1_and_matches_the_router`]: on every
+/// documented path, each method the document does not list is refused,
+/// even to an admin (who passes the guard: 405 from the router); and the
+/// only routes outside the document, the web UI's, are public for reading
+/// and nothing else. Each route is registered once (`api::routes`: the
+/// handler's `#[utoipa::path]` is its route), so a handler cannot be
+/// served undocumented; this checks the result.
+#[tokio::test]
+async fn the_router_serves_nothing_the_document_does_not_list() {
+    let (_rt, state) = state().await;
+    let doc = meridian::api::openapi::api_doc();
+    let admin = Some(meridian_tests::ADMIN_TOKEN);
+    let all = ["GET", "PUT", "POST", "DELETE", "PATCH"];
+    for (path, item) in &doc.paths.paths {
+        let documented = [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("PATCH", item.patch.is_some()),
+        ];
+        for method in all {
+            let listed = documented.iter().any(|(m, on)| *m == method && *on);
+            let need = meridian::api::route_permission(&method.parse().unwrap(), path);
+            if listed {
+                assert!(need.is_some(), "{method} {path} has no permission");
+                continue;
+            }
+            assert!(
+                need.is_none(),
+                "{method} {path}: a permission but no operation"
+            );
+            let uri = concrete(path);
+            let (status, ..) = request_as(state.clone(), admin, method, &uri, "{}").await;
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} ({uri}) is served but not documented"
+            );
+            // Without a token: refused by the guard before the router says
+            // anything about the method.
+            let (status, ..) = request_as(state.clone(), None, method, &uri, "{}").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        }
+    }
+    for route in meridian::api::web::ROUTES {
+        assert!(
+            !doc.paths.paths.contains_key(route),
+            "{route} is the UI's and documented"
+        );
+        let uri = route.replace("{file}", "app.js");
+        let (status, ..) = request_as(state.clone(), None, "GET", &uri, "").await;
+        assert!(
+            status.is_success() || status.is_redirection(),
+            "GET {uri}: {status}"
+        );
+        for method in ["PUT", "POST", "DELETE", "PATCH"] {
+            let (status, ..) = request_as(state.clone(), None, method, &uri, "{}").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        }
+    }
+}
+
+/// Who may do what, as the routes' attributes say and the guard enforces:
+/// the table security teams read (README's "Roles").
+#[test]
+fn permissions_are_where_the_routes_are() {
+    use axum::http::Method;
+    use meridian::api::route_permission as need;
+    use meridian::auth::Permission::*;
+    let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+    for (method, route, want) in [
+        (&get, "/api/v2/health", Public),
+        (&get, "/api/v2/openapi.json", Public),
+        (&get, "/api/v2/docs", Public),
+        (&get, "/api/v2/session", Read),
+        (&get, "/api/v2/jobs", Read),
+        (&post, "/api/v2/jobs", Operate),
+        (&post, "/api/v2/jobs/validate", Read),
+        (&delete, "/api/v2/jobs/{id}", Operate),
+        (&get, "/api/v2/schedules/preview", Read),
+        (&get, "/api/v2/audit", Audit),
+        (&get, "/api/v2/audit/verify", Audit),
+        (&get, "/api/v2/grants", Audit),
+        (&post, "/api/v2/grants", Admin),
+        (&put, "/api/v2/grants/{id}", Admin),
+        (&delete, "/api/v2/grants/{id}", Admin),
+        (&get, "/api/v2/tokens", Admin),
+        (&post, "/api/v2/tokens", Admin),
+        (&get, "/api/v2/plugins/{name}", Read),
+        (&get, "/api/v2/plugins/{name}/capabilities", Audit),
+        (&put, "/api/v2/plugins/{name}", Admin),
+        (&delete, "/api/v2/plugins/{name}", Admin),
+        (&get, "/metrics", Read),
+        (&get, "/api/v1/jobs", Read),
+        (&post, "/api/v1/jobs", Operate),
+        (&post, "/api/v2/jobs/schedule", Operate),
+        (&Method::HEAD, "/api/v2/health", Public),
+        (&get, "/ui/{file}", Public),
+        (&Method::HEAD, "/ui/", Public),
+    ] {
+        assert_eq!(need(method, route), Some(want), "{method} {route}");
+    }
+    assert_eq!(need(&post, "/ui/"), None, "the UI takes no writes");
+    assert_eq!(need(&get, "/api/v2/no-such-route"), None);
 }
 
 /// How to run schemathesis here: `schemathesis` on PATH, else through

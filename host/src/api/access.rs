@@ -77,7 +77,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Runs on every matched route: authenticates the bearer token, checks the
-/// role against [`auth::required`], hands the [`Caller`] to the handler,
+/// role against the route's permission ([`super::route_permission`]), hands the [`Caller`] to the handler,
 /// and puts refusals and state changes on the audit trail — a refusal
 /// without a valid token as a count in its window's aggregate record
 /// (see [`super::refusals`]), the rest one record each.
@@ -93,7 +93,10 @@ pub(super) async fn guard(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let target = format!("{method} {}", req.uri().path());
-    let need = auth::required(&method, &route);
+    // A method a route does not serve (axum then answers 405), or a route
+    // registered without a permission, is an admin's only: nothing gets
+    // through for want of a declaration.
+    let need = super::route_permission(&method, &route).unwrap_or(Permission::Admin);
     let presented = bearer(req.headers()).is_some();
     let caller = match bearer(req.headers()) {
         // A public route (the health check above all) answers whatever the
@@ -189,7 +192,7 @@ pub(super) async fn guard(
         req.extensions_mut().insert(c.clone());
     }
     let res = next.run(req).await;
-    if auth::changes_state(&method, &route) {
+    if auth::changes_state(&method, need) {
         let decision = match res.status().as_u16() {
             200..=399 => "ok",
             400..=499 => "rejected",
@@ -244,6 +247,7 @@ fn body_json(body: &Bytes) -> Result<Value, Problem> {
 #[utoipa::path(
     get,
     path = "/api/v2/tokens",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "List the API tokens (never the tokens themselves)",
     responses(
@@ -263,6 +267,7 @@ pub(super) async fn list_tokens(State(state): State<Arc<AppState>>) -> Response 
 #[utoipa::path(
     post,
     path = "/api/v2/tokens",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Create an API token (the token is in the response, once)",
     request_body(content = doc::TokenRequest),
@@ -348,6 +353,7 @@ pub(super) async fn create_token(
 #[utoipa::path(
     delete,
     path = "/api/v2/tokens/{id}",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Revoke an API token",
     params(("id" = String, Path, description = "The token's id or name")),
@@ -393,6 +399,7 @@ async fn reapply(state: &AppState) -> Result<(), Problem> {
 #[utoipa::path(
     post,
     path = "/api/v2/grants",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Store a capability grant (the `[[grants]]` shape) and put it in force",
     request_body(content = Object, description = "One grant, as in the config file's `[[grants]]`"),
@@ -434,6 +441,7 @@ pub(super) async fn create_grant(
 #[utoipa::path(
     put,
     path = "/api/v2/grants/{id}",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Replace a stored grant's definition and put it in force",
     description = "The grant keeps its id; its definition is replaced in one transaction with its audit record (`grant`, `replaced`, the previous definition in the detail) and applies to the next step that starts.",
@@ -497,6 +505,7 @@ fn no_stored_grant() -> Problem {
 #[utoipa::path(
     delete,
     path = "/api/v2/grants/{id}",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Revoke a stored grant",
     params(("id" = String, Path, description = "The stored grant's id")),

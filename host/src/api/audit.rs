@@ -5,6 +5,7 @@ use super::openapi::schemas as doc;
 use super::problem::internal;
 use super::{AppState, Problem};
 use crate::audit::AuditQuery;
+use crate::auth::Permission;
 use crate::model::Issue;
 use axum::Json;
 use axum::extract::{Query, State};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 #[utoipa::path(
     get,
     path = "/api/v2/audit",
+    extensions(("x-required-permission" = json!(Permission::Audit))),
     tag = "security",
     summary = "Query the audit trail",
     params(doc::AuditQuery),
@@ -113,6 +115,7 @@ pub(super) async fn query_audit(
 #[utoipa::path(
     get,
     path = "/api/v2/audit/verify",
+    extensions(("x-required-permission" = json!(Permission::Audit))),
     tag = "security",
     summary = "Verify the audit trail: its hash chain, its mirrored log files and the signed checkpoints of its head",
     responses(
@@ -142,6 +145,7 @@ pub(super) async fn verify_audit(State(state): State<Arc<AppState>>) -> Response
 #[utoipa::path(
     get,
     path = "/api/v2/grants",
+    extensions(("x-required-permission" = json!(Permission::Audit))),
     tag = "security",
     summary = "List the grants in force (config and stored)",
     responses(

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::problem::internal;
+use crate::auth::Permission;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -57,6 +58,7 @@ fn rfc3339(us: i64) -> String {
 #[utoipa::path(
     get,
     path = "/api/v2/cluster",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "cluster",
     summary = "The nodes sharing this store",
     responses(

@@ -29,6 +29,7 @@ use super::openapi::schemas as doc;
 use super::problem::{internal, parse_body};
 use super::schedules::{compile_spec, insert_new};
 use super::{AppState, Problem};
+use crate::auth::Permission;
 use crate::model::schedule::{ScheduleDef, ScheduleSpec};
 use crate::model::{self, Issue};
 use axum::Json;
@@ -232,6 +233,7 @@ fn conflict(code: &'static str, title: &str, detail: String) -> Problem {
 #[utoipa::path(
     post,
     path = "/api/v1/jobs",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "jobs",
     summary = "Create a job in the V1 single-step shape (mapped onto a v2 job and schedule)",
     description = "Body: `{name, type: sql|powershell, command, schedule?, timezone?, connection? (sql), description?, enabled?}`. The job id is the name slugified; its one step is `main`. See docs/api-v1-compat.md.",
@@ -357,6 +359,7 @@ fn as_v1(job: &model::Job, schedule: Option<&crate::store::ScheduleRow>) -> Opti
 #[utoipa::path(
     get,
     path = "/api/v1/jobs",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "jobs",
     summary = "List the jobs that have a V1 shape",
     responses((status = 200, description = "`{jobs: [V1 job with id and schedule_id], not_v1: N}`", body = Object)),
@@ -436,6 +439,7 @@ fn prefixed(base: &str, issues: Vec<Issue>) -> Vec<Issue> {
 #[utoipa::path(
     post,
     path = "/api/v2/jobs/schedule",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Store a job (or name a stored one) and a schedule for it, in one call",
     description = "Body: `{job_id | job, schedule}`; `schedule` has the fields of POST /api/v2/schedules, `job_id` and `id` optional (both default to the job's id). Both are checked before either is stored.",

@@ -8,6 +8,7 @@
 //! with `$ref`s as links to the schema. No script, no stylesheet or font
 //! from elsewhere: a small inline style, and everything escaped.
 
+use crate::auth::Permission;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -25,6 +26,7 @@ static PAGE: LazyLock<Result<String, String>> = LazyLock::new(|| {
 #[utoipa::path(
     get,
     path = "/api/v2/docs",
+    extensions(("x-required-permission" = json!(Permission::Public))),
     tag = "system",
     summary = "This API's reference as a readable HTML page",
     responses((status = 200, description = "The page", content_type = "text/html", body = String)),

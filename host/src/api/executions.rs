@@ -5,6 +5,7 @@ use super::jobs::store_job;
 use super::openapi::schemas as doc;
 use super::problem::{internal, parse_body};
 use super::{AppState, Problem};
+use crate::auth::Permission;
 use crate::engine::service::{CancelOutcome, SubmitError};
 use crate::engine::view;
 use crate::model::{self, Issue};
@@ -37,6 +38,7 @@ struct ExecuteRequest {
 #[utoipa::path(
     post,
     path = "/api/v2/jobs/execute",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "executions",
     summary = "Run a job now",
     request_body(content = doc::ExecuteRequest),
@@ -116,6 +118,7 @@ pub(super) async fn execute(State(state): State<Arc<AppState>>, body: Bytes) -> 
 #[utoipa::path(
     get,
     path = "/api/v2/executions/{id}",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "executions",
     summary = "Read an execution with its step runs and attempts",
     params(("id" = String, Path, description = "The execution id")),
@@ -144,6 +147,7 @@ pub(super) async fn get_execution(
 #[utoipa::path(
     get,
     path = "/api/v2/executions",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "executions",
     summary = "List executions, newest first",
     params(doc::ExecutionListQuery),
@@ -210,6 +214,7 @@ pub(super) async fn list_executions(
 #[utoipa::path(
     post,
     path = "/api/v2/executions/{id}/cancel",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "executions",
     summary = "Cancel an execution",
     params(("id" = String, Path, description = "The execution id")),
@@ -259,6 +264,7 @@ const STATUS_RUNNING_LIMIT: i64 = 100;
 #[utoipa::path(
     get,
     path = "/api/v2/execution/status",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "executions",
     summary = "What the node is doing now",
     responses(

@@ -8,6 +8,7 @@
 use super::openapi::schemas as doc;
 use super::problem::{internal, parse_body};
 use super::{AppState, Problem};
+use crate::auth::Permission;
 use crate::engine::view;
 use crate::model::{self, Issue};
 use axum::Json;
@@ -42,6 +43,7 @@ fn job_body(body: &[u8]) -> Result<model::Job, Problem> {
 #[utoipa::path(
     post,
     path = "/api/v2/jobs",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "jobs",
     summary = "Create a job, or a new version of it",
     request_body(content = doc::Job, description = "The job definition"),
@@ -86,6 +88,7 @@ fn version_view(row: &crate::store::JobVersionRow) -> Value {
 #[utoipa::path(
     get,
     path = "/api/v2/jobs/{id}",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "jobs",
     summary = "Read a job (its current version)",
     params(("id" = String, Path, description = "The job id")),
@@ -111,6 +114,7 @@ pub(super) async fn get_job(
 #[utoipa::path(
     post,
     path = "/api/v2/jobs/validate",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "jobs",
     summary = "Check a job definition; stores nothing",
     request_body(content = doc::Job, description = "The job definition"),
@@ -169,6 +173,7 @@ fn job_item(row: &crate::store::JobVersionRow) -> Result<Value, Problem> {
 #[utoipa::path(
     get,
     path = "/api/v2/jobs",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "jobs",
     summary = "List the current versions of live jobs",
     params(doc::JobListQuery),
@@ -255,6 +260,7 @@ pub(super) async fn list_jobs(
 #[utoipa::path(
     get,
     path = "/api/v2/jobs/{id}/versions",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "jobs",
     summary = "List a job's versions, oldest first (a deleted job's too)",
     params(("id" = String, Path, description = "The job id")),
@@ -301,6 +307,7 @@ pub(super) async fn list_job_versions(
 #[utoipa::path(
     get,
     path = "/api/v2/jobs/{id}/versions/{version}",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "jobs",
     summary = "Read one version of a job (a deleted job's too)",
     params(("id" = String, Path, description = "The job id"), ("version" = i64, Path, minimum = 1, description = "The version, from 1")),
@@ -361,6 +368,7 @@ pub(super) async fn get_job_version(
 #[utoipa::path(
     delete,
     path = "/api/v2/jobs/{id}",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "jobs",
     summary = "Delete a job (soft: its versions and executions stay readable)",
     params(("id" = String, Path, description = "The job id")),

@@ -11,6 +11,7 @@
 
 use super::openapi::schemas as doc;
 use super::{AppState, Problem};
+use crate::auth::Permission;
 use crate::engine::ExecutionStatus;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -109,6 +110,7 @@ enum Format {
 #[utoipa::path(
     get,
     path = "/api/v2/executions/{id}/logs",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "executions",
     summary = "An execution's log",
     params(("id" = String, Path, description = "The execution id"), doc::LogQuery),

@@ -27,6 +27,7 @@ pub mod tls;
 pub mod web;
 pub use access::AuthState;
 
+use crate::auth::Permission;
 use crate::model::Issue;
 use crate::model::schedule::PreviewRequest;
 use crate::runtime::Runtime;
@@ -34,7 +35,6 @@ use axum::extract::Query;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
@@ -82,113 +82,81 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The API router.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/api/v2/health", get(health))
-        .route("/api/v2/session", get(session))
-        .route("/api/v2/openapi.json", get(openapi_json))
-        .route("/api/v2/docs", get(docs::docs_page))
-        .route("/api/v2/steps/types", get(step_types))
-        .route("/api/v2/schedules/preview", get(schedule_preview))
-        .route(
-            "/api/v2/schedules",
-            get(schedules::list_schedules).post(schedules::create_schedule),
-        )
-        .route(
-            "/api/v2/schedules/{id}",
-            get(schedules::get_schedule)
-                .put(schedules::replace_schedule)
-                .delete(schedules::delete_schedule),
-        )
-        .route(
-            "/api/v2/schedules/{id}/pause",
-            post(schedules::pause_schedule),
-        )
-        .route(
-            "/api/v2/schedules/{id}/resume",
-            post(schedules::resume_schedule),
-        )
-        .route(
-            "/api/v2/schedules/{id}/trigger",
-            post(schedules::trigger_schedule),
-        )
-        .route(
-            "/api/v2/schedules/{id}/backfill",
-            post(schedules::backfill_schedule),
-        )
-        .route("/api/v2/performance/summary", get(performance::summary))
-        .route("/api/v2/jobs", get(jobs::list_jobs).post(jobs::put_job))
-        .route("/api/v2/jobs/validate", post(jobs::validate_job))
-        .route("/api/v2/jobs/execute", post(executions::execute))
-        .route("/api/v2/jobs/schedule", post(compat::schedule_job))
-        .route(
-            "/api/v1/jobs",
-            get(compat::list_v1_jobs).post(compat::create_v1_job),
-        )
-        .route("/metrics", get(prometheus::scrape))
-        .route(
-            "/api/v2/jobs/{id}",
-            get(jobs::get_job).delete(jobs::delete_job),
-        )
-        .route("/api/v2/jobs/{id}/versions", get(jobs::list_job_versions))
-        .route(
-            "/api/v2/jobs/{id}/versions/{version}",
-            get(jobs::get_job_version),
-        )
-        .route("/api/v2/queues", get(queues::list_queues))
-        .route("/api/v2/cluster", get(cluster::cluster))
-        .route(
-            "/api/v2/execution/status",
-            get(executions::execution_status),
-        )
-        .route("/api/v2/executions", get(executions::list_executions))
-        .route("/api/v2/executions/{id}", get(executions::get_execution))
-        .route("/api/v2/executions/{id}/logs", get(logs::execution_logs))
-        .route(
-            "/api/v2/executions/{id}/cancel",
-            post(executions::cancel_execution),
-        )
-        .route("/api/v2/audit", get(audit::query_audit))
-        .route("/api/v2/audit/verify", get(audit::verify_audit))
-        .route(
-            "/api/v2/grants",
-            get(audit::list_grants).post(access::create_grant),
-        )
-        .route(
-            "/api/v2/grants/{id}",
-            axum::routing::put(access::replace_grant).delete(access::revoke_grant),
-        )
-        .route("/api/v2/plugins", get(plugins::list_plugins))
-        .route(
-            "/api/v2/plugins/{name}/capabilities",
-            get(plugins::plugin_capabilities),
-        )
-        .route(
-            "/api/v2/tokens",
-            get(access::list_tokens).post(access::create_token),
-        )
-        .route(
-            "/api/v2/tokens/{id}",
-            axum::routing::delete(access::revoke_token),
-        )
-        // The web UI's assets (public in `crate::auth::required`).
-        .merge(web::router())
+/// Every route of the API, each registered once: `routes!` takes a
+/// handler's method, path and permission from its `#[utoipa::path]`
+/// attribute, and the OpenAPI document is what was registered (see
+/// [`openapi`]). Handlers of one path share a `routes!` call. The web UI's
+/// routes ([`web::ROUTES`]) are the only ones outside the document.
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Arc<AppState>> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(health))
+        .routes(routes!(session))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs::docs_page))
+        .routes(routes!(step_types))
+        .routes(routes!(schedule_preview))
+        .routes(routes!(schedules::list_schedules, schedules::create_schedule))
+        .routes(routes!(
+            schedules::get_schedule,
+            schedules::replace_schedule,
+            schedules::delete_schedule
+        ))
+        .routes(routes!(schedules::pause_schedule))
+        .routes(routes!(schedules::resume_schedule))
+        .routes(routes!(schedules::trigger_schedule))
+        .routes(routes!(schedules::backfill_schedule))
+        .routes(routes!(performance::summary))
+        .routes(routes!(jobs::list_jobs, jobs::put_job))
+        .routes(routes!(jobs::validate_job))
+        .routes(routes!(executions::execute))
+        .routes(routes!(jobs::get_job, jobs::delete_job))
+        .routes(routes!(jobs::list_job_versions))
+        .routes(routes!(jobs::get_job_version))
+        .routes(routes!(queues::list_queues))
+        .routes(routes!(cluster::cluster))
+        .routes(routes!(executions::execution_status))
+        .routes(routes!(executions::list_executions))
+        .routes(routes!(executions::get_execution))
+        .routes(routes!(logs::execution_logs))
+        .routes(routes!(executions::cancel_execution))
+        .routes(routes!(audit::query_audit))
+        .routes(routes!(audit::verify_audit))
+        .routes(routes!(audit::list_grants, access::create_grant))
+        .routes(routes!(access::replace_grant, access::revoke_grant))
+        .routes(routes!(plugins::list_plugins))
+        .routes(routes!(plugins::get_plugin, plugins::delete_plugin))
+        .routes(routes!(plugins::plugin_capabilities))
+        .routes(routes!(access::list_tokens, access::create_token))
+        .routes(routes!(access::revoke_token))
+        .routes(routes!(compat::schedule_job))
+        .routes(routes!(compat::create_v1_job, compat::list_v1_jobs))
+        .routes(routes!(prometheus::scrape))
+        // The web UI's assets (public: `web::permission`).
+        .merge(web::router().into())
         // The body limit of every route above; the plugin upload below has
         // its own (`[api] max_plugin_bytes`, read by its handler).
         .route_layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .route(
-            "/api/v2/plugins/{name}",
-            get(plugins::get_plugin)
-                .delete(plugins::delete_plugin)
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(
-                    MAX_BODY_BYTES,
-                ))
-                .put(plugins::upload_plugin),
-        )
-        // Every route above: token, role, audit (`crate::auth::required`).
+        .routes(routes!(plugins::upload_plugin))
+}
+
+/// What `method` on `route` (its template: `/api/v2/jobs/{id}`) needs:
+/// the permission its `#[utoipa::path]` attribute gives, or the UI's
+/// ([`web::permission`]). `None` for a method a route does not serve.
+pub fn route_permission(
+    method: &axum::http::Method,
+    route: &str,
+) -> Option<crate::auth::Permission> {
+    openapi::permission(method, route).or_else(|| web::permission(method, route))
+}
+
+/// The API router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (routes, _) = routes().split_for_parts();
+    routes
+        // Every route above: token, role, audit (`route_permission`).
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             access::guard,
@@ -215,6 +183,7 @@ async fn not_found() -> Problem {
 #[utoipa::path(
     get,
     path = "/api/v2/openapi.json",
+    extensions(("x-required-permission" = json!(Permission::Public))),
     tag = "system",
     summary = "This API's OpenAPI 3.1 document",
     responses((status = 200, description = "The document", content_type = "application/json", body = Object)),
@@ -238,6 +207,7 @@ async fn openapi_json() -> Response {
 #[utoipa::path(
     get,
     path = "/api/v2/health",
+    extensions(("x-required-permission" = json!(Permission::Public))),
     tag = "system",
     summary = "Health check",
     responses(
@@ -326,6 +296,7 @@ pub struct Session {
 #[utoipa::path(
     get,
     path = "/api/v2/session",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "security",
     summary = "Who this token is: its name, role and permissions",
     responses((status = 200, description = "The token's name, role and permissions", body = Session)),
@@ -361,6 +332,7 @@ async fn session(caller: Option<axum::Extension<crate::auth::Caller>>) -> Respon
 #[utoipa::path(
     get,
     path = "/api/v2/steps/types",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "system",
     summary = "List the step types",
     responses((status = 200, description = "The step types", body = openapi::schemas::StepTypes)),
@@ -450,6 +422,7 @@ pub async fn serve_with(
 #[utoipa::path(
     get,
     path = "/api/v2/schedules/preview",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "schedules",
     summary = "Preview the fires of a cron expression in a time zone",
     description = "The next `count` fires strictly after `from`, with the DST rules in force; nothing is stored.",

@@ -1,27 +1,33 @@
 //! The API's OpenAPI 3.1 document, generated from the code.
 //!
-//! Each handler carries a `#[utoipa::path]` attribute (method, path,
-//! parameters, request body, its own responses); [`ApiDoc`] lists them and
-//! utoipa builds the document at start-up. The handlers build most bodies
+//! Each handler carries a `#[utoipa::path]` attribute (method, path, the
+//! permission it needs as `x-required-permission`, parameters, request
+//! body, its own responses), and that attribute is also its route:
+//! [`super::routes`] registers the handlers with `utoipa_axum::routes!`,
+//! which takes the method and path from it, and the document is what was
+//! registered ([`ApiDoc`] gives only the frame). A route cannot be served
+//! undocumented, nor documented and not served; the guard reads the
+//! permission from the same place ([`permission`]). The handlers build most bodies
 //! with `json!()`, so the shapes they send and accept are described here by
 //! doc-only types ([`schemas`]): they are never constructed, they only say
 //! what the JSON looks like. Query parameters are described the same way by
 //! `IntoParams` types, with the ranges and enums the handlers check.
 //!
 //! What every guarded route has in common is added once, by [`Common`],
-//! rather than repeated on each handler: the permission it needs (from
-//! [`crate::auth::required`], the table the guard itself uses, as
-//! `x-required-permission` and in the description), the bearer-token
+//! rather than repeated on each handler: the role its permission lets in
+//! (in the description), the bearer-token
 //! security requirement (none for the public routes), and the problem
 //! responses the layers around the handlers can give: 401 and 403 from the
 //! guard, 408 from the timeout layer, 413 from the body limit (operations
 //! with a body) and 500.
 //!
-//! To document a new route: put `#[utoipa::path]` on its handler and add it
-//! to the `paths(...)` list of [`ApiDoc`] (one line per handler).
+//! To add a route: put `#[utoipa::path]` on its handler, with its
+//! permission, and register it in [`super::routes`] (one `routes!` per
+//! path).
 
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response as OaResponse, ResponseBuilder};
@@ -29,65 +35,15 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-/// The document: every documented operation, the shared components and the
-/// bearer security scheme.
+/// The document's frame: its info, the shared components, the bearer
+/// security scheme and the tags. The operations are what
+/// [`super::routes`] registers; [`Common`] then completes each.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Meridian",
         description = "The REST API (v2) of Meridian, a timezone-aware job scheduler whose steps are sandboxed WebAssembly components. Every route except the health check, this document and its docs page needs `Authorization: Bearer <token>`; errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    paths(
-        super::health,
-        super::session,
-        super::openapi_json,
-        super::docs::docs_page,
-        super::step_types,
-        super::schedule_preview,
-        super::schedules::list_schedules,
-        super::schedules::create_schedule,
-        super::schedules::get_schedule,
-        super::schedules::replace_schedule,
-        super::schedules::delete_schedule,
-        super::schedules::pause_schedule,
-        super::schedules::resume_schedule,
-        super::schedules::trigger_schedule,
-        super::schedules::backfill_schedule,
-        super::performance::summary,
-        super::jobs::list_jobs,
-        super::jobs::put_job,
-        super::jobs::validate_job,
-        super::executions::execute,
-        super::jobs::get_job,
-        super::jobs::delete_job,
-        super::jobs::list_job_versions,
-        super::jobs::get_job_version,
-        super::queues::list_queues,
-        super::cluster::cluster,
-        super::executions::execution_status,
-        super::executions::list_executions,
-        super::executions::get_execution,
-        super::logs::execution_logs,
-        super::executions::cancel_execution,
-        super::audit::query_audit,
-        super::audit::verify_audit,
-        super::audit::list_grants,
-        super::access::create_grant,
-        super::access::replace_grant,
-        super::access::revoke_grant,
-        super::plugins::list_plugins,
-        super::plugins::get_plugin,
-        super::plugins::upload_plugin,
-        super::plugins::delete_plugin,
-        super::plugins::plugin_capabilities,
-        super::access::list_tokens,
-        super::access::create_token,
-        super::access::revoke_token,
-        super::compat::schedule_job,
-        super::compat::create_v1_job,
-        super::compat::list_v1_jobs,
-        super::prometheus::scrape,
     ),
     // Problem and Issue are referenced by the shared responses; the enums
     // by query parameters (utoipa does not collect those by itself).
@@ -100,7 +56,6 @@ use utoipa::{Modify, OpenApi};
         schemas::GapPolicy,
         schemas::OverlapPolicy,
     )),
-    modifiers(&Common),
     security(("bearer" = [])),
     tags(
         (name = "system", description = "Health, the step types, this document"),
@@ -137,17 +92,16 @@ impl Modify for Common {
                 .responses
                 .insert((*name).to_string(), problem_response(status, description));
         }
-        for (path, item) in doc.paths.paths.iter_mut() {
+        for item in doc.paths.paths.values_mut() {
             let ops = [
-                (Method::GET, item.get.as_mut()),
-                (Method::PUT, item.put.as_mut()),
-                (Method::POST, item.post.as_mut()),
-                (Method::DELETE, item.delete.as_mut()),
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
             ];
-            for (method, op) in ops {
-                if let Some(op) = op {
-                    complete(path, &method, op);
-                }
+            for op in ops.into_iter().flatten() {
+                complete(op);
             }
         }
     }
@@ -221,8 +175,10 @@ fn permission_roles(p: crate::auth::Permission) -> &'static str {
 }
 
 /// One operation: its permission, security and the shared responses.
-fn complete(path: &str, method: &Method, op: &mut Operation) {
-    let need = crate::auth::required(method, path);
+fn complete(op: &mut Operation) {
+    // A route without a permission is served to admins only (see the
+    // guard); the document says so rather than leaving it out.
+    let need = operation_permission(op).unwrap_or(crate::auth::Permission::Admin);
     let public = need == crate::auth::Permission::Public;
     let note = format!("Required role: {}.", permission_roles(need));
     op.description = Some(match op.description.take() {
@@ -231,7 +187,7 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
     });
     let ext = op.extensions.get_or_insert_with(Default::default);
     ext.insert(
-        "x-required-permission".to_string(),
+        PERMISSION_KEY.to_string(),
         serde_json::Value::String(permission_name(need).to_string()),
     );
     let mut shared = vec![("408", "Timeout"), ("500", "Internal")];
@@ -252,9 +208,68 @@ fn complete(path: &str, method: &Method, op: &mut Operation) {
     }
 }
 
+/// The permission an operation's attribute gives (`x-required-permission`).
+fn operation_permission(op: &Operation) -> Option<crate::auth::Permission> {
+    let value = op.extensions.as_ref()?.get(PERMISSION_KEY)?;
+    serde_json::from_value(value.clone()).ok()
+}
+
+/// The extension that carries a route's permission.
+pub const PERMISSION_KEY: &str = "x-required-permission";
+
+/// The document: what [`super::routes`] registered, completed by
+/// [`Common`]; built once.
+static API_DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+    let (_, mut doc) = super::routes().split_for_parts();
+    Common.modify(&mut doc);
+    doc
+});
+
+/// The document, as built (for tests and the docs page).
+pub fn api_doc() -> &'static utoipa::openapi::OpenApi {
+    &API_DOC
+}
+
+/// Each documented path's methods and what they need, from the
+/// operations' `x-required-permission`.
+static PERMISSIONS: LazyLock<HashMap<String, Vec<(Method, crate::auth::Permission)>>> =
+    LazyLock::new(|| {
+        let mut map: HashMap<String, Vec<(Method, crate::auth::Permission)>> = HashMap::new();
+        for (path, item) in &API_DOC.paths.paths {
+            let ops = [
+                (Method::GET, item.get.as_ref()),
+                (Method::PUT, item.put.as_ref()),
+                (Method::POST, item.post.as_ref()),
+                (Method::DELETE, item.delete.as_ref()),
+                (Method::PATCH, item.patch.as_ref()),
+            ];
+            for (method, op) in ops {
+                if let Some(need) = op.and_then(operation_permission) {
+                    map.entry(path.clone()).or_default().push((method, need));
+                }
+            }
+        }
+        map
+    });
+
+/// What `method` on the documented `route` needs (HEAD as GET, which
+/// answers it); `None` when the document has no such operation.
+pub fn permission(method: &Method, route: &str) -> Option<crate::auth::Permission> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    PERMISSIONS
+        .get(route)?
+        .iter()
+        .find(|(m, _)| m == method)
+        .map(|(_, need)| *need)
+}
+
 /// The document as JSON, built once.
 static DOCUMENT: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).map_err(|e| e.to_string())?;
+    let mut doc = serde_json::to_value(&*API_DOC).map_err(|e| e.to_string())?;
     camel_case_links(&mut doc);
     serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
 });

@@ -11,6 +11,7 @@
 
 use super::AppState;
 use super::openapi::schemas as doc;
+use crate::auth::Permission;
 use crate::metrics::{ByWindow, QueueWindow, StepTypeSummary, WINDOWS};
 use axum::Json;
 use axum::extract::State;
@@ -47,6 +48,7 @@ struct QueueEntry {
 #[utoipa::path(
     get,
     path = "/api/v2/performance/summary",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "performance",
     summary = "Recent latencies, throughput and error rates per queue and step type",
     responses(

@@ -19,6 +19,7 @@ use super::problem::internal;
 use super::{AppState, Problem};
 use crate::audit::AuditEntry;
 use crate::auth::Caller;
+use crate::auth::Permission;
 use crate::model::Issue;
 use crate::runtime::{Digest, LoadError, LoadedPlugin, PluginSource, SwapError};
 use axum::Json;
@@ -94,6 +95,7 @@ pub(super) struct PluginRemoved {
 #[utoipa::path(
     get,
     path = "/api/v2/plugins",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "security",
     summary = "List the loaded plugins",
     responses(
@@ -156,6 +158,7 @@ fn no_such_plugin(name: &str) -> Problem {
 #[utoipa::path(
     get,
     path = "/api/v2/plugins/{name}",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "security",
     summary = "Inspect a loaded plugin",
     params(("name" = String, Path, description = "The plugin's (step type's) name")),
@@ -191,6 +194,7 @@ pub(super) async fn get_plugin(
 #[utoipa::path(
     get,
     path = "/api/v2/plugins/{name}/capabilities",
+    extensions(("x-required-permission" = json!(Permission::Audit))),
     tag = "security",
     summary = "A plugin's capabilities: asked, granted, used",
     params(("name" = String, Path, description = "The plugin's name")),
@@ -404,6 +408,7 @@ async fn write_atomically(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> 
 #[utoipa::path(
     put,
     path = "/api/v2/plugins/{name}",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Upload a plugin component (install, or replace one that is not built in)",
     description = "The body is the component's bytes (`wasm32-wasip2`). It must compile and its `describe` must give `{name}`; it is stored as `<plugins dir>/{name}.wasm` (loaded again at start) and put in force for new steps; running steps keep the binary they started with. Its grants are the ones in force for its name: a grant pinned to an earlier binary's digest does not apply. One `plugin` record (`created` or `replaced`, with the new and the previous digest) goes on the audit trail. The size limit is `[api] max_plugin_bytes` (default 64 MiB).",
@@ -561,6 +566,7 @@ async fn upload(
 #[utoipa::path(
     delete,
     path = "/api/v2/plugins/{name}",
+    extensions(("x-required-permission" = json!(Permission::Admin))),
     tag = "security",
     summary = "Remove an uploaded plugin",
     description = "Deletes `<plugins dir>/{name}.wasm` and takes the plugin out of force: running steps finish with it, new ones (and the validation of jobs using it) find no such step type. One `plugin` record (`removed`) goes on the audit trail. Built-in plugins, and plugins loaded from elsewhere than the plugins directory, are not removed.",

@@ -3,6 +3,7 @@
 //! counts API requests by route template.
 
 use super::AppState;
+use crate::auth::Permission;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -15,6 +16,7 @@ use std::time::Instant;
 #[utoipa::path(
     get,
     path = "/metrics",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "performance",
     summary = "Prometheus metrics (text format 0.0.4)",
     responses((status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String)),

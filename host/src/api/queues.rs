@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::openapi::schemas as doc;
+use crate::auth::Permission;
 use crate::metrics::QueueWindow;
 use crate::queue::QueueStats;
 use axum::Json;
@@ -35,6 +36,7 @@ struct QueueView {
 #[utoipa::path(
     get,
     path = "/api/v2/queues",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "executions",
     summary = "Per-zone queue statistics",
     responses(

@@ -7,6 +7,7 @@
 use super::openapi::schemas as doc;
 use super::problem::{internal, parse_body};
 use super::{AppState, Problem};
+use crate::auth::Permission;
 use crate::engine::view;
 use crate::model::schedule::{ScheduleDef, ScheduleSpec};
 use crate::model::{Issue, valid_id};
@@ -151,6 +152,7 @@ async fn checked_spec(state: &AppState, body: &[u8]) -> Result<ScheduleDef, Prob
 #[utoipa::path(
     post,
     path = "/api/v2/schedules",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Create a schedule",
     request_body(content = doc::ScheduleSpec),
@@ -213,6 +215,7 @@ pub(super) async fn insert_new(
 #[utoipa::path(
     get,
     path = "/api/v2/schedules",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "schedules",
     summary = "List schedules in id order",
     params(doc::ScheduleListQuery),
@@ -269,6 +272,7 @@ pub(super) async fn list_schedules(
 #[utoipa::path(
     get,
     path = "/api/v2/schedules/{id}",
+    extensions(("x-required-permission" = json!(Permission::Read))),
     tag = "schedules",
     summary = "Read a schedule",
     params(("id" = String, Path, description = "The schedule id")),
@@ -300,6 +304,7 @@ pub(super) async fn get_schedule(
 #[utoipa::path(
     put,
     path = "/api/v2/schedules/{id}",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Replace a schedule's definition (keeps its creation time and cursor)",
     params(("id" = String, Path, description = "The schedule id")), request_body(content = doc::ScheduleSpec),
@@ -356,6 +361,7 @@ pub(super) async fn replace_schedule(
 #[utoipa::path(
     delete,
     path = "/api/v2/schedules/{id}",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Delete a schedule (runs already queued carry on)",
     params(("id" = String, Path, description = "The schedule id")),
@@ -403,6 +409,7 @@ async fn current_view(state: &AppState, id: &str) -> Result<Response, Problem> {
 #[utoipa::path(
     post,
     path = "/api/v2/schedules/{id}/pause",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Pause a schedule",
     params(("id" = String, Path, description = "The schedule id")),
@@ -434,6 +441,7 @@ pub(super) async fn pause_schedule(
 #[utoipa::path(
     post,
     path = "/api/v2/schedules/{id}/resume",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Resume a schedule (from now)",
     params(("id" = String, Path, description = "The schedule id")),
@@ -465,6 +473,7 @@ pub(super) async fn resume_schedule(
 #[utoipa::path(
     post,
     path = "/api/v2/schedules/{id}/trigger",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Run a schedule's job now",
     params(("id" = String, Path, description = "The schedule id")),
@@ -512,6 +521,7 @@ struct BackfillRequest {
 #[utoipa::path(
     post,
     path = "/api/v2/schedules/{id}/backfill",
+    extensions(("x-required-permission" = json!(Permission::Operate))),
     tag = "schedules",
     summary = "Run every fire of a past range not recorded before",
     params(("id" = String, Path, description = "The schedule id")), request_body(content = doc::BackfillRequest),

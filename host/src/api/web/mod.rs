@@ -4,8 +4,9 @@
 //! step, no third-party code) in `assets/`; `include_bytes!` puts each file
 //! in the binary, so `meridian serve` alone serves it. Everything the UI
 //! shows or changes goes through the REST API with the bearer token the user
-//! signed in with: these routes are public (see [`crate::auth::required`])
-//! and hand out nothing but the assets.
+//! signed in with: these routes ([`ROUTES`]) are public for reading (see
+//! [`permission`]) and hand out nothing but the assets. They are the only
+//! routes outside the OpenAPI document.
 //!
 //! Every answer carries a strict Content-Security-Policy (only this origin's
 //! scripts and styles, no inline script or style, no framing),
@@ -82,11 +83,24 @@ pub fn total_bytes() -> usize {
 /// The UI's routes; the API's router merges them (inside its guard, where
 /// they are public).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let [root, ui, index_page, files] = ROUTES;
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(index))
-        .route("/ui/{file}", get(file))
+        .route(root, get(|| async { Redirect::to("/ui/") }))
+        .route(ui, get(|| async { Redirect::to("/ui/") }))
+        .route(index_page, get(index))
+        .route(files, get(file))
+}
+
+/// The UI's routes: `/` and `/ui` redirect to `/ui/`, which serves
+/// `index.html`; `/ui/{file}` the other assets.
+pub const ROUTES: [&str; 4] = ["/", "/ui", "/ui/", "/ui/{file}"];
+
+/// What a UI route needs: nothing, to read it (GET, and HEAD, which axum
+/// answers with the GET handler); `None` for anything else, which the
+/// guard refuses.
+pub fn permission(method: &axum::http::Method, route: &str) -> Option<crate::auth::Permission> {
+    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    (read && ROUTES.contains(&route)).then_some(crate::auth::Permission::Public)
 }
 
 async fn index(headers: HeaderMap) -> Response {
