@@ -321,41 +321,21 @@ pub(super) fn json_response() -> Response {
     }
 }
 
-/// The JSON shapes of the API, for the document only: never constructed.
+/// The JSON shapes of the API: the real types where a handler sends or
+/// reads one as it is (re-exported here), and doc-only types, never
+/// constructed, where a handler builds its body with `json!()`.
 #[allow(dead_code)]
 pub mod schemas {
     use serde::{Deserialize, Serialize};
     use serde_json::Value;
     use utoipa::{IntoParams, ToSchema};
 
-    /// An RFC 9457 problem document (`application/problem+json`).
-    #[derive(Serialize, ToSchema)]
-    pub struct Problem {
-        /// `https://meridian.dev/problems/<code>`.
-        #[serde(rename = "type")]
-        pub kind: String,
-        pub title: String,
-        /// The HTTP status.
-        pub status: u16,
-        /// Stable, machine-readable error code (`validation_failed`,
-        /// `malformed_json`, `not_found`, `job_not_found`, …).
-        pub code: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub detail: Option<String>,
-        /// Every problem with the request, each with its JSON path (only
-        /// on `validation_failed`).
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        pub errors: Vec<Issue>,
-    }
-
-    /// One problem with a request.
-    #[derive(Serialize, ToSchema)]
-    pub struct Issue {
-        /// JSON path into the body (`steps[1].config.url`), or the query
-        /// parameter's name; empty for the whole body.
-        pub path: String,
-        pub message: String,
-    }
+    // The real types where the API sends or reads them as they are.
+    pub use crate::api::Problem;
+    pub use crate::auth::Role;
+    pub use crate::engine::ExecutionStatus;
+    pub use crate::model::Issue;
+    pub use crate::schedule::{GapPolicy, OverlapPolicy};
 
     /// One checked item (as `meridian doctor` shows it).
     #[derive(Serialize, ToSchema)]
@@ -609,18 +589,6 @@ pub mod schemas {
         pub execution_id: String,
         /// `cancelled` (200) or `cancelling` (202).
         pub status: String,
-    }
-
-    /// An execution's status.
-    #[derive(Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum ExecutionStatus {
-        Queued,
-        Running,
-        Succeeded,
-        Failed,
-        Cancelled,
-        TimedOut,
     }
 
     /// An execution (lists leave out `steps`).
@@ -892,16 +860,6 @@ pub mod schemas {
         pub revoked: bool,
     }
 
-    /// A token's role.
-    #[derive(Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum Role {
-        Viewer,
-        Operator,
-        Auditor,
-        Admin,
-    }
-
     /// POST /api/v2/tokens.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
@@ -932,23 +890,6 @@ pub mod schemas {
     #[derive(Serialize, ToSchema)]
     pub struct Tokens {
         pub tokens: Vec<Token>,
-    }
-
-    /// `gap` in a schedule preview.
-    #[derive(Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum GapPolicy {
-        Shift,
-        Skip,
-    }
-
-    /// `overlap` in a schedule preview.
-    #[derive(Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum OverlapPolicy {
-        First,
-        Last,
-        Both,
     }
 
     /// GET /api/v2/schedules/preview.
@@ -1061,6 +1002,8 @@ pub mod schemas {
         Rejected,
         Unauthenticated,
         Forbidden,
+        /// A schedule's fires missed while the store was out of reach.
+        Missed,
     }
 
     /// GET /api/v2/audit.

@@ -10,18 +10,22 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Serialize)]
+/// An RFC 9457 problem document (`application/problem+json`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `https://meridian.dev/problems/<code>`.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
+    /// The HTTP status.
     pub status: u16,
-    /// Stable, machine-readable error code.
+    /// Stable, machine-readable error code (`validation_failed`,
+    /// `malformed_json`, `not_found`, `job_not_found`, …).
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Every problem with the request, each with its JSON path.
+    /// Every problem with the request, each with its JSON path (only on
+    /// `validation_failed`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Issue>,
 }

@@ -86,7 +86,7 @@ use tracing::Instrument as _;
 pub use tokio_util::sync::CancellationToken as Cancel;
 
 /// An execution's state, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     Queued,

@@ -367,10 +367,12 @@ fn default_timezone() -> String {
     "UTC".to_string()
 }
 
-/// A problem with a job definition (or a step's config, as its plugin
-/// reports it); `path` is a JSON path into it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One problem with a request: a job definition, a step's config (as its
+/// plugin reports it), a schedule, a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Issue {
+    /// JSON path into the body (`steps[1].config.url`), or the query
+    /// parameter's name; empty for the whole body.
     pub path: String,
     pub message: String,
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::iter::FusedIterator;
 
 /// What happens to a nominal local time that a spring-forward skips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GapPolicy {
     /// Run once at the first instant after the gap; several skipped fires of
@@ -28,7 +28,7 @@ pub enum GapPolicy {
 }
 
 /// Which passes of a local time that a fall-back repeats fire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OverlapPolicy {
     /// Only the first pass (the earlier instant). Default for fixed-time.
