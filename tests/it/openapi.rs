@@ -257,8 +257,8 @@ async fn the_router_serves_nothing_the_document_does_not_list() {
     }
 }
 
-/// Who may do what, as the routes' attributes say and the guard enforces:
-/// the table security teams read (README's "Roles").
+/// Who may do what, as the routes' attributes say and the guard enforces
+/// (the document's `x-required-permission`, which security teams read).
 #[test]
 fn permissions_are_where_the_routes_are() {
     use axum::http::Method;
