@@ -150,18 +150,6 @@ fn problem_response(_status: &StatusCode, description: &str) -> RefOr<OaResponse
     )
 }
 
-/// The permission names as `x-required-permission` gives them.
-fn permission_name(p: crate::auth::Permission) -> &'static str {
-    use crate::auth::Permission;
-    match p {
-        Permission::Public => "public",
-        Permission::Read => "read",
-        Permission::Operate => "operate",
-        Permission::Audit => "audit",
-        Permission::Admin => "admin",
-    }
-}
-
 /// Which roles a permission lets in, for people.
 fn permission_roles(p: crate::auth::Permission) -> &'static str {
     use crate::auth::Permission;
@@ -185,11 +173,15 @@ fn complete(op: &mut Operation) {
         Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
         _ => note,
     });
+    // The attribute's own declaration stays; only an undeclared route gets
+    // the admin default written in.
     let ext = op.extensions.get_or_insert_with(Default::default);
-    ext.insert(
-        PERMISSION_KEY.to_string(),
-        serde_json::Value::String(permission_name(need).to_string()),
-    );
+    if !ext.contains_key(PERMISSION_KEY) {
+        ext.insert(
+            PERMISSION_KEY.to_string(),
+            serde_json::to_value(need).unwrap_or_default(),
+        );
+    }
     let mut shared = vec![("408", "Timeout"), ("500", "Internal")];
     if public {
         // No token needed: an empty requirement list overrides the global one.
